@@ -1,0 +1,137 @@
+"""The one mel definition every sonolatent model uses.
+
+A :class:`MelConfig` fixes every choice that changes the numbers (rate, FFT
+size, hop, band count, frequency range, Slaney mel scale and norm, magnitude
+(power 1) and the log floor). :class:`MelSpectrogram` implements it once, in
+torch. Models store their MelConfig; pairing two models whose MelConfigs
+differ is refused by :func:`MelConfig.check_compatible`.
+
+Shapes: audio ``(batch, samples)`` -> log-mel ``(batch, n_mels, frames)`` with
+``frames = samples // hop_length + 1`` (centred frames: frame ``t`` is centred
+on sample ``t * hop_length``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import librosa
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class MelConfig:
+    sample_rate: int = 44100
+    n_fft: int = 2048
+    hop_length: int = 512
+    n_mels: int = 100
+    fmin: float = 0.0
+    fmax: float = 22050.0
+    log_floor: float = 1e-5
+    mel_scale: str = "slaney"
+    power: float = 1.0
+
+    def __post_init__(self):
+        if self.hop_length <= 0 or self.n_fft < self.hop_length:
+            raise ConfigError(f"mel: need 0 < hop_length <= n_fft (got {self.hop_length}, {self.n_fft})")
+        if not (0 <= self.fmin < self.fmax <= self.sample_rate / 2):
+            raise ConfigError(f"mel: need 0 <= fmin < fmax <= sample_rate/2 (got {self.fmin}, {self.fmax})")
+        if self.mel_scale not in ("slaney", "htk"):
+            raise ConfigError(f"mel: mel_scale must be 'slaney' or 'htk', got {self.mel_scale!r}")
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop_length
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MelConfig":
+        return config_from_dict(cls, d, "mel")
+
+    def check_compatible(self, other: "MelConfig", what: str = "models") -> None:
+        """Refuse to pair two models trained on different mel definitions."""
+        if self != other:
+            diff = [
+                f"{f.name} {getattr(self, f.name)} vs {getattr(other, f.name)}"
+                for f in fields(self)
+                if getattr(self, f.name) != getattr(other, f.name)
+            ]
+            raise ConfigError(f"{what} use different mel definitions ({'; '.join(diff)})")
+
+
+def config_from_dict(cls, d: dict, what: str):
+    """Build a config dataclass from a dict, strictly: unknown or mistyped keys are errors."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{what}: expected a table of settings, got {type(d).__name__}")
+    names = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(d) - set(names))
+    if unknown:
+        raise ConfigError(f"{what}: unknown setting(s) {', '.join(unknown)}")
+    kw = {}
+    for k, v in d.items():
+        default = getattr(cls, k, None) if not callable(getattr(cls, k, None)) else None
+        if isinstance(default, bool) and not isinstance(v, bool):
+            raise ConfigError(f"{what}.{k}: expected true/false, got {v!r}")
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ConfigError(f"{what}.{k}: expected a number, got {v!r}")
+            v = type(default)(v) if isinstance(default, float) or float(v).is_integer() else v
+        if isinstance(default, tuple) and isinstance(v, list):
+            v = tuple(v)
+        kw[k] = v
+    try:
+        return cls(**kw)
+    except TypeError as e:
+        raise ConfigError(f"{what}: {e}") from None
+
+
+class MelSpectrogram(torch.nn.Module):
+    """Log-mel spectrogram, ``(B, samples) -> (B, n_mels, samples // hop + 1)``."""
+
+    def __init__(self, config: MelConfig = MelConfig()):
+        super().__init__()
+        self.config = config
+        fb = librosa.filters.mel(
+            sr=config.sample_rate,
+            n_fft=config.n_fft,
+            n_mels=config.n_mels,
+            fmin=config.fmin,
+            fmax=config.fmax,
+            htk=config.mel_scale == "htk",
+            norm="slaney",
+        )
+        self.register_buffer("filterbank", torch.from_numpy(fb.astype(np.float32)), persistent=False)
+        self.register_buffer("window", torch.hann_window(config.n_fft), persistent=False)
+
+    def magnitude(self, audio: torch.Tensor) -> torch.Tensor:
+        """Linear-magnitude mel, ``(B, n_mels, frames)``."""
+        c = self.config
+        squeeze = audio.dim() == 1
+        if squeeze:
+            audio = audio[None]
+        pad = c.n_fft // 2
+        mode = "reflect" if audio.shape[-1] > pad else "constant"
+        x = F.pad(audio[:, None, :], (pad, pad), mode=mode)[:, 0]
+        spec = torch.stft(x, c.n_fft, c.hop_length, window=self.window, center=False, return_complex=True)
+        mag = spec.abs()
+        if c.power != 1.0:
+            mag = mag.pow(c.power)
+        mel = torch.matmul(self.filterbank, mag)
+        return mel[0] if squeeze else mel
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        return torch.log(torch.clamp(self.magnitude(audio), min=self.config.log_floor))
+
+    def n_frames(self, n_samples: int) -> int:
+        return n_samples // self.config.hop_length + 1
+
+    def mel_frequencies(self) -> np.ndarray:
+        """Centre frequency (Hz) of each mel band."""
+        c = self.config
+        return librosa.mel_frequencies(c.n_mels + 2, fmin=c.fmin, fmax=c.fmax, htk=c.mel_scale == "htk")[1:-1]

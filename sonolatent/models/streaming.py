@@ -1,0 +1,136 @@
+"""Streaming building blocks.
+
+Every layer on the live path (VAE decoder, vocoder) is causal: its output at
+frame ``t`` depends on inputs ``<= t`` only. Offline, a layer left-pads with
+zeros; streaming, it carries the last ``(kernel-1)*dilation`` input frames in a
+:class:`StreamState` between calls. Zeros at the start of a stream equal the
+zero padding offline, so chunked output equals offline output exactly (up to
+float rounding).
+
+A :class:`StreamState` belongs to one stream (one voice). Create a fresh one
+per stream; never share one between threads.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class StreamState:
+    """Caches of every streaming layer for one stream, keyed by the layer."""
+
+    __slots__ = ("_caches",)
+
+    def __init__(self):
+        self._caches: dict[int, torch.Tensor] = {}
+
+    def get(self, layer: nn.Module):
+        return self._caches.get(id(layer))
+
+    def set(self, layer: nn.Module, value) -> None:
+        self._caches[id(layer)] = value
+
+    def clear(self) -> None:
+        self._caches.clear()
+
+
+class CausalConv1d(nn.Conv1d):
+    """1-D convolution over time that never looks ahead (stride 1).
+
+    ``forward(x)`` pads on the left with zeros; ``forward(x, state)`` uses
+    and updates the cached history instead. ``x``: ``(B, C_in, T)`` ->
+    ``(B, C_out, T)``.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, dilation=1, groups=1, bias=True):
+        super().__init__(in_channels, out_channels, kernel_size, stride=1, padding=0,
+                         dilation=dilation, groups=groups, bias=bias)
+        self.history = (kernel_size - 1) * dilation
+
+    def forward(self, x: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
+        h = self.history
+        if h == 0:
+            return super().forward(x)
+        if state is None:
+            x = F.pad(x, (h, 0))
+        else:
+            prev = state.get(self)
+            if prev is None:
+                prev = x.new_zeros(x.shape[0], x.shape[1], h)
+            x = torch.cat([prev, x], dim=-1)
+            state.set(self, x[..., -h:])
+        return super().forward(x)
+
+
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over channels of a ``(B, C, T)`` tensor, frame by frame (stateless)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+
+class OverlapAdd(nn.Module):
+    """Windowed inverse real FFT with overlap-add, offline or streaming.
+
+    Input: complex spectra ``(B, n_fft//2+1, T)``; frame ``t`` is centred on
+    sample ``t * hop``. Offline (``state is None``) the output is
+    ``(B, T * hop)``: samples ``0 .. T*hop``. Streaming, each call returns the
+    samples that no later frame can change; after ``T`` frames in total,
+    ``T*hop - n_fft//2`` samples have come out, so the layer's delay is
+    ``n_fft // 2`` samples. :meth:`flush` returns the held tail so that the
+    concatenation equals the offline output.
+
+    The synthesis window is a periodic Hann window, normalised by the constant
+    sum of squared windows (hop must divide n_fft by at least 4).
+    """
+
+    def __init__(self, n_fft: int, hop: int):
+        super().__init__()
+        if n_fft % hop or n_fft // hop < 4:
+            raise ValueError("OverlapAdd needs n_fft = k * hop with k >= 4")
+        self.n_fft, self.hop = n_fft, hop
+        w = torch.hann_window(n_fft)
+        self.register_buffer("window", w / ((w ** 2).sum() / hop), persistent=False)
+
+    @property
+    def delay(self) -> int:
+        return self.n_fft // 2
+
+    def _frames(self, spec: torch.Tensor) -> torch.Tensor:
+        frames = torch.fft.irfft(spec, n=self.n_fft, dim=1)  # (B, n_fft, T)
+        return frames * self.window[None, :, None]
+
+    def _ola(self, frames: torch.Tensor) -> torch.Tensor:
+        B, N, T = frames.shape
+        length = (T - 1) * self.hop + N
+        return F.fold(frames, output_size=(1, length), kernel_size=(1, N), stride=(1, self.hop))[:, 0, 0]
+
+    def forward(self, spec: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
+        frames = self._frames(spec)
+        B, _, T = frames.shape
+        half = self.n_fft // 2
+        if state is None:
+            y = self._ola(frames)  # covers samples [-half, (T-1)*hop + half)
+            return y[:, half: half + T * self.hop]
+        if T == 0:
+            return frames.new_zeros(B, 0)
+        # cache: (pending tail of n_fft - hop samples, samples still to skip at the start)
+        tail, skip = state.get(self) or (None, half)
+        y = self._ola(frames)
+        if tail is not None:
+            y[:, : tail.shape[-1]] += tail
+        ready = T * self.hop
+        state.set(self, (y[:, ready:].clone(), max(0, skip - ready)))
+        return y[:, min(skip, ready): ready]
+
+    def flush(self, state: StreamState) -> torch.Tensor:
+        """The samples still held after the last frame, so that the streamed
+        output's total length and content equal the offline output's."""
+        cached = state.get(self)
+        if cached is None:
+            return torch.zeros(1, 0)
+        tail, skip = cached
+        state.set(self, None)
+        return tail[:, skip: self.n_fft // 2]

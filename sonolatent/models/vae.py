@@ -1,0 +1,199 @@
+"""Convolutional VAE over log-mel spectrograms.
+
+Encoder (offline, non-causal): log-mel ``(B, n_mels, T)`` -> posterior mean
+and log-variance ``(B, latent_dim, L)`` with ``L = ceil(T / 4)`` latent frames
+(``frame_rate / 4`` ~ 21.5 latent frames per second at the default mel).
+
+Decoder (causal, streamable): a latent trajectory at the *mel frame rate*
+``(B, latent_dim, T)`` -> log-mel ``(B, n_mels, T)``. Latent frames are
+brought to the mel rate by :func:`latents_to_frames` (linear interpolation),
+so that the live engine can move latents smoothly, frame by frame.
+
+PCA: after training, the posterior means of the training set are summarised
+by ``pca_mean (D)``, ``pca_components (D, D)`` (rows: directions, most variance
+first) and ``pca_std (D)``; :meth:`to_pca` / :meth:`from_pca` convert between
+raw latents and PCA coordinates (coordinate 0 is the direction of most
+variance).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..audio.mel import MelConfig, config_from_dict
+from ..errors import ConfigError
+from .streaming import CausalConv1d, StreamState
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    latent_dim: int = 16
+    channels: int = 192
+    downsample: int = 4         # mel frames per latent frame (2 stride-2 stages)
+    enc_blocks: int = 2         # residual blocks per encoder stage
+    dec_layers: int = 8         # causal residual layers in the decoder
+    dec_kernel: int = 3
+    mel_offset: float = -5.0    # log-mel is normalised as (x - offset) / scale
+    mel_scale: float = 2.5
+
+    def __post_init__(self):
+        if not 1 <= self.latent_dim <= 32:
+            raise ConfigError(f"vae: latent_dim must be 1..32, got {self.latent_dim}")
+        if self.downsample not in (1, 2, 4, 8):
+            raise ConfigError(f"vae: downsample must be 1, 2, 4 or 8, got {self.downsample}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "VAEConfig":
+        return config_from_dict(cls, d, "vae")
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c: int, dilation: int = 1):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.GroupNorm(1, c), nn.GELU(), nn.Conv1d(c, c, 3, padding=dilation, dilation=dilation),
+            nn.GroupNorm(1, c), nn.GELU(), nn.Conv1d(c, c, 1),
+        )
+
+    def forward(self, x):
+        return x + self.net(x)
+
+
+class CausalResLayer(nn.Module):
+    def __init__(self, c: int, kernel: int, dilation: int):
+        super().__init__()
+        self.conv = CausalConv1d(c, c, kernel, dilation=dilation)
+        self.act = nn.GELU()
+        self.proj = nn.Conv1d(c, c, 1)
+
+    def forward(self, x, state: StreamState | None = None):
+        return x + self.proj(self.act(self.conv(self.act(x), state)))
+
+
+def latents_to_frames(z: torch.Tensor, n_frames: int, downsample: int) -> torch.Tensor:
+    """Linear interpolation of ``(B, D, L)`` latents to ``(B, D, n_frames)`` mel-rate latents.
+
+    Latent frame ``k`` summarises mel frames ``k*ds .. k*ds + ds - 1``; mel frame
+    ``j`` reads latent position ``(j + 0.5) / ds - 0.5`` (clamped to the ends).
+    """
+    L = z.shape[-1]
+    pos = (torch.arange(n_frames, dtype=z.dtype, device=z.device) + 0.5) / downsample - 0.5
+    pos = pos.clamp(0, L - 1)
+    i0 = pos.floor().long()
+    i1 = (i0 + 1).clamp(max=L - 1)
+    w = (pos - i0.to(z.dtype))
+    return z[..., i0] * (1 - w) + z[..., i1] * w
+
+
+class MelVAE(nn.Module):
+    kind = "vae"
+
+    def __init__(self, mel_config: MelConfig, config: VAEConfig = VAEConfig()):
+        super().__init__()
+        self.mel_config, self.config = mel_config, config
+        c, n_mels, D = config.channels, mel_config.n_mels, config.latent_dim
+        n_down = int(math.log2(config.downsample))
+        enc = [nn.Conv1d(n_mels, c, 5, padding=2)]
+        for _ in range(n_down):
+            enc += [ResBlock(c, d) for d in (1, 3)[: config.enc_blocks]]
+            enc += [nn.GroupNorm(1, c), nn.GELU(), nn.Conv1d(c, c, 4, stride=2, padding=1)]
+        enc += [ResBlock(c, d) for d in (1, 3)[: config.enc_blocks]]
+        enc += [nn.GroupNorm(1, c), nn.GELU(), nn.Conv1d(c, 2 * D, 3, padding=1)]
+        self.encoder = nn.Sequential(*enc)
+        self.dec_in = CausalConv1d(D, c, config.dec_kernel)
+        self.dec_layers = nn.ModuleList(
+            CausalResLayer(c, config.dec_kernel, 2 ** (i % 4)) for i in range(config.dec_layers)
+        )
+        self.dec_act = nn.GELU()
+        self.dec_out = CausalConv1d(c, n_mels, config.dec_kernel)
+        self.register_buffer("pca_mean", torch.zeros(D))
+        self.register_buffer("pca_components", torch.eye(D))
+        self.register_buffer("pca_std", torch.ones(D))
+
+    # -- shapes -------------------------------------------------------------------------
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    @property
+    def latent_rate(self) -> float:
+        """Latent frames per second."""
+        return self.mel_config.frame_rate / self.config.downsample
+
+    @property
+    def delay(self) -> int:
+        """The decoder is causal at the mel frame rate: no look-ahead, 0 samples."""
+        return 0
+
+    # -- encoder ------------------------------------------------------------------------
+    def normalize(self, mel: torch.Tensor) -> torch.Tensor:
+        return (mel - self.config.mel_offset) / self.config.mel_scale
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.config.mel_scale + self.config.mel_offset
+
+    def posterior(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """log-mel ``(B, n_mels, T)`` -> (mean, logvar), each ``(B, D, ceil(T/ds))``."""
+        ds = self.config.downsample
+        T = mel.shape[-1]
+        pad = (-T) % ds
+        x = self.normalize(mel)
+        if pad:
+            x = F.pad(x, (0, pad), mode="replicate")
+        h = self.encoder(x)
+        mu, logvar = h.chunk(2, dim=1)
+        return mu, logvar.clamp(-12.0, 6.0)
+
+    def encode(self, mel: torch.Tensor) -> torch.Tensor:
+        """Posterior mean ``(B, D, L)`` (deterministic encoding)."""
+        return self.posterior(mel)[0]
+
+    # -- decoder ------------------------------------------------------------------------
+    def decode_frames(self, zf: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
+        """Mel-rate latents ``(B, D, T)`` -> log-mel ``(B, n_mels, T)``; streamable with ``state``."""
+        h = self.dec_in(zf, state)
+        for layer in self.dec_layers:
+            h = layer(h, state)
+        return self.denormalize(self.dec_out(self.dec_act(h), state))
+
+    def decode(self, z: torch.Tensor, n_frames: int | None = None) -> torch.Tensor:
+        """Latent-rate latents ``(B, D, L)`` -> log-mel ``(B, n_mels, n_frames)`` (default ``L * ds``)."""
+        n = n_frames if n_frames is not None else z.shape[-1] * self.config.downsample
+        return self.decode_frames(latents_to_frames(z, n, self.config.downsample))
+
+    def forward(self, mel: torch.Tensor):
+        mu, logvar = self.posterior(mel)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        return self.decode(z, mel.shape[-1]), mu, logvar
+
+    # -- PCA coordinates ----------------------------------------------------------------
+    def to_pca(self, z: torch.Tensor) -> torch.Tensor:
+        """Raw latents ``(..., D, L)`` -> PCA coordinates ``(..., D, L)``."""
+        return torch.einsum("kd,...dl->...kl", self.pca_components, z - self.pca_mean[:, None])
+
+    def from_pca(self, c: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("kd,...kl->...dl", self.pca_components, c) + self.pca_mean[:, None]
+
+    @torch.no_grad()
+    def set_pca(self, latents: torch.Tensor) -> None:
+        """Fit the PCA from posterior means ``(N, D)`` (frames of the training set)."""
+        z = latents.double()
+        mean = z.mean(0)
+        cov = torch.cov((z - mean).T)
+        evals, evecs = torch.linalg.eigh(cov)
+        order = torch.argsort(evals, descending=True)
+        comps = evecs[:, order].T
+        # sign convention: largest-magnitude entry of each direction is positive
+        sign = torch.sign(comps.gather(1, comps.abs().argmax(1, keepdim=True)))
+        comps = comps * sign
+        self.pca_mean.copy_(mean.float())
+        self.pca_components.copy_(comps.float())
+        self.pca_std.copy_(evals[order].clamp(min=0).sqrt().float())

@@ -1,0 +1,111 @@
+"""Neural vocoder: log-mel -> waveform (Vocos-style, causal, streamable).
+
+A causal ConvNeXt backbone runs at the mel frame rate; an inverse-STFT head
+predicts ``upsample`` short-time spectra (magnitude and phase) per mel frame
+and overlap-adds them. Nothing looks ahead, so the only delay is the
+overlap-add's ``istft_n_fft // 2`` samples.
+
+Shapes: ``forward(mel)``: ``(B, n_mels, T)`` -> ``(B, T * hop_length)``.
+Streaming: ``stream(mel_chunk, state)`` returns the samples that are final;
+``flush(state)`` the rest. Concatenated they equal ``forward(mel)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+
+from ..audio.mel import MelConfig, config_from_dict
+from ..errors import ConfigError
+from .streaming import CausalConv1d, ChannelLayerNorm, OverlapAdd, StreamState
+
+
+@dataclass(frozen=True)
+class VocoderConfig:
+    dim: int = 192
+    mlp_ratio: float = 3.0
+    n_layers: int = 8
+    kernel_size: int = 7
+    upsample: int = 2          # inverse-STFT frames per mel frame
+    istft_n_fft: int = 1024    # must be >= 4 * (hop_length / upsample)
+    input_offset: float = -5.0  # log-mel is shifted and scaled before the first layer
+    input_scale: float = 2.5
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "VocoderConfig":
+        return config_from_dict(cls, d, "vocoder")
+
+
+class ConvNeXtBlock(nn.Module):
+    def __init__(self, dim: int, hidden: int, kernel_size: int, layer_scale: float):
+        super().__init__()
+        self.dwconv = CausalConv1d(dim, dim, kernel_size, groups=dim)
+        self.norm = nn.LayerNorm(dim)
+        self.pw1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.pw2 = nn.Linear(hidden, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), layer_scale))
+
+    def forward(self, x: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
+        h = self.dwconv(x, state).transpose(1, 2)
+        h = self.pw2(self.act(self.pw1(self.norm(h))))
+        return x + (self.gamma * h).transpose(1, 2)
+
+
+class Vocoder(nn.Module):
+    kind = "vocoder"
+
+    def __init__(self, mel_config: MelConfig, config: VocoderConfig = VocoderConfig()):
+        super().__init__()
+        self.mel_config, self.config = mel_config, config
+        hop = mel_config.hop_length
+        if hop % config.upsample:
+            raise ConfigError(f"vocoder: upsample {config.upsample} must divide the mel hop {hop}")
+        self.istft_hop = hop // config.upsample
+        if config.istft_n_fft % self.istft_hop or config.istft_n_fft < 4 * self.istft_hop:
+            raise ConfigError("vocoder: istft_n_fft must be a multiple of hop/upsample and at least 4 times it")
+        d = config.dim
+        self.embed = CausalConv1d(mel_config.n_mels, d, config.kernel_size)
+        self.norm_in = ChannelLayerNorm(d)
+        self.blocks = nn.ModuleList(
+            ConvNeXtBlock(d, int(d * config.mlp_ratio), config.kernel_size, 1.0 / config.n_layers)
+            for _ in range(config.n_layers)
+        )
+        self.norm_out = nn.LayerNorm(d)
+        self.n_bins = config.istft_n_fft // 2 + 1
+        self.head = nn.Linear(d, 2 * self.n_bins * config.upsample)
+        self.ola = OverlapAdd(config.istft_n_fft, self.istft_hop)
+
+    @property
+    def delay(self) -> int:
+        """Samples by which the streamed output lags its input frames."""
+        return self.ola.delay
+
+    def spectra(self, mel: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
+        """``(B, n_mels, T)`` -> complex spectra ``(B, n_bins, T * upsample)``."""
+        c = self.config
+        x = (mel - c.input_offset) / c.input_scale
+        x = self.norm_in(self.embed(x, state))
+        for blk in self.blocks:
+            x = blk(x, state)
+        h = self.head(self.norm_out(x.transpose(1, 2)))  # (B, T, 2*bins*up)
+        B, T, _ = h.shape
+        h = h.reshape(B, T * c.upsample, 2, self.n_bins)
+        logmag, phase = h[:, :, 0], h[:, :, 1]
+        mag = torch.exp(torch.clamp(logmag, max=6.0))
+        spec = torch.polar(mag, phase)  # (B, T*up, bins)
+        return spec.transpose(1, 2)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        return self.ola(self.spectra(mel))
+
+    def stream(self, mel: torch.Tensor, state: StreamState) -> torch.Tensor:
+        return self.ola(self.spectra(mel, state), state)
+
+    def flush(self, state: StreamState) -> torch.Tensor:
+        return self.ola.flush(state)
