@@ -1,0 +1,1 @@
+"""OSC control surface (UDP server, namespace, OSCQuery). Never imports torch."""

@@ -1,0 +1,91 @@
+"""The daemon's OSC namespace: every address, its type, range, default and meaning.
+
+This module is the contract between the control surface (which parses OSC,
+converts and checks values, answers queries and serves OSCQuery) and the
+engine (which applies changes at block boundaries). It is plain data: no
+torch, no sockets.
+
+Conventions
+-----------
+- Every address lives under ``/sono``.
+- A numeric parameter accepts any numeric OSC type (i h f d T F) and is
+  clamped to its range. ``ADDRESS/norm`` takes the same value as 0..1 over the
+  range (for controllers that only send normalised floats).
+- Sent with no arguments, a parameter's current value is answered to the
+  sender on the same address.
+- An ``action`` has no stored value: it does something (play, load, save).
+- Errors are answered on ``/sono/error`` with ``(address, reason)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MAX_SLOTS = 8
+
+
+@dataclass(frozen=True)
+class Param:
+    address: str                 # e.g. "/sono/gain"
+    types: str                   # OSCQuery TYPE string of the value: "f", "ff", "i", "s", "ffffffff", "" for bare actions
+    description: str
+    min: tuple = ()              # per value, () for strings/actions
+    max: tuple = ()
+    default: tuple = ()
+    unit: str = ""
+    action: bool = False         # True: triggers something, has no stored value
+    access: int = 3              # OSCQuery ACCESS: 0 none, 1 read, 2 write, 3 read/write
+    values: tuple = field(default=())  # allowed strings/ints for enumerations (OSCQuery RANGE VALS)
+
+    @property
+    def numeric(self) -> bool:
+        return bool(self.types) and all(t in "fi" for t in self.types)
+
+
+def build_namespace(latent_dim: int = 16, n_slots: int = MAX_SLOTS) -> dict[str, Param]:
+    """All addresses of a daemon with ``latent_dim`` latent coordinates and ``n_slots`` slots."""
+    P: list[Param] = [
+        # transport and voice
+        Param("/sono/play", "f", "Start the sound (attack), optional velocity 0..1 scales the gain", (0.0,), (1.0,), (1.0,), action=True, access=2),
+        Param("/sono/stop", "", "Stop the sound (release)", action=True, access=2),
+        Param("/sono/playing", "i", "1 while the voice sounds (read only)", (0,), (1,), (0,), access=1),
+        Param("/sono/gain", "f", "Output gain, linear amplitude", (0.0,), (2.0,), (0.8,)),
+        Param("/sono/attack", "f", "Attack time", (0.001,), (10.0,), (0.01,), unit="s"),
+        Param("/sono/release", "f", "Release time", (0.001,), (20.0,), (0.3,), unit="s"),
+        Param("/sono/transpose", "f", "Transpose in semitones", (-24.0,), (24.0,), (0.0,), unit="semitones"),
+        Param("/sono/smooth", "f", "Smoothing time for control changes", (0.0,), (2.0,), (0.03,), unit="s"),
+        # playhead
+        Param("/sono/position", "f", "Playhead position in the slots' (aligned) sound, 0 start .. 1 end", (0.0,), (1.0,), (0.0,)),
+        Param("/sono/rate", "f", "Playhead rate: 1 normal, 0 freezes, negative reverses", (-4.0,), (4.0,), (1.0,)),
+        Param("/sono/loop/mode", "i", "Loop mode: 0 off (play once), 1 loop, 2 ping-pong", (0,), (2,), (1,), values=(0, 1, 2)),
+        Param("/sono/loop/start", "f", "Loop start, 0..1 of the sound", (0.0,), (1.0,), (0.0,)),
+        Param("/sono/loop/end", "f", "Loop end, 0..1 of the sound", (0.0,), (1.0,), (1.0,)),
+        # blend of the slots
+        Param("/sono/morph", "f", "Blend between the morph pair (default slots 0 and 1): 0 first .. 1 second", (0.0,), (1.0,), (0.0,)),
+        Param("/sono/morph/pair", "ii", "The two slots /sono/morph moves between", (0, 0), (n_slots - 1, n_slots - 1), (0, 1)),
+        Param("/sono/xy", "ff", "Bilinear blend over slots 0 (0,0), 1 (1,0), 2 (0,1), 3 (1,1)", (0.0, 0.0), (1.0, 1.0), (0.0, 0.0)),
+        Param("/sono/xy/x", "f", "X of the XY blend", (0.0,), (1.0,), (0.0,)),
+        Param("/sono/xy/y", "f", "Y of the XY blend", (0.0,), (1.0,), (0.0,)),
+        Param("/sono/weights", "f" * n_slots, "Blend weights of all slots (normalised to sum 1)", (0.0,) * n_slots, (1.0,) * n_slots, (1.0,) + (0.0,) * (n_slots - 1)),
+        # latent space
+        Param("/sono/free", "i", "Free mode: 1 = the latent coordinates alone drive the sound (no slots)", (0,), (1,), (0,)),
+        Param("/sono/latent", "f" * latent_dim, "Offsets of every PCA coordinate, in standard deviations", (-4.0,) * latent_dim, (4.0,) * latent_dim, (0.0,) * latent_dim, unit="sd"),
+        # slots and patches
+        Param("/sono/patch/save", "s", "Save the whole setup as a named patch (a name, never a path)", action=True, access=2),
+        Param("/sono/patch/load", "s", "Recall a named patch", action=True, access=2),
+        # daemon
+        Param("/sono/info", "", "Answers version, latent dims, sample rates, block size, delay in samples", action=True, access=1),
+        Param("/sono/status", "", "Answers counters: underflows, blocks, render time, buffer depth, dropped packets", action=True, access=1),
+        Param("/sono/ping", "", "Answers /sono/pong", action=True, access=1),
+        Param("/sono/subscribe", "f", "Push value changes to the sender for this many seconds (renew before it ends)", (1.0,), (3600.0,), (10.0,), action=True, access=2),
+        Param("/sono/unsubscribe", "", "Stop pushing value changes to the sender", action=True, access=2),
+        Param("/sono/quit", "", "Fade out and stop the daemon", action=True, access=2),
+    ]
+    for k in range(latent_dim):
+        P.append(Param(f"/sono/latent/{k}", "f", f"Offset of PCA coordinate {k} (0 = most variance), in standard deviations", (-4.0,), (4.0,), (0.0,), unit="sd"))
+        P.append(Param(f"/sono/latent/{k}/scale", "f", f"Scale of PCA coordinate {k} around the mean (1 = as encoded, 0 = flattened)", (0.0,), (4.0,), (1.0,)))
+    for s in range(n_slots):
+        P.append(Param(f"/sono/slot/{s}/load", "s", f"Load a sample by name (from the sample folder) into slot {s}", action=True, access=2))
+        P.append(Param(f"/sono/slot/{s}/clear", "", f"Empty slot {s}", action=True, access=2))
+        P.append(Param(f"/sono/slot/{s}/name", "s", f"Name of the sample in slot {s} (read only)", access=1))
+    return {p.address: p for p in P}
