@@ -1,0 +1,173 @@
+"""``sonolatent dataset``: build a training set from a soundfont or a folder of sounds."""
+
+from __future__ import annotations
+
+import argparse
+
+DEFAULT_SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
+
+EPILOG = """\
+A dataset folder holds audio/*.wav (mono, 44.1 kHz, peak at -1 dBFS),
+manifest.jsonl (one line per file: path, label, group, split, duration, ...)
+and dataset.json (a summary). Validation takes whole groups (a GM program, a
+drum kit, a top-level sub-folder), never single notes of a group in training.
+
+examples:
+  sonolatent dataset sf2 --out data/gm
+  sonolatent dataset sf2 --soundfont FluidR3_GM.sf2 --out data/small \\
+      --programs 0-7,24,40,56,73 --drums 0,25 --pitches 36:84:6 --velocities 64,110
+  sonolatent dataset folder ~/samples --out data/mine --max-seconds 4
+"""
+
+SF2_EPILOG = """\
+Lists take numbers and ranges: --programs 0-7,24,40-43. --pitches also takes
+START:STOP[:STEP] (STOP included): 24:96:3. Drum kits are bank-128 presets of
+the soundfont (GM: 0 Standard, 8 Room, 16 Power, 24 Electronic, 25 TR-808,
+32 Jazz, 40 Brush, 48 Orchestra); each kit renders GM drum keys 35-81.
+Silent renders (a key outside an instrument's range) are dropped.
+
+examples:
+  sonolatent dataset sf2 --out data/gm
+  sonolatent dataset sf2 --out data/gm --programs 0-127 --drums 0,8,16,24,25,32,40,48
+  sonolatent dataset sf2 --out data/keys --programs 0-7 --pitches 48:72:2 \\
+      --velocities 40,80,120 --durations 0.5,1.5 --valid-programs 3
+"""
+
+FOLDER_EPILOG = """\
+Files are read recursively (wav flac ogg aiff), mixed to mono and resampled to
+44.1 kHz. label = the file's sub-folder relative to SRC; group = the top-level
+sub-folder. With two or more groups whole groups go to validation, otherwise
+single files. Unreadable or silent files are skipped with a warning.
+
+examples:
+  sonolatent dataset folder ~/samples --out data/mine
+  sonolatent dataset folder /usr/share/hydrogen/data/drumkits --out data/kits \\
+      --max-seconds 3 --long-files trim
+"""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "dataset",
+        help="build a training set (soundfont renders or a folder)",
+        description="Build a training dataset folder from soundfont renders or a folder of sound files.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="source", metavar="SOURCE")
+
+    s = sub.add_parser(
+        "sf2",
+        help="render dry single notes from a General MIDI soundfont",
+        description="Render dry single notes (no reverb, no chorus) from a General MIDI soundfont.",
+        epilog=SF2_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    s.add_argument("--soundfont", metavar="PATH", default=DEFAULT_SOUNDFONT,
+                   help=f"SoundFont 2 file (default: {DEFAULT_SOUNDFONT})")
+    _common_out(s)
+    s.add_argument("--programs", metavar="LIST", default="0-127",
+                   help="GM programs (bank 0) to render, e.g. 0-7,24,40 (default: 0-127)")
+    s.add_argument("--no-programs", action="store_true", help="render drum kits only")
+    s.add_argument("--drums", metavar="LIST", default=None,
+                   help="drum kits (bank-128 presets) to render, e.g. 0,8,16,25 (default: none)")
+    s.add_argument("--pitches", metavar="START:STOP[:STEP]|LIST", default="24:96:3",
+                   help="MIDI keys for melodic programs (default: 24:96:3)")
+    s.add_argument("--velocities", metavar="LIST", default="40,80,120", help="note velocities 1-127 (default: 40,80,120)")
+    s.add_argument("--durations", metavar="SECONDS", default="0.5,1.5",
+                   help="how long each note is held, comma-separated (default: 0.5,1.5)")
+    s.add_argument("--release", metavar="SECONDS", type=float, default=2.0,
+                   help="most audio kept after the note-off (default: 2.0)")
+    v = s.add_mutually_exclusive_group()
+    v.add_argument("--valid-programs", metavar="LIST", default=None,
+                   help="programs that form the validation split (default: chosen by --valid-fraction)")
+    v.add_argument("--valid-fraction", metavar="F", type=float, default=0.1,
+                   help="fraction of programs (and of drum kits) held out for validation (default: 0.1)")
+    s.add_argument("--valid-drums", metavar="LIST", default=None,
+                   help="drum kits that form the validation split (default: chosen by --valid-fraction)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the validation choice (default: 0)")
+    s.set_defaults(func=run_sf2)
+
+    f = sub.add_parser(
+        "folder",
+        help="use a folder of your own sound files",
+        description="Build a dataset from the sound files below SRC (recursively).",
+        epilog=FOLDER_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    f.add_argument("src", metavar="SRC", help="folder of sound files (sub-folders become labels)")
+    _common_out(f)
+    f.add_argument("--max-seconds", metavar="S", type=float, default=None,
+                   help="cut longer files into pieces of at most S seconds (default: keep whole)")
+    f.add_argument("--long-files", choices=("chunk", "trim"), default="chunk",
+                   help="with --max-seconds: chunk = keep every piece, trim = keep the first (default: chunk)")
+    f.add_argument("--valid-fraction", metavar="F", type=float, default=0.1,
+                   help="fraction of groups (or files, with one group) held out for validation (default: 0.1)")
+    f.add_argument("--seed", type=int, default=0, help="seed of the validation choice (default: 0)")
+    f.set_defaults(func=run_folder)
+
+    p.set_defaults(func=lambda args: _no_source(p))
+
+
+def _common_out(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", metavar="DIR", required=True, help="dataset folder to write")
+    p.add_argument("--force", action="store_true", help="replace a dataset already in --out")
+    p.add_argument("--format", dest="fmt", choices=("16", "float"), default="16",
+                   help="WAV sample format (default: 16)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _no_source(p: argparse.ArgumentParser) -> int:
+    p.print_help()
+    return 2
+
+
+def _report(summary: dict, out: str) -> None:
+    c, sec = summary["counts"], summary["seconds"]
+    print(
+        f"wrote {summary['files']} files to {out}: train {c['train']} ({sec['train']:.0f} s), "
+        f"valid {c['valid']} ({sec['valid']:.0f} s), {summary['labels']} labels"
+    )
+
+
+def run_sf2(args) -> int:
+    from ..errors import SonolatentError
+    from ..datasets.sf2 import SF2Config, build_from_soundfont, parse_float_list, parse_int_list, parse_pitches
+
+    programs = () if args.no_programs else parse_int_list(args.programs, option="--programs")
+    drums = parse_int_list(args.drums, option="--drums") if args.drums else ()
+    if not programs and not drums:
+        raise SonolatentError("--no-programs without --drums: nothing to render")
+    cfg = SF2Config(
+        soundfont=args.soundfont,
+        programs=programs,
+        drums=drums,
+        pitches=parse_pitches(args.pitches),
+        velocities=parse_int_list(args.velocities, option="--velocities", lo=1),
+        durations=parse_float_list(args.durations, option="--durations", lo=0.0, hi=30.0),
+        release=args.release,
+        valid_fraction=args.valid_fraction,
+        valid_programs=parse_int_list(args.valid_programs, option="--valid-programs") if args.valid_programs else None,
+        valid_drums=parse_int_list(args.valid_drums, option="--valid-drums") if args.valid_drums else None,
+        seed=args.seed,
+        fmt=args.fmt,
+    )
+    summary = build_from_soundfont(cfg, args.out, force=args.force, progress=False if args.quiet else None)
+    _report(summary, args.out)
+    if summary.get("dropped_silent"):
+        print(f"dropped {summary['dropped_silent']} silent renders (keys outside an instrument's range)")
+    return 0
+
+
+def run_folder(args) -> int:
+    from ..datasets.folder import build_from_folder
+
+    summary = build_from_folder(
+        args.src, args.out, max_seconds=args.max_seconds, long_files=args.long_files,
+        valid_fraction=args.valid_fraction, seed=args.seed, fmt=args.fmt, force=args.force,
+        progress=False if args.quiet else None,
+    )
+    _report(summary, args.out)
+    if summary.get("skipped_unreadable"):
+        print(f"skipped {summary['skipped_unreadable']} unreadable or silent files")
+    return 0
