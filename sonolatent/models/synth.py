@@ -1,0 +1,123 @@
+"""The one decode path: mel-rate latents -> VAE decoder -> (transpose) -> vocoder -> audio.
+
+:class:`StreamingSynth` is used by the offline renderer and by the live
+engine alike, so a bounce sounds exactly like the performance. It is driven
+frame by frame (one mel frame = ``hop_length`` samples at the model rate) and
+keeps every layer's history in a :class:`StreamState`.
+
+``process(zf)`` with ``zf`` of shape ``(D, n)`` (raw latents, one column per
+mel frame) returns the audio samples that are final, ``float32 (m,)``; after
+``N`` frames in all it has returned ``N * hop - delay`` samples, and
+``flush()`` returns the last ``delay``. Feeding the same frames in any chunking
+gives the same samples.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from ..audio.mel import MelConfig, MelSpectrogram
+from .checkpoint import ModelBundle
+from .streaming import StreamState
+
+
+class MelTranspose:
+    """Shift a log-mel spectrogram in pitch by ``semitones`` (frame-wise, stateless).
+
+    Band ``i`` (centre frequency ``f_i``) reads the input at ``f_i / 2**(s/12)``,
+    interpolated linearly between neighbouring bands; frequencies outside the
+    range read the log floor.
+    """
+
+    def __init__(self, mel_config: MelConfig):
+        self.config = mel_config
+        self.freqs = MelSpectrogram(mel_config).mel_frequencies().astype(np.float64)
+        self.floor = float(np.log(mel_config.log_floor))
+
+    @lru_cache(maxsize=64)
+    def _matrix(self, cents: int) -> torch.Tensor:
+        ratio = 2.0 ** (cents / 1200.0)
+        src = self.freqs / ratio
+        idx = np.interp(src, self.freqs, np.arange(len(self.freqs)), left=-1.0, right=-1.0)
+        n = len(self.freqs)
+        M = np.zeros((n, n), np.float32)
+        for i, x in enumerate(idx):
+            if x < 0:
+                continue
+            i0 = int(np.floor(x))
+            i1 = min(i0 + 1, n - 1)
+            w = x - i0
+            M[i, i0] += 1 - w
+            M[i, i1] += w
+        return torch.from_numpy(M)
+
+    def __call__(self, logmel: torch.Tensor, semitones: float) -> torch.Tensor:
+        cents = int(round(semitones * 100))
+        if cents == 0:
+            return logmel
+        M = self._matrix(cents)
+        valid = (M.sum(1) > 0)[:, None]
+        out = torch.einsum("ij,bjt->bit", M, logmel)
+        return torch.where(valid, out, torch.full_like(out, self.floor))
+
+
+class StreamingSynth:
+    """Streaming decoder + vocoder for one voice."""
+
+    def __init__(self, bundle: ModelBundle):
+        self.bundle = bundle
+        self.vae, self.vocoder = bundle.vae, bundle.vocoder
+        self.hop = bundle.mel_config.hop_length
+        self.latent_dim = bundle.vae.latent_dim
+        self.transposer = MelTranspose(bundle.mel_config)
+        self.reset()
+
+    @property
+    def delay(self) -> int:
+        return self.vae.delay + self.vocoder.delay
+
+    @property
+    def sample_rate(self) -> int:
+        return self.bundle.sample_rate
+
+    def reset(self) -> None:
+        self.state = StreamState()
+        self.frames_in = 0
+
+    @torch.no_grad()
+    def process(self, zf, semitones: float = 0.0) -> np.ndarray:
+        z = torch.as_tensor(np.asarray(zf, dtype=np.float32))
+        if z.ndim != 2 or z.shape[0] != self.latent_dim:
+            raise ValueError(f"expected latents of shape ({self.latent_dim}, n), got {tuple(z.shape)}")
+        if z.shape[1] == 0:
+            return np.zeros(0, np.float32)
+        mel = self.vae.decode_frames(z[None], self.state)
+        mel = self.transposer(mel, semitones)
+        y = self.vocoder.stream(mel, self.state)
+        self.frames_in += z.shape[1]
+        return y[0].numpy()
+
+    @torch.no_grad()
+    def flush(self) -> np.ndarray:
+        y = self.vocoder.flush(self.state)
+        return y[0].numpy() if y.numel() else np.zeros(0, np.float32)
+
+
+@torch.no_grad()
+def encode_audio(bundle: ModelBundle, audio: np.ndarray) -> torch.Tensor:
+    """Mono audio at the model rate ``(n,)`` -> posterior-mean latents ``(D, L)``."""
+    mel = MelSpectrogram(bundle.mel_config)(torch.as_tensor(audio, dtype=torch.float32)[None])
+    return bundle.vae.encode(mel)[0]
+
+
+@torch.no_grad()
+def render_frames(bundle: ModelBundle, zf, chunk: int = 64, semitones: float = 0.0) -> np.ndarray:
+    """Offline render of mel-rate latents ``(D, n)`` through the streaming path; ``n * hop`` samples."""
+    synth = StreamingSynth(bundle)
+    zf = np.asarray(zf, np.float32)
+    parts = [synth.process(zf[:, i:i + chunk], semitones) for i in range(0, zf.shape[1], chunk)]
+    parts.append(synth.flush())
+    return np.concatenate(parts).astype(np.float32)

@@ -1,0 +1,240 @@
+"""Training tasks: what one step, validation and export mean for each model."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from ..audio.mel import MelConfig, MelSpectrogram, config_from_dict
+from ..models.checkpoint import load_checkpoint, save_checkpoint
+from ..models.vae import MelVAE, VAEConfig
+from ..models.vocoder import Vocoder, VocoderConfig
+from .data import ClipBank
+from .losses import (MelLoss, MultiResolutionDiscriminator, MultiResolutionSTFTLoss, discriminator_loss,
+                     feature_matching_loss, generator_adv_loss)
+
+
+@dataclass(frozen=True)
+class VAETrainConfig:
+    batch_size: int = 16
+    frames: int = 128               # mel frames per crop (~1.5 s)
+    lr: float = 1e-3
+    kl_beta: float = 0.02           # weight of the KL term per mel element
+    kl_warmup_steps: int = 5000     # beta rises linearly from 0
+    gain_db: tuple = (-9.0, 0.0)    # random gain of each crop
+    grad_clip: float = 1.0
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        return config_from_dict(cls, d, "train")
+
+
+@dataclass(frozen=True)
+class VocoderTrainConfig:
+    batch_size: int = 8
+    segment: int = 16384            # samples per crop
+    lr: float = 5e-4
+    mel_weight: float = 1.0
+    stft_weight: float = 1.0
+    adversarial: bool = False       # adversarial stage (multi-resolution spectrogram discriminator)
+    gan_start: int = 0              # step from which the adversarial losses are on
+    adv_weight: float = 0.1
+    fm_weight: float = 0.2
+    gain_db: tuple = (-24.0, 0.0)   # wide loudness augmentation
+    grad_clip: float = 5.0
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        return config_from_dict(cls, d, "train")
+
+
+def _unwrap(m):
+    return m.module if isinstance(m, DDP) else m
+
+
+class _Task:
+    kind = ""
+
+    def __init__(self, data: list[str], out: str | Path, provenance: dict, ddp, progress: bool = True):
+        self.out, self.ddp = Path(out), ddp
+        self.provenance = dict(provenance)
+        self.data = [str(d) for d in data]
+        self.progress = progress
+
+    def resumed(self, info: dict) -> None:
+        pass
+
+    def state_info(self) -> dict:
+        return {}
+
+    def save_rank_weights(self, path: Path) -> None:
+        sd = {k: v.detach().contiguous() for k, v in _unwrap(self.model).state_dict().items()}
+        save_file(sd, str(path))
+
+    def _provenance(self, step: int) -> dict:
+        p = dict(self.provenance)
+        p.update({"data": self.data, "steps": step, "train": self.tcfg.to_dict()})
+        return p
+
+
+class VAETask(_Task):
+    kind = "vae"
+
+    def __init__(self, data, out, mel_config: MelConfig, model_config: VAEConfig, tcfg: VAETrainConfig,
+                 provenance, ddp, init: str | None = None, progress=True):
+        super().__init__(data, out, provenance, ddp, progress)
+        self.tcfg = tcfg
+        model = MelVAE(mel_config, model_config)
+        if init:
+            src, _ = load_checkpoint(init, "vae")
+            mel_config.check_compatible(src.mel_config, "the --init checkpoint and this run")
+            model.load_state_dict(src.state_dict())
+        self.model = DDP(model) if ddp.world > 1 else model
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=tcfg.lr, betas=(0.9, 0.99), weight_decay=1e-4)
+        self.melspec = MelSpectrogram(mel_config)
+        self.train_bank = ClipBank(data, "train", mel_config.sample_rate, progress)
+        self.valid_bank = ClipBank(data, "valid", mel_config.sample_rate, progress) if ddp.main else None
+        self.seg = (tcfg.frames - 1) * mel_config.hop_length
+
+    def modules(self):
+        return {"model": _unwrap(self.model)}
+
+    def optimizers(self):
+        return {"opt": self.opt}
+
+    def _loss(self, mel, beta):
+        m = _unwrap(self.model)
+        rec, mu, logvar = self.model(mel)
+        recon = F.l1_loss(m.normalize(rec), m.normalize(mel))
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)
+        kl = kl.sum(1).mean() / (m.config.downsample * m.mel_config.n_mels)
+        return recon, kl, recon + beta * kl
+
+    def train_step(self, rng, step):
+        self.model.train()
+        beta = self.tcfg.kl_beta * min(1.0, step / max(1, self.tcfg.kl_warmup_steps))
+        with torch.no_grad():
+            mel = self.melspec(self.train_bank.batch(rng, self.tcfg.batch_size, self.seg, self.tcfg.gain_db))
+        recon, kl, loss = self._loss(mel, beta)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tcfg.grad_clip)
+        self.opt.step()
+        return {"recon": recon.item(), "kl": kl.item()}
+
+    @torch.no_grad()
+    def validate(self):
+        m = _unwrap(self.model)
+        m.eval()
+        mel = self.melspec(self.valid_bank.fixed_batch(32, self.seg))
+        mu = m.encode(mel)
+        rec = m.decode(mu, mel.shape[-1])
+        kl = self._loss(mel, 0.0)[1]
+        return {"mel_l1": F.l1_loss(rec, mel).item(), "kl": kl.item()}
+
+    @torch.no_grad()
+    def fit_pca(self) -> None:
+        """PCA over the posterior means of every frame of every training clip."""
+        m = _unwrap(self.model)
+        m.eval()
+        lat = []
+        for clip in self.train_bank.clips:
+            mel = self.melspec(torch.from_numpy(clip)[None])
+            lat.append(m.encode(mel)[0].T)
+        m.set_pca(torch.cat(lat))
+
+    def export(self, step, final):
+        self.fit_pca()
+        save_checkpoint(self.out, _unwrap(self.model), self._provenance(step))
+
+
+class VocoderTask(_Task):
+    kind = "vocoder"
+
+    def __init__(self, data, out, mel_config: MelConfig, model_config: VocoderConfig, tcfg: VocoderTrainConfig,
+                 provenance, ddp, init: str | None = None, progress=True):
+        super().__init__(data, out, provenance, ddp, progress)
+        self.tcfg = tcfg
+        model = Vocoder(mel_config, model_config)
+        if init:
+            src, _ = load_checkpoint(init, "vocoder")
+            mel_config.check_compatible(src.mel_config, "the --init checkpoint and this run")
+            model.load_state_dict(src.state_dict())
+        self.model = DDP(model) if ddp.world > 1 else model
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=tcfg.lr, betas=(0.8, 0.99), weight_decay=1e-4)
+        self.melspec = MelSpectrogram(mel_config)
+        self.mel_loss = MelLoss(self.melspec)
+        self.stft_loss = MultiResolutionSTFTLoss()
+        self.disc = self.opt_d = None
+        if tcfg.adversarial:
+            disc = MultiResolutionDiscriminator()
+            self.disc = DDP(disc) if ddp.world > 1 else disc
+            self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=tcfg.lr, betas=(0.8, 0.99))
+        self.train_bank = ClipBank(data, "train", mel_config.sample_rate, progress)
+        self.valid_bank = ClipBank(data, "valid", mel_config.sample_rate, progress) if ddp.main else None
+
+    def modules(self):
+        mods = {"model": _unwrap(self.model)}
+        if self.disc is not None:
+            mods["disc"] = _unwrap(self.disc)
+        return mods
+
+    def optimizers(self):
+        opts = {"opt": self.opt}
+        if self.opt_d is not None:
+            opts["opt_d"] = self.opt_d
+        return opts
+
+    def train_step(self, rng, step):
+        self.model.train()
+        t = self.tcfg
+        x = self.train_bank.batch(rng, t.batch_size, t.segment, t.gain_db)
+        with torch.no_grad():
+            mel = self.melspec(x)
+        y = self.model(mel)[:, : x.shape[-1]]
+        out = {}
+        adv_on = self.disc is not None and step >= t.gan_start
+        if adv_on:
+            d_real = self.disc(x)
+            d_fake = self.disc(y.detach())
+            loss_d = discriminator_loss(d_real, d_fake)
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.opt_d.step()
+            out["disc"] = loss_d.item()
+        l_mel = self.mel_loss(y, x)
+        l_stft = self.stft_loss(y, x)
+        loss = t.mel_weight * l_mel + t.stft_weight * l_stft
+        if adv_on:
+            d_real = self.disc(x)
+            d_fake = self.disc(y)
+            loss = loss + t.adv_weight * generator_adv_loss(d_fake) + t.fm_weight * feature_matching_loss(d_real, d_fake)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        self.opt.step()
+        out.update({"mel": l_mel.item(), "stft": l_stft.item()})
+        return out
+
+    @torch.no_grad()
+    def validate(self):
+        m = _unwrap(self.model)
+        m.eval()
+        x = self.valid_bank.fixed_batch(16, 4 * self.tcfg.segment)
+        y = m(self.melspec(x))[:, : x.shape[-1]]
+        return {"mel_l1": self.mel_loss(y, x).item(), "stft": self.stft_loss(y, x).item()}
+
+    def export(self, step, final):
+        save_checkpoint(self.out, _unwrap(self.model), self._provenance(step))
