@@ -136,6 +136,7 @@ class RecordingTarget:
         self.n_submits = 0
         self.n_changes = 0
         self.replier: Replier | None = None
+        self.quit_event = threading.Event()   # set by /sono/quit
         latent_dim = len(self.namespace["/sono/latent"].types) if "/sono/latent" in self.namespace else 0
         self._info = {"version": __version__, "engine": "recording", "latent_dim": latent_dim,
                       "model_rate": 44100, "device_rate": 44100, "block_size": 512, "delay_samples": 0}
@@ -170,7 +171,9 @@ class RecordingTarget:
 
     # -- helpers
     def _act(self, address: str, values: tuple) -> None:
-        if address == "/sono/play":
+        if address == "/sono/quit":
+            self.quit_event.set()
+        elif address == "/sono/play":
             self._values["/sono/playing"] = (1,)
         elif address == "/sono/stop":
             self._values["/sono/playing"] = (0,)

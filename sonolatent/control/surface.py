@@ -1,0 +1,88 @@
+"""The whole control surface in one object (OSC server + OSCQuery), and its command-line options.
+
+``sonolatent serve`` (and the dry run ``python -m sonolatent.control``) add
+the options with :func:`add_control_arguments` and start everything with
+:func:`ControlSurface.from_args`. Torch-free.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import ConfigError
+from .oscquery import OscQueryServer
+from .server import (DEFAULT_MAX_FUTURE, DEFAULT_MAX_PACKET, DEFAULT_PORT, DEFAULT_RATE, AllowList, OscServer)
+from .target import ControlTarget
+
+
+def add_control_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("OSC control")
+    g.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on for OSC (UDP) and OSCQuery (HTTP) (default: 127.0.0.1, this machine only)")
+    g.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"OSC UDP port (default: {DEFAULT_PORT}; 0 picks a free one)")
+    g.add_argument("--oscquery-port", type=int, default=None, metavar="PORT",
+                   help="OSCQuery HTTP (TCP) port (default: the OSC port number; -1 turns OSCQuery off)")
+    g.add_argument("--allow", action="append", metavar="CIDR",
+                   help="accept OSC/HTTP from these addresses, e.g. 192.168.1.0/24 (repeatable; default: loopback only)")
+    g.add_argument("--osc-rate", type=float, default=DEFAULT_RATE, metavar="N",
+                   help=f"per-sender limit in packets/s, excess dropped (default: {DEFAULT_RATE:g}; 0 = unlimited)")
+    g.add_argument("--max-packet", type=int, default=DEFAULT_MAX_PACKET, metavar="BYTES",
+                   help=f"largest OSC packet accepted (default: {DEFAULT_MAX_PACKET})")
+    g.add_argument("--max-future", type=float, default=DEFAULT_MAX_FUTURE, metavar="SECONDS",
+                   help=f"furthest a bundle timetag may lie ahead (default: {DEFAULT_MAX_FUTURE:g} s)")
+
+
+class ControlSurface:
+    """An :class:`OscServer` and (optionally) an :class:`OscQueryServer` sharing one allowlist."""
+
+    def __init__(self, target: ControlTarget, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *,
+                 oscquery_port: int | None = None, allow=None, rate: float = DEFAULT_RATE,
+                 max_packet: int = DEFAULT_MAX_PACKET, max_future: float = DEFAULT_MAX_FUTURE, name: str = "sonolatent"):
+        allow_list = AllowList(allow)
+        self.osc = OscServer(target, host, port, allow=allow, rate=rate, max_packet=max_packet, max_future=max_future)
+        self.osc.allow = allow_list
+        self._oscquery_port = oscquery_port
+        self._allow = allow_list
+        self._name = name
+        self._target = target
+        self.http: OscQueryServer | None = None
+
+    @classmethod
+    def from_args(cls, target: ControlTarget, args: argparse.Namespace) -> "ControlSurface":
+        for opt, v in (("--port", args.port), ("--oscquery-port", args.oscquery_port)):
+            if v is not None and not -1 <= v <= 65535:
+                raise ConfigError(f"{opt}: {v} is not a port number (0-65535)")
+        return cls(target, args.host, args.port, oscquery_port=args.oscquery_port, allow=args.allow,
+                   rate=args.osc_rate, max_packet=args.max_packet, max_future=args.max_future)
+
+    def start(self) -> "ControlSurface":
+        self.osc.start()
+        want = self._oscquery_port
+        if want is None or want >= 0:
+            port = self.osc.port if want is None else want
+            self.http = OscQueryServer(self._target, self.osc.host, port, osc_port=self.osc.port,
+                                       allow=self._allow, name=self._name)
+            try:
+                self.http.start()
+            except ConfigError:
+                self.osc.stop()
+                raise
+        return self
+
+    def stop(self) -> None:
+        if self.http is not None:
+            self.http.stop()
+        self.osc.stop()
+
+    def describe(self) -> str:
+        host, port = self.osc.address
+        s = f"OSC on udp {host}:{port}"
+        if self.http is not None:
+            s += f", OSCQuery on {self.http.url}"
+        return s
+
+    def __enter__(self) -> "ControlSurface":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
