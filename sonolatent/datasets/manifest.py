@@ -162,12 +162,23 @@ def write_text_atomic(path: Path, text: str) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
+        _usual_mode(path)
     except OSError as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
         raise SonolatentError(f"{path}: cannot write ({e.strerror or e})") from None
+
+
+def _usual_mode(path: Path) -> None:
+    """Give a file made through ``mkstemp`` (mode 0600) the mode a plain ``open`` would have."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    try:
+        os.chmod(path, 0o666 & ~mask)
+    except OSError:
+        pass
 
 
 class DatasetWriter:
@@ -191,6 +202,7 @@ class DatasetWriter:
         self._names.add(name)
         rel = f"{AUDIO_DIR}/{name}.wav"
         write_audio(self.out / rel, peak_normalize(audio, PEAK_DB), SAMPLE_RATE, fmt=self.fmt)
+        _usual_mode(self.out / rel)
         full = {"path": rel, **entry, "duration": round(len(audio) / SAMPLE_RATE, 6), "sample_rate": SAMPLE_RATE}
         self.entries.append(full)
         return full
