@@ -122,6 +122,7 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, fm
     os.close(fd)
     try:
         sf.write(tmp, a, int(sample_rate), subtype=WRITE_FORMATS[fmt], format="WAV")
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, p)
     except Exception as e:
         try:
@@ -130,6 +131,12 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, fm
             pass
         raise SonolatentError(f"{p}: cannot write ({_short(e)})") from None
     return p
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def peak_normalize(x: np.ndarray, peak_db: float = -1.0) -> np.ndarray:

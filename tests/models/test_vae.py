@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+import torch
+
+from sonolatent.audio.mel import MelConfig
+from sonolatent.errors import ConfigError
+from sonolatent.models import MelVAE, VAEConfig, latents_to_frames
+from sonolatent.models.synth import MelTranspose
+
+CFG = VAEConfig(channels=32, dec_layers=2, enc_blocks=1)
+
+
+def test_shapes_and_latent_rate():
+    vae = MelVAE(MelConfig(), CFG)
+    mel = torch.randn(2, 100, 129) - 5
+    mu, logvar = vae.posterior(mel)
+    assert mu.shape == logvar.shape == (2, 16, 33)  # ceil(129 / 4)
+    assert vae.latent_rate >= 20
+    rec, mu2, _ = vae(mel)
+    assert rec.shape == mel.shape
+    assert vae.decode(mu).shape == (2, 100, 132)
+
+
+def test_forward_backward_reduces_loss():
+    torch.manual_seed(0)
+    vae = MelVAE(MelConfig(), CFG)
+    opt = torch.optim.Adam(vae.parameters(), 3e-3)
+    mel = torch.randn(4, 100, 64) * 0.5 - 5
+    losses = []
+    for _ in range(30):
+        rec, mu, logvar = vae(mel)
+        loss = (rec - mel).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in vae.parameters() if p.requires_grad)
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0]
+
+
+def test_latents_to_frames_interpolates_between_latent_frames():
+    z = torch.tensor([[[0.0, 4.0, 8.0]]])
+    f = latents_to_frames(z, 12, 4)
+    assert f.shape == (1, 1, 12)
+    assert f[0, 0, 0] == 0 and f[0, 0, -1] == 8
+    assert torch.all(f[0, 0, 1:] >= f[0, 0, :-1])  # monotone
+    assert torch.allclose(f[0, 0, 5:7], torch.tensor([3.5, 4.5]))
+
+
+def test_pca_orders_by_variance_and_round_trips():
+    torch.manual_seed(0)
+    vae = MelVAE(MelConfig(), CFG)
+    D = CFG.latent_dim
+    scales = torch.linspace(0.1, 3.0, D)  # most variance in the LAST raw dimension
+    data = torch.randn(4000, D) * scales + 1.0
+    vae.set_pca(data)
+    assert torch.all(vae.pca_std[:-1] >= vae.pca_std[1:])
+    assert abs(vae.pca_std[0] - 3.0) < 0.2
+    assert vae.pca_components[0].abs().argmax() == D - 1
+    z = torch.randn(D, 10)
+    assert torch.allclose(vae.from_pca(vae.to_pca(z)), z, atol=1e-4)
+
+
+def test_config_limits():
+    with pytest.raises(ConfigError):
+        VAEConfig(latent_dim=33)
+    assert VAEConfig.from_dict(CFG.to_dict()) == CFG
+
+
+def test_transpose_moves_a_peak_up_an_octave():
+    c = MelConfig()
+    tr = MelTranspose(c)
+    freqs = tr.freqs
+    mel = torch.full((1, c.n_mels, 3), float(np.log(c.log_floor)))
+    k = int(np.argmin(np.abs(freqs - 440)))
+    mel[0, k] = 0.0
+    up = tr(mel, 12.0)
+    k2 = int(up[0, :, 0].argmax())
+    assert abs(freqs[k2] - 2 * freqs[k]) / (2 * freqs[k]) < 0.08
+    assert torch.equal(tr(mel, 0.0), mel)
