@@ -1,0 +1,660 @@
+"""MIDI mapping files (TOML): schema, strict loading and saving.
+
+A mapping file says which MIDI controls drive which OSC addresses of the
+daemon. Every table and key is checked; a mistake raises
+:class:`~sonolatent.errors.ConfigError` with one line
+``FILE:LINE: WHERE: PROBLEM``. tomllib reports no line numbers for values it
+parsed fine, so the line of a bad key is found by scanning the text for its
+table header and then the key (:func:`find_line`).
+
+Channels are written 1..16 as on keyboards (mido's ``channel`` is 0..15);
+leave ``channel`` out to listen on all channels (omni). Program numbers are
+0-based as on the wire (program 0 is shown as "1" on many keyboards).
+
+Example::
+
+    [osc]
+    host = "127.0.0.1"
+    port = 9000
+
+    [notes]
+    root = 60
+
+    [[cc]]
+    cc = 1
+    address = "/sono/morph"
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+CURVES = ("linear", "exp", "log")
+VELOCITY_MODES = ("play", "gain", "off")
+NOTE_MODES = ("play", "off")
+AFTERTOUCH_TYPES = ("channel", "poly")
+
+_ADDRESS_RE = re.compile(r"^/[A-Za-z0-9_\-./]*[A-Za-z0-9_\-]$")
+
+
+class FieldError(Exception):
+    """A problem at a key path such as ``("cc", 2, "curve")``; the loader adds file and line."""
+
+    def __init__(self, path: tuple, message: str):
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+# ---------------------------------------------------------------------------
+# the schema
+
+
+@dataclass(frozen=True)
+class OscConfig:
+    """Where OSC goes, and where the bridge listens for its own control messages."""
+
+    host: str = "127.0.0.1"
+    port: int = 9000
+    control_host: str = "127.0.0.1"
+    control_port: int = 9001
+
+
+@dataclass(frozen=True)
+class NotesConfig:
+    """Keys play the daemon: note-on -> ``play``, note -> ``transpose`` relative to ``root``.
+
+    Last-note priority, legato: a key pressed while another is held only
+    changes the transpose (unless ``retrigger``); releasing the newest key
+    falls back to the newest key still held; ``stop`` is sent when no key is
+    held (and, with ``sustain``, the pedal CC 64 is up).
+    """
+
+    mode: str = "play"
+    channel: int | None = None
+    root: int = 60
+    retrigger: bool = False
+    sustain: bool = True
+    velocity: str = "play"  # play: /sono/play v; gain: /sono/gain v then /sono/play; off: /sono/play
+    velocity_min: float = 0.0
+    velocity_max: float = 1.0
+    velocity_curve: str = "linear"
+    transpose: bool = True
+    play_address: str = "/sono/play"
+    stop_address: str = "/sono/stop"
+    transpose_address: str = "/sono/transpose"
+    gain_address: str = "/sono/gain"
+
+
+@dataclass(frozen=True)
+class PitchbendConfig:
+    """Pitch bend (-8192..8191) -> ``address``: ``range`` semitones either way, or ``min``..``max``.
+
+    When ``address`` is the notes' transpose address, the bend is added to
+    the held key's transpose.
+    """
+
+    address: str = "/sono/transpose"
+    range: float | None = 2.0
+    min: float | None = None
+    max: float | None = None
+    channel: int | None = None
+
+
+@dataclass(frozen=True)
+class ProgramConfig:
+    """Program change N -> ``address`` with the name ``patches[N]``."""
+
+    patches: dict[int, str] = field(default_factory=dict)
+    address: str = "/sono/patch/load"
+    channel: int | None = None
+
+
+@dataclass(frozen=True)
+class CCMap:
+    """One control change (7-bit, or 14-bit with ``lsb``) -> one address."""
+
+    cc: int
+    address: str
+    min: float = 0.0
+    max: float = 1.0
+    curve: str = "linear"
+    invert: bool = False
+    channel: int | None = None
+    lsb: int | None = None
+
+
+@dataclass(frozen=True)
+class NRPNMap:
+    """One NRPN parameter (CC 99/98 select, CC 6/38 data, 14-bit) -> one address."""
+
+    param: int
+    address: str
+    min: float = 0.0
+    max: float = 1.0
+    curve: str = "linear"
+    invert: bool = False
+    channel: int | None = None
+
+
+@dataclass(frozen=True)
+class AftertouchMap:
+    """Channel pressure, or polyphonic key pressure (optionally of one ``note``) -> one address."""
+
+    address: str
+    type: str = "channel"
+    min: float = 0.0
+    max: float = 1.0
+    curve: str = "linear"
+    invert: bool = False
+    channel: int | None = None
+    note: int | None = None
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """A whole mapping file. ``notes``/``pitchbend``/``program`` are None when absent."""
+
+    osc: OscConfig = field(default_factory=OscConfig)
+    notes: NotesConfig | None = None
+    pitchbend: PitchbendConfig | None = None
+    program: ProgramConfig | None = None
+    cc: tuple[CCMap, ...] = ()
+    nrpn: tuple[NRPNMap, ...] = ()
+    aftertouch: tuple[AftertouchMap, ...] = ()
+
+    def to_dict(self) -> dict:
+        """Plain dict in file form (channels 1..16, absent optional keys left out)."""
+        out: dict[str, Any] = {"osc": asdict(self.osc)}
+        for name in ("notes", "pitchbend", "program"):
+            section = getattr(self, name)
+            if section is not None:
+                d = {k: v for k, v in asdict(section).items() if v is not None}
+                if name == "program":
+                    d["patches"] = {str(k): v for k, v in sorted(section.patches.items())}
+                out[name] = d
+        for name in ("cc", "nrpn", "aftertouch"):
+            items = getattr(self, name)
+            if items:
+                out[name] = [{k: v for k, v in asdict(m).items() if v is not None} for m in items]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Mapping":
+        """Strict: unknown keys, wrong types and out-of-range values raise ConfigError."""
+        try:
+            return parse_mapping(data)
+        except FieldError as e:
+            raise ConfigError(f"{describe_path(e.path)}: {e.message}") from None
+
+
+# ---------------------------------------------------------------------------
+# strict parsing of the dict from tomllib
+
+
+def _type_name(v: Any) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
+            dict: "table"}.get(type(v), type(v).__name__)
+
+
+def _check_keys(table: Any, allowed: set[str], path: tuple, required: tuple = ()) -> dict:
+    if not isinstance(table, dict):
+        raise FieldError(path, f"must be a table, got {_type_name(table)}")
+    for key in table:
+        if key not in allowed:
+            raise FieldError(path + (key,), f"unknown key (known: {', '.join(sorted(allowed))})")
+    for key in required:
+        if key not in table:
+            raise FieldError(path, f"missing required key '{key}'")
+    return table
+
+
+def _int(table: dict, key: str, path: tuple, lo: int, hi: int, default: Any) -> Any:
+    if key not in table:
+        return default
+    v = table[key]
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise FieldError(path + (key,), f"must be an integer, got {_type_name(v)} {v!r}")
+    if not lo <= v <= hi:
+        raise FieldError(path + (key,), f"must be in {lo}..{hi}, got {v}")
+    return v
+
+
+def _float(table: dict, key: str, path: tuple, default: Any, lo: float = -1e9, hi: float = 1e9) -> Any:
+    if key not in table:
+        return default
+    v = table[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise FieldError(path + (key,), f"must be a number, got {_type_name(v)} {v!r}")
+    if not math.isfinite(v) or not lo <= v <= hi:
+        raise FieldError(path + (key,), f"must be a finite number in {lo:g}..{hi:g}, got {v}")
+    return float(v)
+
+
+def _bool(table: dict, key: str, path: tuple, default: bool) -> bool:
+    if key not in table:
+        return default
+    v = table[key]
+    if not isinstance(v, bool):
+        raise FieldError(path + (key,), f"must be true or false, got {_type_name(v)} {v!r}")
+    return v
+
+
+def _str(table: dict, key: str, path: tuple, default: Any, choices: tuple = ()) -> Any:
+    if key not in table:
+        return default
+    v = table[key]
+    if not isinstance(v, str):
+        raise FieldError(path + (key,), f"must be a string, got {_type_name(v)} {v!r}")
+    if choices and v not in choices:
+        raise FieldError(path + (key,), f"must be one of {', '.join(choices)}, got {v!r}")
+    return v
+
+
+def check_address(address: Any, path: tuple = ("address",)) -> str:
+    """An OSC address a mapping may send to: '/' then letters, digits, '_', '-', '.', '/'."""
+    if not isinstance(address, str):
+        raise FieldError(path, f"must be a string, got {_type_name(address)} {address!r}")
+    if not _ADDRESS_RE.match(address) or "//" in address:
+        raise FieldError(path, f"not a valid OSC address {address!r} (like '/sono/morph')")
+    return address
+
+
+def _address(table: dict, key: str, path: tuple, default: Any) -> Any:
+    if key not in table:
+        if default is None:
+            raise FieldError(path, f"missing required key '{key}'")
+        return default
+    return check_address(table[key], path + (key,))
+
+
+def _channel(table: dict, path: tuple) -> int | None:
+    return _int(table, "channel", path, 1, 16, None)
+
+
+def _shape(table: dict, path: tuple) -> dict:
+    """min, max, curve, invert: the value shaping shared by cc, nrpn and aftertouch."""
+    lo = _float(table, "min", path, 0.0)
+    hi = _float(table, "max", path, 1.0)
+    if lo == hi:
+        raise FieldError(path + ("max",), f"min and max are both {lo:g}; nothing would move")
+    return {"min": lo, "max": hi, "curve": _str(table, "curve", path, "linear", CURVES),
+            "invert": _bool(table, "invert", path, False)}
+
+
+def _parse_osc(t: Any, path: tuple) -> OscConfig:
+    _check_keys(t, {f.name for f in fields(OscConfig)}, path)
+    d = OscConfig()
+    host = _str(t, "host", path, d.host)
+    chost = _str(t, "control_host", path, d.control_host)
+    for key, v in (("host", host), ("control_host", chost)):
+        if not v.strip() or any(c.isspace() for c in v):
+            raise FieldError(path + (key,), f"not a host name or address: {v!r}")
+    return OscConfig(host=host, port=_int(t, "port", path, 1, 65535, d.port), control_host=chost,
+                     control_port=_int(t, "control_port", path, 0, 65535, d.control_port))
+
+
+def _parse_notes(t: Any, path: tuple) -> NotesConfig:
+    _check_keys(t, {f.name for f in fields(NotesConfig)}, path)
+    d = NotesConfig()
+    vlo = _float(t, "velocity_min", path, d.velocity_min, 0.0, 1.0)
+    vhi = _float(t, "velocity_max", path, d.velocity_max, 0.0, 1.0)
+    return NotesConfig(
+        mode=_str(t, "mode", path, d.mode, NOTE_MODES),
+        channel=_channel(t, path),
+        root=_int(t, "root", path, 0, 127, d.root),
+        retrigger=_bool(t, "retrigger", path, d.retrigger),
+        sustain=_bool(t, "sustain", path, d.sustain),
+        velocity=_str(t, "velocity", path, d.velocity, VELOCITY_MODES),
+        velocity_min=vlo,
+        velocity_max=vhi,
+        velocity_curve=_str(t, "velocity_curve", path, d.velocity_curve, CURVES),
+        transpose=_bool(t, "transpose", path, d.transpose),
+        play_address=_address(t, "play_address", path, d.play_address),
+        stop_address=_address(t, "stop_address", path, d.stop_address),
+        transpose_address=_address(t, "transpose_address", path, d.transpose_address),
+        gain_address=_address(t, "gain_address", path, d.gain_address),
+    )
+
+
+def _parse_pitchbend(t: Any, path: tuple) -> PitchbendConfig:
+    _check_keys(t, {f.name for f in fields(PitchbendConfig)}, path)
+    has_minmax = "min" in t or "max" in t
+    if has_minmax and "range" in t:
+        raise FieldError(path + ("range",), "give either range or min/max, not both")
+    if has_minmax:
+        if not ("min" in t and "max" in t):
+            raise FieldError(path + ("min" if "min" not in t else "max",), "min and max go together")
+        lo, hi = _float(t, "min", path, None), _float(t, "max", path, None)
+        if lo == hi:
+            raise FieldError(path + ("max",), f"min and max are both {lo:g}; nothing would move")
+        rng = None
+    else:
+        lo = hi = None
+        rng = _float(t, "range", path, 2.0, 0.0, 96.0)
+        if rng == 0.0:
+            raise FieldError(path + ("range",), "must be more than 0 semitones")
+    return PitchbendConfig(address=_address(t, "address", path, PitchbendConfig.address),
+                           range=rng, min=lo, max=hi, channel=_channel(t, path))
+
+
+def _parse_program(t: Any, path: tuple) -> ProgramConfig:
+    _check_keys(t, {"patches", "address", "channel"}, path, required=("patches",))
+    raw = t["patches"]
+    patches: dict[int, str] = {}
+    if isinstance(raw, list):
+        if len(raw) > 128:
+            raise FieldError(path + ("patches",), f"at most 128 names (programs 0..127), got {len(raw)}")
+        items = list(enumerate(raw))
+    elif isinstance(raw, dict):
+        items = []
+        for k, v in raw.items():
+            if not k.isdigit() or not 0 <= int(k) <= 127:
+                raise FieldError(path + ("patches", k), "program numbers are 0..127")
+            items.append((int(k), v))
+    else:
+        raise FieldError(path + ("patches",), f"must be an array of names or a table, got {_type_name(raw)}")
+    for n, name in items:
+        if not isinstance(name, str):
+            raise FieldError(path + ("patches",), f"program {n}: name must be a string, got {_type_name(name)}")
+        if name:  # "" leaves a program unmapped
+            patches[n] = name
+    return ProgramConfig(patches=patches, address=_address(t, "address", path, ProgramConfig.address),
+                         channel=_channel(t, path))
+
+
+def _parse_cc(t: Any, path: tuple) -> CCMap:
+    _check_keys(t, {f.name for f in fields(CCMap)}, path, required=("cc", "address"))
+    cc = _int(t, "cc", path, 0, 127, None)
+    lsb = _int(t, "lsb", path, 32, 63, None)
+    if lsb is not None and cc > 31:
+        raise FieldError(path + ("lsb",), f"14-bit pairs need an MSB controller 0..31, cc is {cc}")
+    return CCMap(cc=cc, lsb=lsb, address=_address(t, "address", path, None), channel=_channel(t, path),
+                 **_shape(t, path))
+
+
+def _parse_nrpn(t: Any, path: tuple) -> NRPNMap:
+    _check_keys(t, {f.name for f in fields(NRPNMap)}, path, required=("param", "address"))
+    return NRPNMap(param=_int(t, "param", path, 0, 16383, None), address=_address(t, "address", path, None),
+                   channel=_channel(t, path), **_shape(t, path))
+
+
+def _parse_aftertouch(t: Any, path: tuple) -> AftertouchMap:
+    _check_keys(t, {f.name for f in fields(AftertouchMap)}, path, required=("address",))
+    kind = _str(t, "type", path, "channel", AFTERTOUCH_TYPES)
+    note = _int(t, "note", path, 0, 127, None)
+    if note is not None and kind != "poly":
+        raise FieldError(path + ("note",), "only polyphonic aftertouch (type = \"poly\") has a note")
+    return AftertouchMap(address=_address(t, "address", path, None), type=kind, note=note,
+                         channel=_channel(t, path), **_shape(t, path))
+
+
+_SECTIONS = {"osc": _parse_osc, "notes": _parse_notes, "pitchbend": _parse_pitchbend, "program": _parse_program}
+_LISTS = {"cc": _parse_cc, "nrpn": _parse_nrpn, "aftertouch": _parse_aftertouch}
+
+
+def parse_mapping(data: Any) -> Mapping:
+    """Build a :class:`Mapping` from the dict tomllib returns; raises :class:`FieldError`."""
+    _check_keys(data, set(_SECTIONS) | set(_LISTS), ())
+    kwargs: dict[str, Any] = {}
+    for name, parse in _SECTIONS.items():
+        if name in data:
+            kwargs[name] = parse(data[name], (name,))
+    for name, parse in _LISTS.items():
+        if name in data:
+            items = data[name]
+            if not isinstance(items, list):
+                raise FieldError((name,), f"must be an array of tables ([[{name}]]), got {_type_name(items)}")
+            kwargs[name] = tuple(parse(item, (name, i)) for i, item in enumerate(items))
+    return Mapping(**kwargs)  # an empty mapping is legal: MIDI learn fills it
+
+
+# ---------------------------------------------------------------------------
+# files
+
+
+def describe_path(path: tuple) -> str:
+    """``("cc", 2, "curve")`` -> ``[[cc]] #3 key 'curve'``."""
+    if not path:
+        return "top level"
+    head, rest = path[0], list(path[1:])
+    if head in _LISTS and rest and isinstance(rest[0], int):
+        where = f"[[{head}]] #{rest.pop(0) + 1}"
+    elif head in _LISTS or head in _SECTIONS:
+        where = f"[{head}]" if head in _SECTIONS else f"[[{head}]]"
+    else:
+        return f"key '{head}'" if not rest else f"key '{head}.{'.'.join(map(str, rest))}'"
+    if rest:
+        where += f" key '{'.'.join(map(str, rest))}'"
+    return where
+
+
+def _key_line_re(key: str) -> re.Pattern:
+    return re.compile(r"^\s*(?:\"" + re.escape(key) + r"\"|'" + re.escape(key) + r"'|" + re.escape(key)
+                      + r")\s*(?:=|\.)")
+
+
+_HEADER_RE = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")
+
+
+def find_line(text: str, path: tuple) -> int | None:
+    """The 1-based line where ``path`` stands in the TOML ``text``, found by scanning.
+
+    Finds the table header (the N-th ``[[cc]]`` for ``("cc", N, ...)``), then
+    the first matching ``key =`` line before the next header. Good enough for
+    hand-written files; returns the header's line when the key is not found
+    (a missing key), and None when nothing fits.
+    """
+    lines = text.splitlines()
+    headers = [(i, m.group(1)) for i, line in enumerate(lines) if (m := _HEADER_RE.match(line))]
+    if not path:
+        return None
+    head, rest = path[0], list(path[1:])
+    start, end = 0, len(lines)
+    header_line = None
+    if isinstance(head, str) and head in _LISTS and rest and isinstance(rest[0], int):
+        index = rest.pop(0)
+        matches = [i for i, name in headers if name == head]
+        if index < len(matches):
+            header_line = matches[index]
+    elif isinstance(head, str):
+        matches = [i for i, name in headers if name == head]
+        if matches:
+            header_line = matches[0]
+        elif not rest:
+            # a key at the top level, or an unknown table written some other way
+            for i, line in enumerate(lines[: headers[0][0] if headers else len(lines)]):
+                if _key_line_re(head).match(line):
+                    return i + 1
+            for i, name in headers:
+                if name == head or name.startswith(head + "."):
+                    return i + 1
+            return None
+        else:
+            # a sub-table such as [program.patches]
+            for i, name in headers:
+                if name == f"{head}.{rest[0]}":
+                    return i + 1
+    if header_line is None:
+        return None
+    start = header_line + 1
+    following = [i for i, _ in headers if i > header_line]
+    end = following[0] if following else len(lines)
+    if not rest:
+        return header_line + 1
+    key = str(rest[0])
+    for i in range(start, end):
+        if _key_line_re(key).match(lines[i]):
+            return i + 1
+    for i, name in headers:  # [notes.sub] style
+        if i > header_line and name == f"{head}.{key}":
+            return i + 1
+    return header_line + 1
+
+
+_TOML_POS_RE = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+_TOML_EOD_RE = re.compile(r"\s*\(at end of document\)\s*$")
+
+
+def read_mapping_text(text: str, source: str = "<mapping>") -> Mapping:
+    """Parse TOML text; errors become one ConfigError line ``SOURCE:LINE: ...``."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        msg = str(e)
+        m = _TOML_POS_RE.search(msg)
+        if m:
+            raise ConfigError(f"{source}:{m.group(1)}: TOML syntax error: {msg[: m.start()]} "
+                              f"(column {m.group(2)})") from None
+        if _TOML_EOD_RE.search(msg):
+            n = max(1, len(text.splitlines()))
+            raise ConfigError(f"{source}:{n}: TOML syntax error: {_TOML_EOD_RE.sub('', msg)} "
+                              f"(at end of file)") from None
+        raise ConfigError(f"{source}: TOML syntax error: {msg}") from None
+    try:
+        return parse_mapping(data)
+    except FieldError as e:
+        line = find_line(text, e.path)
+        where = f"{source}:{line}" if line else source
+        raise ConfigError(f"{where}: {describe_path(e.path)}: {e.message}") from None
+
+
+def load_mapping(path: str | os.PathLike) -> Mapping:
+    """Read and validate a mapping file; every problem is one ConfigError line naming the file."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: mapping file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{p}: is a folder, not a mapping file") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read mapping file ({e.strerror or e})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ConfigError(f"{p}:{line}: not UTF-8 text (byte {e.start})") from None
+    return read_mapping_text(text, str(p))
+
+
+# ---------------------------------------------------------------------------
+# writing
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        r = repr(v)
+        return r if ("." in r or "e" in r or "inf" in r or "nan" in r) else r + ".0"
+    if isinstance(v, str):
+        out = ['"']
+        for ch in v:
+            if ch in '"\\':
+                out.append("\\" + ch)
+            elif ch == "\n":
+                out.append("\\n")
+            elif ch == "\t":
+                out.append("\\t")
+            elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+                out.append(f"\\u{ord(ch):04X}")
+            else:
+                out.append(ch)
+        out.append('"')
+        return "".join(out)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def _toml_key(k: str) -> str:
+    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else _toml_value(k)
+
+
+def dumps_mapping(mapping: Mapping, header: str = "") -> str:
+    """TOML text for ``mapping`` (a small writer for exactly this schema)."""
+    d = mapping.to_dict()
+    out: list[str] = []
+    if header:
+        out.append(header.rstrip("\n"))
+        out.append("")
+    for name in ("osc", "notes", "pitchbend", "program"):
+        if name not in d:
+            continue
+        table = dict(d[name])
+        patches = table.pop("patches", None)
+        out.append(f"[{name}]")
+        out.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items())
+        if patches is not None:
+            out.append("")
+            out.append(f"[{name}.patches]")
+            out.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in patches.items())
+        out.append("")
+    for name in ("cc", "nrpn", "aftertouch"):
+        for item in d.get(name, []):
+            out.append(f"[[{name}]]")
+            out.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in item.items())
+            out.append("")
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def leading_comments(text: str) -> str:
+    """The comment block at the top of a TOML file (kept when the file is rewritten)."""
+    keep = []
+    for line in text.splitlines():
+        if line.startswith("#") or (not line.strip() and keep):
+            keep.append(line)
+        else:
+            break
+    return "\n".join(keep).rstrip("\n")
+
+
+def save_mapping(mapping: Mapping, path: str | os.PathLike) -> None:
+    """Write ``mapping`` to ``path`` atomically (temp file in the same folder, then ``os.replace``).
+
+    The comment block at the top of an existing file is kept; the rest is
+    rewritten from ``mapping``, so nothing else of the old file is lost.
+    """
+    p = Path(path)
+    header = ""
+    mode = None
+    try:
+        header = leading_comments(p.read_text(encoding="utf-8"))
+        mode = p.stat().st_mode & 0o777
+    except (OSError, UnicodeDecodeError):
+        pass
+    text = dumps_mapping(mapping, header)
+    read_mapping_text(text, str(p))  # never write a file we could not read back
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent if str(p.parent) else ".")
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot save mapping ({e.strerror or e})") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        if mode is None:  # a new file gets the mode a plain open() would give it, not mkstemp's 0600
+            mask = os.umask(0o022)
+            os.umask(mask)
+            mode = 0o666 & ~mask
+        os.chmod(tmp, mode)
+        os.replace(tmp, p)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise ConfigError(f"{p}: cannot save mapping ({e.strerror or e})") from None

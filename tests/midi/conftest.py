@@ -1,0 +1,221 @@
+"""Real parts for the MIDI bridge tests: UDP receivers, a private JACK server, the bridge CLI."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from pythonosc.osc_message import OscMessage
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux value; Python does not export it
+
+
+class UdpReceiver:
+    """Collects OSC messages on 127.0.0.1:<free port> with kernel arrival times (seconds)."""
+
+    def __init__(self, port: int = 0):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.port = self.sock.getsockname()[1]
+        self.messages: list[tuple[float, str, tuple]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            r, _, _ = select.select([self.sock], [], [], 0.05)
+            if not r:
+                continue
+            try:
+                data, anc, _, _ = self.sock.recvmsg(65536, 64)
+            except OSError:
+                return
+            t = time.time()
+            for level, kind, payload in anc:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    sec, nsec = struct.unpack("qq", payload[:16])
+                    t = sec + nsec * 1e-9
+            m = OscMessage(data)
+            self.messages.append((t, m.address, tuple(m.params)))
+
+    def without_ping(self) -> list[tuple[float, str, tuple]]:
+        return [m for m in self.messages if m[1] != "/sono/ping"]
+
+    def wait_for(self, count: int, timeout: float = 5.0) -> list[tuple[float, str, tuple]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and len(self.without_ping()) < count:
+            time.sleep(0.01)
+        return self.without_ping()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=1)
+        self.sock.close()
+
+
+@pytest.fixture
+def receiver():
+    r = UdpReceiver()
+    yield r
+    r.close()
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bridge_cmd(*args: str) -> list[str]:
+    return [PYTHON, "-m", "sonolatent", "bridge", *args]
+
+
+def run_bridge(*args: str, timeout: float = 30, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(bridge_cmd(*args), cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          env=env)
+
+
+class LineReader:
+    """Reads a subprocess pipe on a thread so tests can wait for a line without blocking forever."""
+
+    def __init__(self, stream):
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._run, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _run(self, stream) -> None:
+        for line in stream:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, text: str, timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.lines:
+                if text in line:
+                    return line
+            time.sleep(0.01)
+        raise AssertionError(f"no line containing {text!r} within {timeout} s; got: {self.lines}")
+
+    def text(self) -> str:
+        self._thread.join(timeout=5)
+        return "\n".join(self.lines)
+
+
+class BridgeProcess:
+    """The bridge CLI as a running subprocess; ``stop()`` sends SIGTERM and returns the exit status."""
+
+    def __init__(self, *args: str, env: dict | None = None):
+        self.proc = subprocess.Popen(bridge_cmd(*args), cwd=REPO, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, env=env)
+        self.err = LineReader(self.proc.stderr)
+        self.out = LineReader(self.proc.stdout)
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("the bridge did not stop on SIGTERM")
+
+
+@pytest.fixture
+def bridges():
+    """Start bridges with ``bridges(*args)``; all are stopped (killed if need be) at teardown."""
+    started: list[BridgeProcess] = []
+
+    def start(*args: str, env: dict | None = None) -> BridgeProcess:
+        b = BridgeProcess(*args, env=env)
+        started.append(b)
+        return b
+
+    yield start
+    for b in started:
+        if b.proc.poll() is None:
+            b.proc.kill()
+            b.proc.wait()
+
+
+# ---------------------------------------------------------------------------
+# a private JACK server (dummy driver): a unique name, so nothing else collides
+
+
+class JackServer:
+    def __init__(self):
+        self.name = f"sonotest-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.env = dict(os.environ, JACK_DEFAULT_SERVER=self.name, JACK_NO_AUDIO_RESERVATION="1")
+        self.proc = subprocess.Popen(
+            ["jackd", "-n", self.name, "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "256"],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            ok = subprocess.run(["jack_wait", "-s", self.name, "-w", "-t", "5"], env=self.env,
+                                capture_output=True, text=True, timeout=15)
+            if ok.returncode != 0 or self.proc.poll() is not None:
+                raise RuntimeError(f"jackd {self.name} did not start: {ok.stdout} {ok.stderr}")
+        except BaseException:
+            self.stop()
+            raise
+
+    def ports(self) -> list[str]:
+        out = subprocess.run(["jack_lsp", "-s", self.name], env=self.env, capture_output=True, text=True,
+                             timeout=10)
+        return [line.strip() for line in out.stdout.splitlines() if line.strip()]
+
+    def wait_port(self, name: str, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if name in self.ports():
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"JACK port {name!r} did not appear; ports: {self.ports()}")
+
+    def connect(self, src: str, dst: str) -> None:
+        subprocess.run(["jack_connect", "-s", self.name, src, dst], env=self.env, check=True,
+                       capture_output=True, timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        if self.proc.stderr:
+            self.proc.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def jack_server():
+    """A JACK dummy server for this module; the test process talks to it too. Always stopped."""
+    server = JackServer()
+    old = os.environ.get("JACK_DEFAULT_SERVER")
+    os.environ["JACK_DEFAULT_SERVER"] = server.name
+    pidfile = os.environ.get("SONOTEST_JACK_PIDFILE")  # lets a test check the cleanup
+    if pidfile:
+        Path(pidfile).write_text(f"{server.proc.pid} {server.name}\n")
+    try:
+        yield server
+    finally:
+        if old is None:
+            os.environ.pop("JACK_DEFAULT_SERVER", None)
+        else:
+            os.environ["JACK_DEFAULT_SERVER"] = old
+        server.stop()
