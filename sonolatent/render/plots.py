@@ -1,0 +1,151 @@
+"""Pictures: spectrograms of morphs and their blend curves, maps of a folder of
+sounds in latent space, and traversals along one PCA coordinate.
+
+Matplotlib's object API with the Agg canvas (no pyplot, no display); PNGs are
+written atomically (temporary file in the same folder, then ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import SonolatentError
+
+
+def _figure(w: float, h: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(w, h), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig, path) -> Path:
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise SonolatentError(f"{p}: cannot write the picture (the folder {parent} does not exist)")
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=str(parent))
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, p)
+    except Exception as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise SonolatentError(f"{p}: cannot write the picture ({type(e).__name__}: {e})") from None
+    return p
+
+
+def log_mel(mel_config, audio: np.ndarray, sr: int | None = None) -> np.ndarray:
+    """Log-mel ``(n_mels, frames)`` of ``audio`` with the model's mel definition (resampled if needed)."""
+    import torch
+
+    from ..audio.io import resample
+    from ..audio.mel import MelSpectrogram
+
+    a = np.asarray(audio, np.float32)
+    if sr is not None and sr != mel_config.sample_rate:
+        a = resample(a, sr, mel_config.sample_rate)
+    with torch.no_grad():
+        return MelSpectrogram(mel_config)(torch.from_numpy(a)[None])[0].numpy()
+
+
+def _spec(ax, mel: np.ndarray, frame_rate: float, title: str, vmin: float, vmax: float):
+    n = mel.shape[1]
+    ax.imshow(mel, origin="lower", aspect="auto", cmap="magma", vmin=vmin, vmax=vmax,
+              extent=(0, n / frame_rate, 0, mel.shape[0]), interpolation="nearest")
+    ax.set_title(title, fontsize=9, loc="left")
+    ax.set_ylabel("mel band", fontsize=8)
+    ax.tick_params(labelsize=7)
+
+
+def _range(mels) -> tuple[float, float]:
+    hi = max(float(m.max()) for m in mels)
+    return hi - 12.0, hi
+
+
+def plot_morph(path, inputs: Sequence[tuple[str, np.ndarray]], output: tuple[str, np.ndarray],
+               frame_rate: float, curves: dict[str, np.ndarray], curve_label: str = "weight",
+               title: str = "") -> Path:
+    """Input spectrograms (one row each), the output's spectrogram, and the blend curves under it.
+
+    ``curves`` maps a label to one value per output mel frame (same frame rate
+    as the output spectrogram).
+    """
+    mels = [m for _, m in inputs] + [output[1]]
+    vmin, vmax = _range(mels)
+    n_rows = len(inputs) + 2
+    fig = _figure(10, 1.9 * n_rows)
+    gs = fig.add_gridspec(n_rows, 1, height_ratios=[1.0] * (n_rows - 1) + [0.7], hspace=0.55)
+    for i, (label, m) in enumerate(inputs):
+        _spec(fig.add_subplot(gs[i]), m, frame_rate, label, vmin, vmax)
+    ax = fig.add_subplot(gs[n_rows - 2])
+    _spec(ax, output[1], frame_rate, output[0], vmin, vmax)
+    dur = output[1].shape[1] / frame_rate
+    ax.set_xlim(0, dur)
+    cax = fig.add_subplot(gs[n_rows - 1], sharex=ax)
+    for label, v in curves.items():
+        v = np.asarray(v, np.float64)
+        cax.plot((np.arange(len(v)) + 0.5) / frame_rate, v, label=label, lw=1.5)
+    cax.set_ylim(-0.05, 1.05)
+    cax.set_ylabel(curve_label, fontsize=8)
+    cax.set_xlabel("time (s)", fontsize=8)
+    cax.tick_params(labelsize=7)
+    cax.grid(alpha=0.3)
+    cax.legend(fontsize=7, loc="upper left", ncols=min(len(curves), 6))
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path)
+
+
+def plot_map(path, coords: np.ndarray, labels: Sequence[str], groups: Sequence[str],
+             xlabel: str, ylabel: str, title: str = "") -> Path:
+    """Scatter of one point per sound, coloured by group, each labelled."""
+    coords = np.asarray(coords, np.float64)
+    fig = _figure(9, 7)
+    ax = fig.add_subplot(111)
+    names = sorted(set(groups))
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if len(names) <= 10 else "tab20"]
+    for gi, g in enumerate(names):
+        idx = [i for i, x in enumerate(groups) if x == g]
+        ax.scatter(coords[idx, 0], coords[idx, 1], s=36, color=cmap(gi % cmap.N), label=g,
+                   edgecolor="black", linewidth=0.4)
+    for (x, y), lab in zip(coords, labels):
+        ax.annotate(lab, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, title="folder", title_fontsize=8, loc="best")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return save_figure(fig, path)
+
+
+def plot_traverse(path, mels: Sequence[np.ndarray], values: Sequence[float], frame_rate: float,
+                  dim: int, title: str = "") -> Path:
+    """One spectrogram per step, left to right, as PCA coordinate ``dim`` moves."""
+    vmin, vmax = _range(mels)
+    n = len(mels)
+    fig = _figure(max(6.0, 1.9 * n), 3.6)
+    axes = [fig.add_subplot(1, n, i + 1) for i in range(n)]
+    for i, (ax, m, v) in enumerate(zip(axes, mels, values)):
+        _spec(ax, m, frame_rate, f"PCA {dim} {v:+.2f} sd", vmin, vmax)
+        ax.set_xlabel("time (s)", fontsize=7)
+        if i:
+            ax.set_ylabel("")
+            ax.tick_params(labelleft=False)
+    fig.subplots_adjust(wspace=0.08, left=0.05, right=0.99, bottom=0.15, top=0.82)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path)
