@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     api = args.api or default_api()
     if args.list:
-        names = list_inputs(api)
+        names = list_inputs(api, quiet=not args.verbose)
         print(f"MIDI inputs ({api or 'default'} API):")
         for name in names:
             print(f"  {name}")
@@ -109,4 +109,4 @@ def run(args: argparse.Namespace) -> int:
     if args.midi_file:
         return bridge.play_file(Path(args.midi_file), freewheel=args.freewheel)
     return bridge.run_live(lambda on_bytes: MidiInput(api, args.port, args.virtual, on_bytes,
-                                                      client_name=args.name))
+                                                      client_name=args.name, quiet=not args.verbose))

@@ -42,7 +42,15 @@ _NOT_ONE_NUMBER = {
     "/sono/patch/load": "a patch name (use [program])",
     "/sono/xy": "two numbers (learn /sono/xy/x and /sono/xy/y)",
     "/sono/weights": "one number per slot",
+    "/sono/latent": "one number per latent coordinate (learn /sono/latent/K)",
+    "/sono/patch/save": "a patch name",
+    "/sono/quit": "a command",
+    "/sono/info": "a query",
+    "/sono/status": "a query",
+    "/sono/subscribe": "a subscription",
+    "/sono/unsubscribe": "a command",
 }
+_SLOT_ACTION_RE = re.compile(r"/sono/slot/\d+/(load|clear|name)")
 _LATENT_RE = re.compile(r"/sono/latent/\d+")
 _IGNORED_CCS = {38, 96, 97} | set(range(120, 128))
 
@@ -53,6 +61,8 @@ def learn_range(address: str) -> tuple[float, float]:
         check_address(address)
     except FieldError as e:
         raise ConfigError(f"MIDI learn: {e.message}") from None
+    if _SLOT_ACTION_RE.fullmatch(address):
+        raise ConfigError(f"MIDI learn: {address} takes a sample name or a command, not one controller value")
     if address in _NOT_ONE_NUMBER:
         raise ConfigError(f"MIDI learn: {address} takes {_NOT_ONE_NUMBER[address]}, not one controller value")
     if address.endswith("/norm"):

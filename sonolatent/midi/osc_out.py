@@ -68,6 +68,7 @@ class Destination:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
         except socket.gaierror as e:
             raise SonolatentError(f"OSC destination {self.label}: unknown host ({e.strerror})") from None
+        infos.sort(key=lambda info: info[0] != socket.AF_INET)  # "localhost": 127.0.0.1, where daemons bind
         family, _, _, _, addr = infos[0]
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         try:

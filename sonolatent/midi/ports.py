@@ -10,7 +10,9 @@ it only queues the bytes; parsing and sending happen elsewhere.
 
 from __future__ import annotations
 
+import os
 import sys
+from contextlib import contextmanager
 from typing import Callable
 
 from ..errors import SonolatentError
@@ -44,25 +46,56 @@ def _api_id(api: str | None) -> int:
 
 def _hint(api: str | None) -> str:
     if api == "jack":
-        return "is a JACK server running? (jackd, or start one with qjackctl)"
+        return "start a JACK server first (jackd, or qjackctl)"
     if api == "alsa":
-        return "is the ALSA sequencer available (/dev/snd/seq, module snd-seq)? try --api jack"
+        return "the ALSA sequencer (/dev/snd/seq, kernel module snd-seq) is missing here; try --api jack"
     return "no MIDI system available"
 
 
-def open_midi_in(api: str | None, client_name: str = CLIENT_NAME):
+def _api_label(api: str | None) -> str:
+    return {"alsa": "ALSA", "jack": "JACK"}.get(api or "", "the")
+
+
+@contextmanager
+def quiet_stderr(enabled: bool = True):
+    """Send what C libraries print on fd 2 (libasound, libjack chatter) to /dev/null for a moment.
+
+    Only used while opening ports, before the bridge starts other threads; our
+    own one-line error says what went wrong.
+    """
+    if not enabled:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def open_midi_in(api: str | None, client_name: str = CLIENT_NAME, quiet: bool = True):
     """An rtmidi.MidiIn for ``api`` (alsa, jack or None), or one SonolatentError line."""
     rtmidi = _rtmidi()
     try:
-        midi_in = rtmidi.MidiIn(rtapi=_api_id(api), name=client_name, queue_size_limit=4096)
+        with quiet_stderr(quiet):
+            midi_in = rtmidi.MidiIn(rtapi=_api_id(api), name=client_name, queue_size_limit=4096)
     except rtmidi.RtMidiError as e:
-        raise SonolatentError(f"cannot open {api or 'the'} MIDI input: {e} ({_hint(api)})") from None
+        raise SonolatentError(f"cannot open {_api_label(api)} MIDI: {str(e).rstrip('.')}; {_hint(api)}") from None
     midi_in.ignore_types(sysex=False, timing=False, active_sense=True)
     return midi_in
 
 
-def list_inputs(api: str | None) -> list[str]:
-    midi_in = open_midi_in(api, client_name=CLIENT_NAME + "-list")
+def list_inputs(api: str | None, quiet: bool = True) -> list[str]:
+    midi_in = open_midi_in(api, client_name=CLIENT_NAME + "-list", quiet=quiet)
     try:
         return list(midi_in.get_ports())
     finally:
@@ -89,12 +122,23 @@ class MidiInput:
 
     def __init__(self, api: str | None, port: str | None, virtual: bool,
                  on_bytes: Callable[[list[int]], None], client_name: str = CLIENT_NAME,
-                 virtual_name: str = "midi_in"):
+                 virtual_name: str = "midi_in", quiet: bool = True):
         self.api = api
-        self._in = open_midi_in(api, client_name)
+        self._in = open_midi_in(api, client_name, quiet)
         self._in.set_callback(lambda event, _data: on_bytes(event[0]))
         rtmidi = _rtmidi()
         try:
+            self._open(port, virtual, client_name, virtual_name, quiet)
+        except rtmidi.RtMidiError as e:
+            self.close()
+            raise SonolatentError(f"cannot open MIDI input: {str(e).rstrip('.')}; {_hint(api)}") from None
+        except SonolatentError:
+            self.close()
+            raise
+
+    def _open(self, port: str | None, virtual: bool, client_name: str, virtual_name: str, quiet: bool) -> None:
+        api = self.api
+        with quiet_stderr(quiet):
             if virtual:
                 self._in.open_virtual_port(virtual_name)
                 self.name = f"{client_name}:{virtual_name}"
@@ -110,15 +154,9 @@ class MidiInput:
                     index = usable[0]
                 else:
                     index = resolve_port(port, available)
-                self._in.open_port(index, name="midi_in")
+                self._in.open_port(index, name=virtual_name)
                 self.name = available[index]
                 self.description = f"{self.name!r}"
-        except rtmidi.RtMidiError as e:
-            self.close()
-            raise SonolatentError(f"cannot open MIDI input: {e} ({_hint(api)})") from None
-        except SonolatentError:
-            self.close()
-            raise
 
     def close(self) -> None:
         rtmidi = _rtmidi()

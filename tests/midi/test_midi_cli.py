@@ -1,5 +1,6 @@
 """The bridge CLI as a real process: MIDI files (timing), freewheel, a missing daemon, learn, errors, no torch."""
 
+import os
 import socket
 import subprocess
 import textwrap
@@ -290,3 +291,33 @@ def test_control_port_in_use_is_one_line(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1].startswith("sonolatent: error: --control 127.0.0.1:")
     assert "cannot listen" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_default_api_is_alsa_and_its_absence_is_one_line():
+    out = run_bridge("--list")
+    if os.path.exists("/dev/snd/seq"):  # a machine with the ALSA sequencer lists its ports
+        assert out.returncode == 0 and out.stdout.startswith("MIDI inputs (alsa API):"), out.stderr
+    else:  # this rig has none: one line, no libasound chatter, and the way out
+        assert out.returncode == 2
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1, out.stderr
+        assert lines[0].startswith("sonolatent: error: cannot open ALSA MIDI: ") and "try --api jack" in lines[0]
+
+
+def test_verbose_prints_each_message_and_learn_creates_a_missing_file(tmp_path):
+    song = tmp_path / "s.mid"
+    write_midi(song, [(0.0, mido.Message("control_change", control=20, value=127)),
+                      (0.0, mido.Message("sysex", data=[1])),
+                      (0.0, mido.Message("control_change", control=20, value=0))])
+    mapping = tmp_path / "sub" / "fresh.toml"
+    mapping.parent.mkdir()
+    port = free_udp_port()
+    out = run_bridge("--map", str(mapping), "--learn", "/sono/gain", "--midi-file", str(song), "--freewheel",
+                     "--verbose", "--to", f"127.0.0.1:{port}")
+    assert out.returncode == 0, out.stderr
+    assert f"{mapping} does not exist yet; MIDI learn will create it" in out.stderr
+    assert "control_change channel=0 control=20 value=127 -> /sono/gain 1" in out.stderr
+    assert "sysex (1 bytes) -> (nothing)" in out.stderr
+    assert "control_change channel=0 control=20 value=0 -> /sono/gain 0" in out.stderr
+    m = load_mapping(mapping)
+    assert [(c.cc, c.address, c.channel) for c in m.cc] == [(20, "/sono/gain", 1)]

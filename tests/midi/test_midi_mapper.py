@@ -450,7 +450,8 @@ def test_learn_nrpn_pitchbend_aftertouch():
     assert (a.type, a.address, a.min, a.max, a.channel) == ("channel", "/sono/morph", 0.0, 1.0, 1)
 
 
-@pytest.mark.parametrize("address", ["/sono/play", "/sono/xy", "/sono/weights", "morph", "/sono//x", ""])
+@pytest.mark.parametrize("address", ["/sono/play", "/sono/xy", "/sono/weights", "/sono/quit", "/sono/latent",
+                                     "/sono/slot/2/load", "morph", "/sono//x", ""])
 def test_learn_refuses_addresses_that_take_no_single_number(address):
     m = mapper(NOTES)
     with pytest.raises(ConfigError, match="MIDI learn"):
