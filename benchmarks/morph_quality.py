@@ -23,16 +23,16 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from morph_common import write_result  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from sonolatent.audio.io import peak_normalize  # noqa: E402
 from sonolatent.audio.mel import MelSpectrogram  # noqa: E402
@@ -166,16 +166,8 @@ def main(argv=None) -> int:
     out = {
         "benchmark": "morph_quality", "checkpoint": str(args.checkpoint), "dir": str(args.dir),
         "summary": summary, "pairs": rows, "seconds": round(time.time() - t0, 1),
-        "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()},
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    outp = Path(args.out)
-    outp.parent.mkdir(parents=True, exist_ok=True)
-    tmp = outp.with_name(f".{outp.name}.part")
-    tmp.write_text(json.dumps(out, indent=2) + "\n")
-    tmp.replace(outp)
-    print(f"wrote {outp}")
+    write_result(args.out, out)
     return 0
 
 

@@ -12,9 +12,7 @@ checkpoint (--checkpoint, default checkpoints/default).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -22,9 +20,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from morph_common import write_result  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 DURATION = 10.0
 INPUT_SECONDS = 2.0
@@ -113,17 +113,8 @@ def main(argv=None) -> int:
         "benchmark": "morph_speed", "checkpoint": str(args.checkpoint), "output_seconds": DURATION,
         "input_seconds": INPUT_SECONDS, "interp": args.interp, "threads": 1, "runs": runs, "median": med,
         "x_real_time": xrt, "model_load_s": load_s, "cli_fresh_process_s": cli_s,
-        "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                    "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "load_average": os.getloadavg()},
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    outp = Path(args.out)
-    outp.parent.mkdir(parents=True, exist_ok=True)
-    tmp = outp.with_name(f".{outp.name}.part")
-    tmp.write_text(json.dumps(out, indent=2) + "\n")
-    tmp.replace(outp)
-    print(f"wrote {outp}")
+    write_result(args.out, out)
     return 0
 
 
