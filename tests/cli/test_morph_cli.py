@@ -272,3 +272,15 @@ def test_render_missing_score_and_map_traverse_errors(work, capsys, tiny_bundle_
         assert len(se.strip().splitlines()) == 1 and msg in se, se
         assert not (work / "OUT.wav").exists() and not (work / "OUT.png").exists()
         assert not list(work.glob(".OUT*"))
+
+
+def test_entry_point_exit_status_and_one_line(work, tiny_bundle_dir):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "sonolatent", "morph", str(work / "a.wav"), str(work / "b.flac"),
+                        "-o", str(work / "OUT.wav"), "--at", "2", "--checkpoint", str(tiny_bundle_dir)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == ["sonolatent: error: --at: the blend must be in 0..1, got 2"]
+    assert not (work / "OUT.wav").exists()
