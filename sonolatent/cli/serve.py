@@ -1,0 +1,211 @@
+"""``sonolatent serve`` (the real-time daemon played over OSC) and ``sonolatent bounce`` (offline replay)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import SonolatentError
+
+_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_SAMPLES = _ROOT / "patches" / "samples"
+DEFAULT_PATCHES = _ROOT / "patches"
+
+
+def register(subparsers) -> None:
+    # sonolatent.cli.main lists the command not being run as a bare parser (before or after
+    # this module registers): add only the parsers that are ours to add.
+    have = subparsers.choices
+    running_other = any(getattr(p, "add_help", True) is False for p in have.values())
+    serve_was_listed = "serve" in have
+    if "serve" not in have:
+        _register_serve(subparsers)
+    if "bounce" not in have and (serve_was_listed or not running_other):
+        _register_bounce(subparsers)
+
+
+def _register_serve(subparsers) -> None:
+    from ..control.surface import add_control_arguments
+
+    p = subparsers.add_parser(
+        "serve", help="run the real-time daemon controlled over OSC",
+        description="Run the instrument: slots of sounds encoded to latent trajectories, a playhead, blends "
+                    "and latent offsets, decoded live through the streaming VAE decoder and vocoder, "
+                    "controlled over OSC (UDP) with an OSCQuery tree (HTTP).",
+        epilog="examples:\n"
+               "  sonolatent serve --patch my.toml\n"
+               "  sonolatent serve --no-audio --record take.wav --log-osc take.jsonl\n"
+               "  oscsend 127.0.0.1 9000 /sono/slot/0/load s piano_c4 ; oscsend 127.0.0.1 9000 /sono/play f 1",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", default=None, metavar="DIR",
+                   help="model bundle folder with vae/ and vocoder/ (default: checkpoints/default)")
+    p.add_argument("--patch", default=None, metavar="FILE", help="patch (TOML: [slots] and [params]) to start with")
+    p.add_argument("--samples", default=None, metavar="DIR",
+                   help="folder that slot names are resolved in (default: patches/samples)")
+    p.add_argument("--patches", default=None, metavar="DIR",
+                   help="folder for /sono/patch/save and /sono/patch/load (default: the --patch file's folder, "
+                        "else patches/)")
+    a = p.add_argument_group("audio")
+    a.add_argument("--device", default=None, help="output device (number or name; see --list-devices)")
+    a.add_argument("--list-devices", action="store_true", help="list the audio devices and exit")
+    a.add_argument("--block-size", type=int, default=256, metavar="N", help="device block size in samples (default: 256)")
+    a.add_argument("--buffer-ms", type=float, default=10.0, metavar="MS",
+                   help="safety margin rendered ahead of the device, on top of one block (default: 10)")
+    a.add_argument("--no-audio", action="store_true", help="no sound card: run on the engine's own real-time clock")
+    a.add_argument("--freewheel", action="store_true", help="with --no-audio: render as fast as possible (needs --duration)")
+    a.add_argument("--rate", type=int, default=None, metavar="HZ",
+                   help="output sample rate (default: the device's; 44100 without a device)")
+    a.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="fade out and stop after this much audio")
+    a.add_argument("--record", default=None, metavar="OUT.wav", help="write what is played (32-bit float WAV)")
+    a.add_argument("--log-osc", default=None, metavar="FILE",
+                   help="log every applied change with its block (JSON lines) for 'sonolatent bounce'")
+    add_control_arguments(p)
+    p.add_argument("--bind", dest="host", default=argparse.SUPPRESS, help="same as --host")
+    p.add_argument("--http-port", dest="oscquery_port", type=int, default=argparse.SUPPRESS, help="same as --oscquery-port")
+    p.set_defaults(func=run_serve)
+
+
+def _register_bounce(subparsers) -> None:
+    p = subparsers.add_parser(
+        "bounce", help="re-render a logged OSC performance offline",
+        description="Replay a performance log written by 'serve --log-osc' through the same engine, offline, "
+                    "and write the result: the same samples that the daemon played (its --record).",
+        epilog="example: sonolatent bounce take.jsonl -o take-bounce.wav")
+    p.add_argument("log", metavar="LOG", help="performance log (JSON lines) from serve --log-osc")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.wav", help="output WAV")
+    p.add_argument("--checkpoint", default=None, metavar="DIR", help="model bundle (default: the one in the log)")
+    p.add_argument("--samples", default=None, metavar="DIR", help="sample folder (default: the one in the log)")
+    p.add_argument("--format", default="float", choices=("16", "24", "float"), help="WAV sample format (default: float)")
+    p.set_defaults(func=run_bounce)
+
+
+# ----------------------------------------------------------------------------------------------------
+def _list_devices() -> int:
+    try:
+        import sounddevice as sd
+    except OSError as e:
+        raise SonolatentError(f"no audio system available ({e})") from None
+    print(sd.query_devices())
+    return 0
+
+
+def _have_output_device(device) -> str | None:
+    """None when an output device can be used, else the reason why not."""
+    try:
+        import sounddevice as sd
+        sd.query_devices(device, kind="output")
+    except OSError as e:  # PortAudio library missing
+        return str(e)
+    except Exception as e:  # sd.PortAudioError, ValueError: no such/no default device
+        return str(e)
+    return None
+
+
+def run_serve(args) -> int:
+    import signal
+    import threading
+
+    if args.list_devices:
+        return _list_devices()
+    if args.freewheel and args.duration is None:
+        raise SonolatentError("--freewheel renders as fast as possible: give --duration SECONDS")
+    if args.duration is not None and args.duration <= 0:
+        raise SonolatentError(f"--duration {args.duration}: must be positive")
+    if args.rate is not None and not 8000 <= args.rate <= 384000:
+        raise SonolatentError(f"--rate {args.rate}: must be 8000..384000")
+    samples = Path(args.samples) if args.samples else DEFAULT_SAMPLES
+    if args.samples and not samples.is_dir():
+        raise SonolatentError(f"--samples {samples}: folder not found")
+    patches = Path(args.patches) if args.patches else (Path(args.patch).parent if args.patch else DEFAULT_PATCHES)
+
+    mode = "device"
+    if args.freewheel:
+        mode = "freewheel"
+    elif args.no_audio:
+        mode = "headless"
+    else:
+        why = _have_output_device(args.device)
+        if why is not None:
+            if args.device is not None:
+                raise SonolatentError(f"--device {args.device}: not usable ({why})")
+            print(f"sonolatent: no audio output device ({why}); running headless as with --no-audio", file=sys.stderr)
+            mode = "headless"
+
+    import torch
+
+    from ..control.surface import ControlSurface
+    from ..engine.runtime import Engine
+    from ..models import load_bundle
+
+    torch.set_num_threads(1)          # one core for the model; the callback and OSC need the rest
+    sys.setswitchinterval(0.0002)     # the callback waits at most ~0.2 ms for the GIL
+    bundle = load_bundle(args.checkpoint)
+    engine = Engine(bundle, samples_dir=samples, mode=mode, device_rate=args.rate, block_size=args.block_size,
+                    safety_ms=args.buffer_ms, device=args.device, record=args.record, log_osc=args.log_osc,
+                    patches_dir=patches, duration=args.duration, checkpoint=str(bundle.folder))
+    surface = None
+    try:
+        if args.patch:
+            engine.load_patch_file(args.patch)
+        surface = ControlSurface.from_args(engine, args).start()
+        host, port = surface.osc.address
+        where = {"device": f"audio: {_device_name(engine)} at {engine.device_rate} Hz, block {engine.block_size}",
+                 "headless": f"no audio device: own clock at {engine.device_rate} Hz",
+                 "freewheel": f"freewheel at {engine.device_rate} Hz for {args.duration:g} s"}[mode]
+        print(f"sonolatent serve: {surface.describe()}; {where}", flush=True)
+        print(f"  try: oscsend {host} {port} /sono/slot/0/load s NAME ; oscsend {host} {port} /sono/play f 1",
+              flush=True)
+
+        hits = [0]
+
+        def on_signal(signum, frame):
+            hits[0] += 1
+            if hits[0] > 1:
+                raise KeyboardInterrupt
+            engine.request_quit()
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, on_signal)
+            signal.signal(signal.SIGTERM, on_signal)
+        engine.start()
+        engine.wait()
+    finally:
+        if surface is not None:
+            surface.stop()
+        engine.close()
+    st = engine.status()
+    print(f"sonolatent serve: stopped after {st['blocks']} blocks, {st['callbacks']} callbacks; "
+          f"underflows {st['underflows']} (first at callback {st['underflow_first_callback']}), "
+          f"ring underruns {st['ring_underruns']}, render {st['render_ms_mean']:.2f} ms mean / "
+          f"{st['render_ms_max']:.2f} ms max per {st['frame_ms']:.1f} ms block", flush=True)
+    return 0
+
+
+def _device_name(engine) -> str:
+    try:
+        import sounddevice as sd
+        return str(sd.query_devices(engine.stream.device)["name"])
+    except Exception:
+        return "default"
+
+
+def run_bounce(args) -> int:
+    import torch
+
+    from ..audio.io import write_audio
+    from ..engine.bounce import bounce, read_log
+    from ..models import load_bundle
+
+    header, _, _ = read_log(args.log)
+    torch.set_num_threads(1)
+    ckpt = args.checkpoint or header.get("checkpoint")
+    bundle = load_bundle(ckpt)
+    samples = args.samples or header.get("samples")
+    if samples and not Path(samples).is_dir():
+        raise SonolatentError(f"sample folder {samples} (from {'--samples' if args.samples else 'the log'}) not found")
+    y = bounce(args.log, bundle, samples_dir=samples)
+    rate = int(header.get("output_rate") or bundle.sample_rate)
+    write_audio(args.output, y, rate, fmt=args.format)
+    print(f"{args.output}: {len(y) / rate:.2f} s at {rate} Hz", flush=True)
+    return 0

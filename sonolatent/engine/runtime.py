@@ -1,0 +1,493 @@
+"""The live engine: threads, ring buffer, clocks; implements the control surface's ``ControlTarget``.
+
+Threads:
+
+- the **producer** renders one block (one mel frame) at a time through
+  :class:`EngineCore` whenever the ring holds less than its target depth,
+  resamples to the device rate and pushes into the :class:`SPSCRing`; it
+  applies control changes at block boundaries and feeds the recorder and the
+  performance log;
+- the **consumer** is the sound card's callback (device mode), a clock thread
+  that pulls blocks in real time (headless), or nobody (freewheel: the
+  producer renders as fast as it can, straight to the recorder);
+- the **loader** reads and encodes slot sounds and patches off the audio path.
+
+``submit`` (called by the OSC server for every packet) only appends to a
+deque. The callback only copies out of the ring and increments counters: no
+locks, no allocation beyond slice views, no logging, no model work.
+"""
+
+from __future__ import annotations
+
+import collections
+import heapq
+import itertools
+import math
+import queue
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..control.namespace import MAX_SLOTS
+from ..errors import SonolatentError
+from .core import EngineCore, coerce
+from .patch import patch_text, read_patch, resolve_patch
+from .ring import SPSCRing
+from .slots import SampleCache
+from .writer import BackgroundWriter, LineLog, WavRecorder
+
+LOG_FORMAT = "sonolatent-performance"
+LOG_VERSION = 1
+_CB_LOG = 4096  # callbacks remembered for latency measurement (power of two)
+_PROBES = 100_000
+
+
+class Engine:
+    """Real-time engine; see the module docstring.
+
+    ``mode`` is ``"device"`` (sounddevice callback), ``"headless"`` (own
+    real-time clock) or ``"freewheel"`` (as fast as possible). Build it, load
+    initial state with :meth:`preload`, then :meth:`start`; :meth:`wait` blocks
+    until it has faded out after :meth:`request_quit`, ``/sono/quit`` or
+    ``duration``; :meth:`close` finalises the recording and the log.
+    """
+
+    def __init__(self, bundle, *, samples_dir, mode: str = "headless", device_rate: int | None = None,
+                 block_size: int = 256, safety_ms: float = 10.0, device=None, record=None, log_osc=None,
+                 patches_dir=None, duration: float | None = None, checkpoint: str | None = None):
+        if mode not in ("device", "headless", "freewheel"):
+            raise ValueError(f"unknown engine mode {mode!r}")
+        if not 16 <= block_size <= 8192:
+            raise SonolatentError(f"--block-size {block_size}: must be 16..8192")
+        self.mode = mode
+        self.bundle = bundle
+        self.samples_dir = Path(samples_dir)
+        self.patches_dir = Path(patches_dir) if patches_dir else None
+        self.device = device
+        self.block_size = int(block_size)
+        self.duration = duration
+        self.checkpoint = checkpoint
+        self.stream = None
+        if mode == "device":
+            device_rate = self._open_stream(device_rate)
+        self.device_rate = int(device_rate or bundle.sample_rate)
+        self.core = EngineCore(bundle, self.device_rate)
+        self.namespace = self.core.namespace
+        self.cache = SampleCache(bundle, self.samples_dir)
+        # ring: target depth = one device block + a safety margin; room for a rendered block on top
+        frame_out = math.ceil(self.core.hop * self.device_rate / self.core.model_rate) + 64
+        self.target = self.block_size + int(round(safety_ms * 1e-3 * self.device_rate))
+        self.ring = SPSCRing(self.target + 2 * frame_out + self.block_size)
+        # control
+        self._inbox: collections.deque = collections.deque()
+        self._heap: list = []
+        self._seq = itertools.count()
+        self._installs: collections.deque = collections.deque()   # (changes, sounds, sender) from the loader
+        self._loader_q: queue.SimpleQueue = queue.SimpleQueue()
+        self.replier = None
+        # counters (ints incremented in place; read by status())
+        self.underflows = 0          # device-reported output underflows (callback status flags)
+        self.underflow_first = -1    # callback number of the first underflow (diagnostics)
+        self.ring_underruns = 0      # callbacks that found the ring short (the producer fell behind)
+        self.callbacks = 0
+        self.render_total = 0.0
+        self.render_max = 0.0
+        self.depth_min = None
+        self.submits = 0
+        self.changes_applied = 0
+        self.load_errors = 0
+        # latency measurement: callback times and read positions, and (arrival, first sample) probes
+        self._cb_time = np.zeros(_CB_LOG)
+        self._cb_pos = np.zeros(_CB_LOG, np.int64)
+        self._cb_count = 0
+        self.probes: collections.deque = collections.deque(maxlen=_PROBES)
+        # outputs
+        self._writer = BackgroundWriter() if (record or log_osc) else None
+        self.recorder = WavRecorder(record, self.device_rate, self._writer) if record else None
+        self.log = LineLog(log_osc, self._writer) if log_osc else None
+        if self.log:
+            self.log.write({"format": LOG_FORMAT, "version": LOG_VERSION, "sonolatent": __version__,
+                            "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
+                            "samples": str(self.samples_dir.resolve()),
+                            "model_rate": self.core.model_rate, "output_rate": self.device_rate,
+                            "hop": self.core.hop, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        self._quit_requested = False
+        self._quit_injected = False
+        self._producer_done = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._t_start = None
+        self.error: BaseException | None = None
+
+    # ===== ControlTarget ===========================================================================
+    def submit(self, changes, at, sender) -> None:
+        self.submits += 1
+        self._inbox.append((at, next(self._seq), list(changes), sender, time.perf_counter()))
+
+    def value(self, address: str):
+        return self.core.values.get(address)
+
+    def info(self) -> dict:
+        c = self.core
+        return {"version": __version__, "engine": "sonolatent", "latent_dim": c.D,
+                "model_rate": c.model_rate, "device_rate": self.device_rate, "block_size": self.block_size,
+                "frame_samples": c.hop, "delay_samples": c.synth.delay, "slots": MAX_SLOTS, "mode": self.mode,
+                "buffer_samples": self.target}
+
+    def status(self) -> dict:
+        n = self.core.block
+        return {"underflows": self.underflows, "underflow_first_callback": self.underflow_first,
+                "ring_underruns": self.ring_underruns, "blocks": n,
+                "callbacks": self.callbacks,
+                "render_ms_mean": round(1e3 * self.render_total / n, 4) if n else 0.0,
+                "render_ms_max": round(1e3 * self.render_max, 4),
+                "frame_ms": round(1e3 * self.core.dt, 4),
+                "buffer_depth": self.ring.fill() if self.mode != "freewheel" else 0,
+                "buffer_depth_min": self.depth_min if self.depth_min is not None else 0,
+                "buffer_target": self.target if self.mode != "freewheel" else 0,
+                "submits": self.submits, "changes_applied": self.changes_applied,
+                "scheduled": len(self._heap), "load_errors": self.load_errors,
+                "playing": int(self.core.sounding)}
+
+    def attach_replier(self, replier) -> None:
+        self.replier = replier
+
+    def _error(self, sender, address: str, reason: str) -> None:
+        r = self.replier
+        if r is not None:
+            try:
+                r.reply_error(sender, address, reason)
+            except Exception:
+                pass
+
+    # ===== setup ================================================================================
+    def _open_stream(self, rate):
+        import sounddevice as sd
+
+        try:
+            dev = sd.query_devices(self.device, kind="output")
+        except (ValueError, sd.PortAudioError) as e:
+            raise SonolatentError(f"--device {self.device}: no such output device ({e})") from None
+        rate = int(rate or dev["default_samplerate"])
+        channels = min(2, int(dev["max_output_channels"])) or 1
+        try:
+            self.stream = sd.OutputStream(samplerate=rate, blocksize=self.block_size, device=self.device,
+                                          channels=channels, dtype="float32", callback=self._callback,
+                                          latency="low")
+        except sd.PortAudioError as e:
+            raise SonolatentError(f"cannot open output device {dev['name']!r} at {rate} Hz ({e})") from None
+        return rate
+
+    def preload(self, slots: dict[int, str] | None = None, changes=()) -> None:
+        """Load sounds (synchronously) and apply changes before the first block (logged at block 0)."""
+        sounds = {k: self.cache.load(name) for k, name in (slots or {}).items()}
+        ch = [(f"/sono/slot/{k}/load", (s.name,)) for k, s in sounds.items()] + list(changes)
+        if ch:
+            self._apply_block(ch, sounds)
+
+    def load_patch_file(self, path) -> None:
+        slots, changes = read_patch(path, self.namespace)
+        self.preload(slots, changes)
+
+    # ===== running ==============================================================================
+    def start(self) -> None:
+        self._t_start = time.time()
+        self._spawn(self._loader, "sonolatent-loader")
+        if self.mode == "freewheel":
+            self._spawn(self._produce_freewheel, "sonolatent-producer")
+            return
+        while self.ring.fill() < self.target and not self.core.finished:
+            self._render_one()
+        self._spawn(self._produce_live, "sonolatent-producer")
+        if self.mode == "device":
+            self.stream.start()
+        else:
+            self._spawn(self._headless_clock, "sonolatent-clock")
+
+    def _spawn(self, fn, name) -> None:
+        t = threading.Thread(target=self._guard(fn), name=name, daemon=True)
+        self._threads.append(t)
+        t.start()
+
+    def _guard(self, fn):
+        def run():
+            try:
+                fn()
+            except BaseException as e:  # surfaced by wait()
+                self.error = e
+                self._producer_done.set()
+        return run
+
+    def request_quit(self) -> None:
+        """Fade out and stop (thread- and signal-safe: only sets a flag)."""
+        self._quit_requested = True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the engine has faded out and drained; True when finished."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while not self._producer_done.wait(0.1):
+            if end is not None and time.monotonic() > end:
+                return False
+        if self.error is not None:
+            raise self.error
+        if self.mode != "freewheel":
+            # let the device play out what is in the ring
+            limit = time.monotonic() + 2.0 + self.ring.capacity / self.device_rate
+            while self.ring.fill() > 0 and time.monotonic() < limit:
+                time.sleep(0.005)
+        return True
+
+    def close(self) -> None:
+        """Stop everything; finalise the recording and the log (atomically)."""
+        self._stop.set()
+        self._quit_requested = True
+        self._loader_q.put(None)
+        if self.stream is not None:
+            try:
+                self.stream.stop()
+                self.stream.close()
+            except Exception:
+                pass
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join(timeout=5.0)
+        if self._writer is not None:
+            if self.log:
+                self.log.write({"end": self.core.block})
+            for out in (self.recorder, self.log):
+                if out is not None:
+                    out.finish()
+            self._writer.close()
+            if self._writer.error is not None:
+                for out in (self.recorder, self.log):
+                    if out is not None:
+                        out.abort()
+                raise SonolatentError(f"writing the outputs failed: {self._writer.error}")
+
+    # ----- consumer side ----------------------------------------------------------------------
+    def _callback(self, outdata, frames, time_info, status):  # real-time: no locks, no allocation
+        if status.output_underflow:
+            self.underflows += 1
+            if self.underflow_first < 0:
+                self.underflow_first = self.callbacks
+        self._consume(outdata)
+
+    def _consume(self, out) -> None:
+        k = self._cb_count & (_CB_LOG - 1)
+        self._cb_time[k] = time.perf_counter()
+        self._cb_pos[k] = self.ring.read
+        self._cb_count += 1
+        self.callbacks += 1
+        if self.ring.pop_into(out) and not self._producer_done.is_set():
+            self.ring_underruns += 1
+
+    def _headless_clock(self) -> None:
+        out = np.zeros((self.block_size, 1), np.float32)
+        period = self.block_size / self.device_rate
+        nxt = time.perf_counter()
+        while not self._stop.is_set():
+            now = time.perf_counter()
+            if now < nxt:
+                time.sleep(min(nxt - now, 0.01))
+                continue
+            self._consume(out)
+            nxt += period
+            if now - nxt > 0.5:   # stalled (suspended?): resynchronise instead of bursting
+                nxt = now
+
+    # ----- producer side ----------------------------------------------------------------------
+    def _produce_live(self) -> None:
+        try:
+            while not self.core.finished and not self._stop.is_set():
+                fill = self.ring.fill()
+                if self.depth_min is None or fill < self.depth_min:
+                    self.depth_min = fill
+                if fill >= self.target:
+                    time.sleep(min(0.002, max(0.0002, (fill - self.target) / self.device_rate)))
+                    continue
+                self._render_one()
+        finally:
+            self._producer_done.set()
+
+    def _produce_freewheel(self) -> None:
+        try:
+            while not self.core.finished and not self._stop.is_set():
+                self._render_one()
+        finally:
+            self._producer_done.set()
+
+    def block_time(self) -> float:
+        """Wall-clock time at which the block about to be rendered will be heard (estimated)."""
+        if self.mode == "freewheel":
+            return self._t_start + self.core.block * self.core.dt
+        lat = self.stream.latency if self.stream is not None else 0.0
+        return time.time() + self.ring.fill() / self.device_rate + lat
+
+    def _render_one(self) -> None:
+        core = self.core
+        if (self._quit_requested or (self.duration is not None and core.block * core.dt >= self.duration)) \
+                and not self._quit_injected:
+            self._quit_injected = True
+            self._inbox.append((None, next(self._seq), [("/sono/quit", ())], None, time.perf_counter()))
+        due = self._collect_due()
+        if due:
+            self._apply_due(due)
+        t0 = time.perf_counter()
+        out = core.render_block()
+        dt = time.perf_counter() - t0
+        self.render_total += dt
+        if dt > self.render_max:
+            self.render_max = dt
+        if self.mode != "freewheel":
+            self.ring.push(out)
+        if self.recorder is not None:
+            self.recorder.write(out)
+
+    def _collect_due(self) -> list:
+        """Submits due at this block: scheduled ones whose time has come, then immediate ones."""
+        inbox, heap = self._inbox, self._heap
+        if not inbox and not heap:
+            return []
+        now_block = self.block_time()
+        immediate = []
+        while inbox:
+            item = inbox.popleft()
+            at = item[0]
+            if at is None or at <= now_block:
+                immediate.append(item)
+            else:
+                heapq.heappush(heap, item)
+        due = []
+        while heap and heap[0][0] <= now_block:
+            due.append(heapq.heappop(heap))
+        return due + immediate
+
+    def _apply_due(self, due) -> None:
+        changes, sounds = [], {}
+        for _, _, items, sender, arrival in due:
+            for address, values in items:
+                p = self.namespace.get(address)
+                if p is None:
+                    self._error(sender, address, "no such address")
+                    continue
+                try:
+                    vals = coerce(p, values)
+                except SonolatentError as e:
+                    self._error(sender, address, str(e))
+                    continue
+                if address.startswith("/sono/slot/") and address.endswith("/load"):
+                    self._loader_q.put(("slot", int(address.split("/")[3]), vals[0], sender))
+                elif address == "/sono/patch/load":
+                    self._loader_q.put(("patch-load", None, vals[0], sender))
+                elif address == "/sono/patch/save":
+                    self._loader_q.put(("patch-save", None, vals[0], sender))
+                elif not p.action and not p.access & 2:
+                    self._error(sender, address, "read-only")
+                else:
+                    changes.append((address, vals))
+            if items:
+                self.probes.append((arrival, self.core.block))
+        while self._installs:
+            ch, snd, _ = self._installs.popleft()
+            changes += ch
+            sounds.update(snd)
+        if changes:
+            self._apply_block(changes, sounds)
+
+    def _apply_block(self, changes, sounds) -> None:
+        applied = self.core.apply(changes, sounds)
+        self.changes_applied += len(applied)
+        if self.log:
+            rec = {"block": self.core.block, "changes": [[a, list(v)] for a, v in applied]}
+            loaded = {str(k): {"name": s.name, "sha256": s.sha256} for k, s in sounds.items()}
+            if loaded:
+                rec["sounds"] = loaded
+            self.log.write(rec)
+
+    # ----- loader -------------------------------------------------------------------------------
+    def _loader(self) -> None:
+        while True:
+            job = self._loader_q.get()
+            if job is None:
+                return
+            kind, slot, name, sender = job
+            try:
+                if kind == "slot":
+                    s = self.cache.load(name)
+                    self._post_install([(f"/sono/slot/{slot}/load", (s.name,))], {slot: s}, sender)
+                elif kind == "patch-load":
+                    self._load_patch(name, sender)
+                elif kind == "patch-save":
+                    self._save_patch(name)
+            except SonolatentError as e:
+                self.load_errors += 1
+                addr = f"/sono/slot/{slot}/load" if kind == "slot" else f"/sono/patch/{kind[6:]}"
+                self._error(sender, addr, str(e))
+            except Exception as e:  # a broken file must not kill the daemon
+                self.load_errors += 1
+                self._error(sender, "/sono/slot/load" if kind == "slot" else "/sono/patch", f"failed: {e}")
+
+    def _post_install(self, changes, sounds, sender) -> None:
+        self._installs.append((changes, sounds, sender))
+        # wake the producer's next block even when no OSC arrives
+        self._inbox.append((None, next(self._seq), [], None, time.perf_counter()))
+
+    def _patch_root(self) -> Path:
+        if self.patches_dir is None:
+            raise SonolatentError("no patch folder is set (--patches)")
+        return self.patches_dir
+
+    def _load_patch(self, name: str, sender) -> None:
+        path = resolve_patch(self._patch_root(), name)
+        slots, changes = read_patch(path, self.namespace)
+        sounds = {k: self.cache.load(n) for k, n in slots.items()}
+        clears = [(f"/sono/slot/{k}/clear", ()) for k in range(MAX_SLOTS) if k not in slots]
+        loads = [(f"/sono/slot/{k}/load", (s.name,)) for k, s in sounds.items()]
+        self._post_install(clears + loads + changes, sounds, sender)
+
+    def _save_patch(self, name: str) -> None:
+        import os
+        import tempfile
+
+        root = self._patch_root()
+        path = resolve_patch(root, name)
+        if not root.is_dir():
+            raise SonolatentError(f"{root}: patch folder not found")
+        values = dict(self.core.values)
+        names = {k: values[f"/sono/slot/{k}/name"][0] for k in range(MAX_SLOTS)}
+        last = {"morph": ("/sono/morph/pair", "/sono/morph"), "xy": ("/sono/xy",),
+                "weights": ("/sono/weights",)}[self.core.blend_source]
+        text = patch_text(names, values, self.namespace, last)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+
+    # ===== measurements =============================================================================
+    def control_latencies(self) -> np.ndarray:
+        """Seconds from each submit's arrival to the moment its first affected sample left the ring.
+
+        The first affected sample of block ``b`` is output sample
+        ``core.output_index_of_block(b)``; the callback that copied it out is
+        found in the callback log, and the sample's offset within that callback
+        is added. The device's own output latency (``stream.latency``) comes on
+        top and is not included.
+        """
+        n = min(self._cb_count, _CB_LOG)
+        if n == 0:
+            return np.zeros(0)
+        order = np.argsort(self._cb_pos[:n], kind="stable") if self._cb_count > _CB_LOG else np.arange(n)
+        pos = self._cb_pos[:n][order]
+        tim = self._cb_time[:n][order]
+        out = []
+        for arrival, block in list(self.probes):
+            idx = self.core.output_index_of_block(block)
+            k = int(np.searchsorted(pos, idx, side="right")) - 1
+            if k < 0 or k >= n - 1:
+                continue
+            out.append(tim[k] + (idx - pos[k]) / self.device_rate - arrival)
+        return np.asarray(out)
+

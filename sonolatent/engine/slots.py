@@ -1,0 +1,121 @@
+"""Slots: sounds loaded by name from the sample folder and encoded to latent trajectories.
+
+A name is a relative path inside the sample folder, with or without its
+extension (``"piano"``, ``"drums/kick.wav"``). It is never a path to anywhere
+else: :func:`resolve_sample` refuses absolute names and any name whose
+resolved path (symlinks followed) leaves the folder. Encoding
+(:func:`~sonolatent.models.synth.encode_audio`) runs off the audio path, on the
+engine's loader thread; :class:`SampleCache` remembers results by file
+identity so switching back and forth between sounds costs nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..audio.io import SUPPORTED_EXTENSIONS, read_audio
+from ..errors import SonolatentError
+
+MAX_NAME_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class SlotSound:
+    """One encoded sound: latents ``(D, L)`` at the latent rate and its length in mel frames."""
+
+    name: str
+    latents: np.ndarray     # float64 (D, L)
+    n_frames: int           # mel frames of the sound
+    sha256: str             # of the file's bytes, so a bounce can check it reads the same sound
+    downsample: int
+
+    def column(self, position: float) -> np.ndarray:
+        """Latent at normalised ``position`` (0..1), interpolated like ``latents_to_frames``."""
+        L = self.latents.shape[1]
+        j = position * max(self.n_frames - 1, 0)
+        lp = min(max((j + 0.5) / self.downsample - 0.5, 0.0), L - 1.0)
+        i0 = int(lp)
+        i1 = min(i0 + 1, L - 1)
+        w = lp - i0
+        return self.latents[:, i0] * (1.0 - w) + self.latents[:, i1] * w
+
+
+def resolve_sample(root: str | os.PathLike, name: str) -> Path:
+    """The file under ``root`` that ``name`` names; :class:`SonolatentError` otherwise."""
+    if not isinstance(name, str) or not name.strip():
+        raise SonolatentError("sample name is empty")
+    if len(name) > MAX_NAME_LENGTH or "\x00" in name:
+        raise SonolatentError(f"sample name {name[:40]!r}: not a valid name")
+    if name.startswith(("/", "\\", "~")) or Path(name).is_absolute():
+        raise SonolatentError(f"sample name {name!r}: a name, not a path, is expected")
+    base = Path(root).resolve()
+    if not base.is_dir():
+        raise SonolatentError(f"{root}: sample folder not found")
+    candidates = [base / name]
+    if Path(name).suffix.lower() not in SUPPORTED_EXTENSIONS:
+        candidates += [base / (name + ext) for ext in SUPPORTED_EXTENSIONS]
+    for c in candidates:
+        try:
+            real = c.resolve(strict=True)
+        except (OSError, RuntimeError):
+            continue
+        if not real.is_relative_to(base):
+            raise SonolatentError(f"sample name {name!r}: resolves outside the sample folder")
+        if real.is_file():
+            return real
+    raise SonolatentError(f"sample {name!r}: not found in {root}")
+
+
+def list_samples(root: str | os.PathLike) -> list[str]:
+    """Names (relative paths without extension where unambiguous) of the sounds under ``root``."""
+    base = Path(root)
+    if not base.is_dir():
+        return []
+    out = []
+    for p in sorted(base.rglob("*")):
+        if p.suffix.lower() in SUPPORTED_EXTENSIONS and p.is_file():
+            out.append(p.relative_to(base).with_suffix("").as_posix())
+    return out
+
+
+class SampleCache:
+    """Encodes sounds with a model bundle; caches by (path, size, mtime). Thread-safe."""
+
+    def __init__(self, bundle, root: str | os.PathLike, max_items: int = 64):
+        self.bundle = bundle
+        self.root = Path(root)
+        self.max_items = max_items
+        self._cache: dict[tuple, SlotSound] = {}
+        self._lock = threading.Lock()
+        self._mel = None
+
+    def load(self, name: str) -> SlotSound:
+        from ..audio.mel import MelSpectrogram
+        from ..models.synth import encode_audio
+
+        path = resolve_sample(self.root, name)
+        st = path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None:
+            return SlotSound(name, hit.latents, hit.n_frames, hit.sha256, hit.downsample)
+        data = path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        audio, _ = read_audio(path, self.bundle.sample_rate, allow_silent=True)
+        z = encode_audio(self.bundle, audio).numpy().astype(np.float64)
+        if self._mel is None:
+            self._mel = MelSpectrogram(self.bundle.mel_config)
+        n_frames = self._mel.n_frames(len(audio))
+        sound = SlotSound(name, z, int(n_frames), digest, self.bundle.vae.config.downsample)
+        with self._lock:
+            if len(self._cache) >= self.max_items:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = sound
+        return sound

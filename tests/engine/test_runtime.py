@@ -1,0 +1,151 @@
+"""The live engine without a sound card: freewheel and headless clocks, scheduling, loads, log and bounce."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from sonolatent.engine.bounce import bounce, read_log
+from sonolatent.engine.runtime import Engine
+from sonolatent.errors import ConfigError
+
+
+class Replies:
+    def __init__(self):
+        self.errors = []
+
+    def reply(self, sender, address, values, types=None):
+        pass
+
+    def reply_error(self, sender, address, reason):
+        self.errors.append((sender, address, reason))
+
+
+def wait_for(pred, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def test_freewheel_record_equals_bounce_of_its_log(bundle, samples_dir, tmp_path):
+    rec, log = tmp_path / "take.wav", tmp_path / "take.jsonl"
+    e = Engine(bundle, samples_dir=samples_dir, mode="freewheel", device_rate=48000, record=rec, log_osc=log,
+               duration=1.5)
+    replies = Replies()
+    e.attach_replier(replies)
+    e.preload({0: "sine", 1: "saw"}, [("/sono/play", (1.0,)), ("/sono/attack", (0.02,))])
+    e.start()
+    e.submit([("/sono/morph", (0.6,)), ("/sono/transpose", (3.0,))], None, ("127.0.0.1", 1))
+    e.submit([("/sono/slot/2/load", ("chirp",))], None, ("127.0.0.1", 1))
+    e.submit([("/sono/xy", (0.7, 0.7)), ("/sono/latent/1", (1.5,))], time.time() + 0.4, ("127.0.0.1", 1))
+    e.submit([("/sono/slot/3/load", ("../escape",))], None, ("127.0.0.1", 2))
+    assert e.wait(30)
+    e.close()
+    assert replies.errors and replies.errors[0][0] == ("127.0.0.1", 2) and "slot/3" in replies.errors[0][1]
+    live, sr = sf.read(rec, dtype="float32")
+    assert sr == 48000 and len(live) > 1.5 * 48000 and np.abs(live).max() > 1e-3
+    header, events, end = read_log(log)
+    blocks = {a: ev["block"] for ev in events for a, _ in ev["changes"]}
+    assert blocks["/sono/morph"] == blocks["/sono/transpose"]          # one packet, one block
+    assert blocks["/sono/slot/2/load"] >= blocks["/sono/morph"]
+    assert end == e.core.block and header["output_rate"] == 48000
+    replay = bounce(log, bundle)
+    assert replay.shape == live.shape
+    assert np.array_equal(replay, live)
+
+
+def test_scheduled_changes_apply_at_the_block_whose_time_reaches_them(bundle, samples_dir, tmp_path):
+    log = tmp_path / "s.jsonl"
+    e = Engine(bundle, samples_dir=samples_dir, mode="freewheel", log_osc=log, duration=2.0)
+    at1, at2 = time.time() + 0.8, time.time() + 0.5
+    e.submit([("/sono/gain", (0.1,)), ("/sono/rate", (0.5,))], at1, None)   # a bundle with a timetag
+    e.submit([("/sono/gain", (0.3,))], at2, None)
+    e.start()
+    assert e.wait(30)
+    e.close()
+    _, events, _ = read_log(log)
+    got = [(ev["block"], [a for a, _ in ev["changes"]]) for ev in events if ev["changes"][0][0] != "/sono/quit"]
+    want_block = [int(np.ceil((at - e._t_start) / e.core.dt)) for at in (at2, at1)]
+    assert got == [(want_block[0], ["/sono/gain"]), (want_block[1], ["/sono/gain", "/sono/rate"])]
+
+
+def test_headless_clock_plays_in_real_time_and_measures_control_latency(bundle, samples_dir):
+    e = Engine(bundle, samples_dir=samples_dir, mode="headless", device_rate=48000, block_size=256)
+    e.preload({0: "sine"}, [("/sono/play", (1.0,))])
+    t0 = time.monotonic()
+    e.start()
+    for k in range(20):
+        time.sleep(0.02)
+        e.submit([("/sono/gain", (0.1 + 0.04 * k,))], None, None)
+    e.request_quit()
+    assert e.wait(10)
+    elapsed = time.monotonic() - t0
+    e.close()
+    st = e.status()
+    assert st["ring_underruns"] == 0
+    assert 0.3 < elapsed < 2.0
+    audio_s = st["callbacks"] * 256 / 48000
+    assert abs(audio_s - elapsed) < 0.25        # the clock thread pulls at the device rate
+    lat = e.control_latencies()
+    assert len(lat) >= 15
+    # one block of waiting at most + the ring's depth + the resampler, well under 50 ms
+    assert 0.0 < np.median(lat) and np.max(lat) < 0.05
+
+
+def test_slot_loads_happen_off_the_audio_path_and_errors_are_answered(bundle, samples_dir):
+    e = Engine(bundle, samples_dir=samples_dir, mode="headless")
+    r = Replies()
+    e.attach_replier(r)
+    e.start()
+    e.submit([("/sono/slot/5/load", ("noise",))], None, ("h", 1))
+    e.submit([("/sono/slot/6/load", ("does-not-exist",))], None, ("h", 2))
+    e.submit([("/sono/playing", (1,))], None, ("h", 3))
+    assert wait_for(lambda: e.value("/sono/slot/5/name") == ("noise",))
+    assert wait_for(lambda: len(r.errors) == 2)
+    assert {s for s, _, _ in r.errors} == {("h", 2), ("h", 3)}
+    e.submit([("/sono/slot/5/clear", ())], None, None)
+    assert wait_for(lambda: e.value("/sono/slot/5/name") == ("",))
+    e.request_quit()
+    e.wait(10)
+    e.close()
+    info, st = e.info(), e.status()
+    assert info["latent_dim"] == bundle.vae.latent_dim and info["model_rate"] == 44100
+    assert st["load_errors"] == 1 and st["blocks"] > 0 and st["render_ms_max"] > 0
+
+
+def test_patch_save_then_load_by_name(bundle, samples_dir, tmp_path):
+    patches = tmp_path / "patches"
+    patches.mkdir()
+    e = Engine(bundle, samples_dir=samples_dir, mode="headless", patches_dir=patches)
+    r = Replies()
+    e.attach_replier(r)
+    e.preload({0: "sine", 2: "saw"}, [("/sono/morph/pair", (0, 2)), ("/sono/morph", (0.4,)), ("/sono/gain", (0.5,))])
+    e.start()
+    e.submit([("/sono/patch/save", ("mine",))], None, None)
+    assert wait_for(lambda: (patches / "mine.toml").exists())
+    e.submit([("/sono/slot/0/clear", ()), ("/sono/gain", (1.0,)), ("/sono/xy", (1.0, 1.0))], None, None)
+    assert wait_for(lambda: e.value("/sono/gain") == (1.0,))
+    e.submit([("/sono/patch/load", ("mine",))], None, None)
+    e.submit([("/sono/patch/load", ("../etc",))], None, ("h", 9))
+    assert wait_for(lambda: e.value("/sono/slot/0/name") == ("sine",))
+    assert e.value("/sono/gain") == (0.5,) and e.core.blend_source == "morph"
+    assert e.value("/sono/slot/2/name") == ("saw",)
+    assert wait_for(lambda: any(s == ("h", 9) for s, _, _ in r.errors))
+    e.request_quit()
+    e.wait(10)
+    e.close()
+
+
+def test_bad_logs_are_one_line_errors(tmp_path, bundle):
+    p = tmp_path / "bad.jsonl"
+    p.write_text('{"format": "sonolatent-performance", "version": 1}\n{"block": 3, "changes": []}\n{"block": 1\n')
+    with pytest.raises(ConfigError, match=r"bad.jsonl:3"):
+        read_log(p)
+    p.write_text(json.dumps({"format": "other"}) + "\n")
+    with pytest.raises(ConfigError, match="not a sonolatent performance log"):
+        bounce(p, bundle)
