@@ -30,8 +30,13 @@ from __future__ import annotations
 import math
 import os
 import re
+import sys
 import tempfile
-import tomllib
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 (pyproject pulls in tomli there)
+    import tomli as tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any

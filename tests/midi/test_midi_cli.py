@@ -82,14 +82,12 @@ def timed_song(path):
 def test_midi_file_plays_in_real_time_within_5ms(tmp_path):
     song = tmp_path / "timed.mid"
     timed_song(song)
-    assert [round(t, 3) for t, m in [(0, 0)] if False] == []
-    file_times = [0.0]
+    file_times = []
     acc = 0.0
     for msg in mido.MidiFile(song):
         acc += msg.time
         if not msg.is_meta:
             file_times.append(acc)
-    file_times = file_times[1:]
     assert file_times == pytest.approx(TIMES, abs=0.0015)  # the file says what we meant (tick rounding)
     rx = UdpReceiver()
     try:
