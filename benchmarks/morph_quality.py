@@ -1,6 +1,7 @@
 """How good are morphs? Latent morph vs a plain crossfade, on pairs of instrument notes.
 
-For every pair of sound files in --dir (default patches/samples), render an
+For every pair of sound files in --dir (default patches/samples), or of
+held-out notes picked from a dataset's validation split (--dataset), render an
 11-step morph (fixed blends 0, 0.1, .., 1; `--align stretch` to the longer
 note) through the streaming synth, and measure:
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import sys
 import time
 from pathlib import Path
@@ -80,10 +82,27 @@ def jump_outlier(y: np.ndarray) -> float:
     return float(d.max() / q) if q > 0 else float("nan")
 
 
+def held_out_notes(dataset: Path, pitch: int = 60) -> list[Path]:
+    """One validation-split note per held-out group of a dataset (manifest.jsonl): nearest ``pitch``,
+    longest hold, middle velocity; drum kits left out (a morph between pitched notes is the question)."""
+    best: dict[str, tuple] = {}
+    for line in (dataset / "manifest.jsonl").read_text().splitlines():
+        e = json.loads(line)
+        if e.get("split") != "valid" or str(e.get("group", "")).startswith("drums/"):
+            continue
+        key = (abs(int(e.get("pitch", pitch)) - pitch), -float(e.get("note_seconds", 0)),
+               abs(int(e.get("velocity", 80)) - 80), e["path"])
+        if e["group"] not in best or key < best[e["group"]][0]:
+            best[e["group"]] = (key, dataset / e["path"])
+    return [v[1] for _, v in sorted(best.items())]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
     ap.add_argument("--dir", default=str(ROOT / "patches" / "samples"), help="folder of WAV notes")
+    ap.add_argument("--dataset", default=None,
+                    help="instead of --dir: one held-out (validation-split) note per program of this dataset folder")
     ap.add_argument("--max-pairs", type=int, default=0, help="use at most this many pairs (0: all)")
     ap.add_argument("--interp", default="slerp", choices=("lerp", "slerp"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "morph_quality.json"))
@@ -95,7 +114,7 @@ def main(argv=None) -> int:
     bundle = load_bundle(args.checkpoint)
     sr = bundle.sample_rate
     mel = MelSpectrogram(bundle.mel_config)
-    files = sorted(Path(args.dir).glob("*.wav"))
+    files = held_out_notes(Path(args.dataset)) if args.dataset else sorted(Path(args.dir).glob("*.wav"))
     if len(files) < 2:
         print(f"morph_quality: need at least 2 WAV files in {args.dir}", file=sys.stderr)
         return 2
@@ -164,7 +183,9 @@ def main(argv=None) -> int:
     print(f"        largest jump / 99.9th-percentile jump: morph {c['morph_jump_outlier_worst']:.2f}, "
           f"inputs {c['inputs_jump_outlier_worst']:.2f} (a click stands far above the inputs' value)")
     out = {
-        "benchmark": "morph_quality", "checkpoint": str(args.checkpoint), "dir": str(args.dir),
+        "benchmark": "morph_quality", "checkpoint": str(args.checkpoint),
+        "inputs": f"held-out notes of {args.dataset}" if args.dataset else str(args.dir),
+        "files": [str(f) for f in files],
         "summary": summary, "pairs": rows, "seconds": round(time.time() - t0, 1),
     }
     write_result(args.out, out)
