@@ -1,0 +1,1 @@
+"""Command-line interface: a thin layer that parses options and calls the library."""

@@ -1,0 +1,101 @@
+"""``sonolatent``: the command-line entry point.
+
+Each subcommand lives in its own module under ``sonolatent.cli`` and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` to a
+function ``(args) -> int``. Modules are imported lazily by name, so a command
+that never touches torch (the MIDI bridge) does not import it.
+
+Every :class:`~sonolatent.errors.SonolatentError` becomes one line on stderr
+and exit status 2; Ctrl-C exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .. import __version__
+from ..errors import SonolatentError
+
+#: (command, module, one-line help). Order is the order shown in --help.
+COMMANDS = [
+    ("demo", "demo", "round-trip a bundled sample through the shipped model"),
+    ("reconstruct", "reconstruct", "write what the model makes of a sound file"),
+    ("morph", "morph", "render a morph between two sound files"),
+    ("render", "render", "render a morph score (TOML)"),
+    ("map", "plots", "picture a folder of sounds in the latent space"),
+    ("traverse", "plots", "picture spectrograms along one latent coordinate"),
+    ("serve", "serve", "run the real-time daemon controlled over OSC"),
+    ("bounce", "serve", "re-render a logged OSC performance offline"),
+    ("bridge", "bridge", "MIDI-to-OSC bridge for playing the daemon"),
+    ("eval", "evaluate", "measure reconstruction quality and speed against Griffin-Lim"),
+    ("dataset", "dataset", "build a training set (soundfont renders or a folder)"),
+    ("train", "train", "train the VAE or the vocoder"),
+    ("recipe", "recipe", "reproduce the shipped checkpoints from scratch"),
+]
+
+EPILOG = """\
+Data flow: sound file -> mel -> VAE encoder -> latent trajectory -> (morph,
+OSC, MIDI) -> VAE decoder -> mel -> vocoder -> audio. Every command that uses a
+model takes --checkpoint DIR (default: the shipped checkpoints/default).
+Run 'sonolatent COMMAND --help' for a command's options."""
+
+
+def _wanted(argv: list[str]) -> str | None:
+    for a in argv:
+        if not a.startswith("-"):
+            return a
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sonolatent",
+        description="sonolatent: morph between sounds through a learned latent space, offline or live.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"sonolatent {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    wanted = _wanted(argv or [])
+    seen = set()
+    for name, module, helptext in COMMANDS:
+        if wanted in {c for c, _, _ in COMMANDS} and name != wanted:
+            # only import the module of the command being run; list the others by name
+            sub.add_parser(name, help=helptext, add_help=False)
+            continue
+        if module in seen:
+            continue
+        try:
+            mod = importlib.import_module(f"{__package__}.{module}")
+        except ModuleNotFoundError as e:
+            if e.name and e.name.startswith(f"{__package__}.{module}"):
+                continue  # command not built yet
+            raise
+        seen.add(module)
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser(argv)
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 0 if not argv else 2
+        return int(args.func(args) or 0)
+    except SonolatentError as e:
+        print(f"sonolatent: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sonolatent: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
