@@ -8,8 +8,8 @@ this order:
    only) -> ``dropped_not_allowed``;
 2. its size against ``max_packet`` -> ``dropped_size``;
 3. the sender's token bucket (``rate`` messages/s) -> ``dropped_rate``;
-4. it is parsed with python-osc (``OscMessage`` / ``OscBundle``) inside a
-   catch-all -> ``dropped_malformed`` (never a traceback; at most one log line
+4. it is parsed (bundle framing checked here, messages by python-osc's
+   ``OscMessage``) inside a catch-all -> ``dropped_malformed`` (never a traceback; at most one log line
    per 5 s);
 5. every message is then answered (queries, info, status, ping, subscribe),
    refused (``/sono/error address reason``, ``errors``) or converted; the
@@ -31,11 +31,13 @@ import logging
 import os
 import selectors
 import socket
+import struct
 import threading
 import time
 
-from pythonosc import osc_bundle, osc_message
+from pythonosc import osc_message
 from pythonosc.osc_message_builder import OscMessageBuilder
+from pythonosc.parsing import osc_types
 
 from ..errors import ConfigError
 from .convert import OscValueError, convert, is_pattern, match, to_norm
@@ -51,6 +53,7 @@ DEFAULT_RCVBUF = 4 << 20
 MAX_SUBSCRIBERS = 8
 LOOPBACK = ("127.0.0.0/8", "::1/128")
 MAX_BUNDLE_DEPTH = 16
+_BUNDLE = b"#bundle\0"
 # type tags python-osc decodes; anything else it skips with a warning, shifting the arguments
 _KNOWN_TAGS = frozenset("ihfdsbrmtTFN[]")
 _SERVER_ADDRESSES = frozenset({"/sono/ping", "/sono/info", "/sono/status", "/sono/subscribe", "/sono/unsubscribe"})
@@ -164,16 +167,33 @@ def _type_tag(dgram: bytes) -> str:
     return dgram[start + 1:stop if stop >= 0 else len(dgram)].decode("ascii", "replace")
 
 
-def _collect(bundle, depth: int, out: list) -> float:
-    """Append the messages of ``bundle`` (nested ones too) to ``out``; return the latest timetag (0 = immediate)."""
+def _walk_bundle(data: bytes, depth: int, out: list) -> float:
+    """Append the messages of a bundle datagram (nested ones too) to ``out``; return its latest timetag (0 = immediate).
+
+    Walked here rather than by python-osc's ``OscBundle``, which loops forever
+    on a negative element size (python-osc 1.10). Element sizes must be
+    positive multiples of 4 that fit the datagram.
+    """
     if depth > MAX_BUNDLE_DEPTH:
         raise ValueError("bundles nested too deep")
-    latest = float(bundle.timestamp or 0.0)
-    for item in bundle:
-        if isinstance(item, osc_message.OscMessage):
-            out.append(item)
+    timetag, index = osc_types.get_date(data, len(_BUNDLE))
+    latest = float(timetag or 0.0)
+    n = len(data)
+    while index < n:
+        if n - index < 4:
+            raise ValueError("truncated bundle element size")
+        (size,) = struct.unpack_from(">i", data, index)
+        index += 4
+        if size <= 0 or size % 4 or index + size > n:
+            raise ValueError("bad bundle element size")
+        element = data[index:index + size]
+        index += size
+        if element.startswith(_BUNDLE):
+            latest = max(latest, _walk_bundle(element, depth + 1, out))
+        elif element[:1] == b"/":
+            out.append(osc_message.OscMessage(element))
         else:
-            latest = max(latest, _collect(item, depth + 1, out))
+            raise ValueError("bundle element is neither a message nor a bundle")
     return latest
 
 
@@ -182,9 +202,9 @@ def parse_packet(data: bytes) -> tuple[list, float]:
 
     Raises anything on a malformed datagram (the caller catches everything).
     """
-    if data.startswith(b"#bundle\0"):
+    if data.startswith(_BUNDLE):
         msgs: list = []
-        return msgs, _collect(osc_bundle.OscBundle(data), 0, msgs)
+        return msgs, _walk_bundle(data, 0, msgs)
     if data[:1] == b"/":
         return [osc_message.OscMessage(data)], 0.0
     raise ValueError("not an OSC message or bundle")
@@ -409,15 +429,19 @@ class OscServer:
         changes: list = []
         applied = 0
         for m in messages:
-            c["messages"] += 1
             n_before = len(changes)
             try:
                 self._message(m, sender, changes)
             except OscValueError as e:
                 del changes[n_before:]
+                c["messages"] += 1
                 c["errors"] += 1
                 self._error(sender, m.address, str(e))
                 continue
+            except Exception:
+                c["messages"] += 1
+                raise   # counted as an error by the receive loop
+            c["messages"] += 1
             if len(changes) > n_before:
                 applied += 1
             else:
