@@ -119,6 +119,8 @@ def run_serve(args) -> int:
         raise SonolatentError(f"--samples {samples}: folder not found")
     patches = Path(args.patches) if args.patches else (Path(args.patch).parent if args.patch else DEFAULT_PATCHES)
 
+    if args.device is not None and args.device.strip().lstrip("-").isdigit():
+        args.device = int(args.device)
     mode = "device"
     if args.freewheel:
         mode = "freewheel"
@@ -150,9 +152,12 @@ def run_serve(args) -> int:
             engine.load_patch_file(args.patch)
         surface = ControlSurface.from_args(engine, args).start()
         host, port = surface.osc.address
-        where = {"device": f"audio: {_device_name(engine)} at {engine.device_rate} Hz, block {engine.block_size}",
-                 "headless": f"no audio device: own clock at {engine.device_rate} Hz",
-                 "freewheel": f"freewheel at {engine.device_rate} Hz for {args.duration:g} s"}[mode]
+        if mode == "device":
+            where = f"audio: {_device_name(engine)} at {engine.device_rate} Hz, block {engine.block_size}"
+        elif mode == "headless":
+            where = f"no audio: own real-time clock at {engine.device_rate} Hz"
+        else:
+            where = f"freewheel at {engine.device_rate} Hz for {args.duration:g} s"
         print(f"sonolatent serve: {surface.describe()}; {where}", flush=True)
         print(f"  try: oscsend {host} {port} /sono/slot/0/load s NAME ; oscsend {host} {port} /sono/play f 1",
               flush=True)

@@ -1,0 +1,176 @@
+"""``sonolatent serve`` and ``sonolatent bounce`` as a user runs them: subprocesses, real UDP, real files."""
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+from pythonosc.osc_message import OscMessage
+
+from sonolatent.control.server import encode
+
+
+def sonolatent(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "sonolatent", *map(str, args)], capture_output=True, text=True,
+                          timeout=kw.pop("timeout", 120), **kw)
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory):
+    d = tmp_path_factory.mktemp("samples")
+    t = np.arange(int(0.5 * 44100)) / 44100
+    sf.write(d / "a.wav", (0.5 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 44100)
+    sf.write(d / "b.wav", (0.3 * ((t * 330) % 1.0 - 0.5)).astype(np.float32), 44100)
+    return d
+
+
+class Daemon:
+    """``sonolatent serve`` running; ``port`` from its first line; ``lines`` collected on a thread."""
+
+    def __init__(self, *args):
+        self.proc = subprocess.Popen([sys.executable, "-m", "sonolatent", "serve", "--port", "0", *map(str, args)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines = []
+        threading.Thread(target=lambda: [self.lines.append(x.rstrip()) for x in self.proc.stdout],
+                         daemon=True).start()
+        end = time.monotonic() + 90
+        while not any("OSC on udp" in x for x in self.lines):
+            if self.proc.poll() is not None or time.monotonic() > end:
+                time.sleep(0.2)
+                self.kill()
+                raise AssertionError(f"serve did not start: {self.lines}")
+            time.sleep(0.02)
+        first = next(x for x in self.lines if "OSC on udp" in x)
+        self.port = int(first.split("OSC on udp ")[1].split(",")[0].split(";")[0].rsplit(":", 1)[1])
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(5)
+
+    def send(self, address, *values):
+        self.sock.sendto(encode(address, values), ("127.0.0.1", self.port))
+
+    def ask(self, address):
+        self.send(address)
+        return OscMessage(self.sock.recvfrom(65536)[0])
+
+    def wait(self, timeout=60):
+        rc = self.proc.wait(timeout)
+        time.sleep(0.1)
+        return rc
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        if getattr(self, "sock", None):
+            self.sock.close()
+
+
+@pytest.fixture
+def daemons():
+    ds = []
+
+    def start(*args):
+        d = Daemon(*args)
+        ds.append(d)
+        return d
+
+    yield start
+    for d in ds:
+        d.kill()
+
+
+def test_headless_performance_over_osc_bounces_to_the_same_samples(tiny_bundle_dir, samples, tmp_path, daemons):
+    rec, log, out = tmp_path / "take.wav", tmp_path / "take.jsonl", tmp_path / "bounce.wav"
+    d = daemons("--checkpoint", tiny_bundle_dir, "--samples", samples, "--no-audio", "--rate", 48000,
+                "--record", rec, "--log-osc", log)
+    assert any("oscsend 127.0.0.1" in x for x in d.lines)
+    d.send("/sono/slot/0/load", "a")
+    d.send("/sono/slot/1/load", "b")
+    time.sleep(0.3)
+    d.send("/sono/play", 1.0)
+    for k in range(10):
+        time.sleep(0.05)
+        d.send("/sono/morph", k / 10)
+    d.send("/sono/transpose", 5.0)
+    d.send("/sono/latent/0", -1.0)
+    time.sleep(0.3)
+    assert d.ask("/sono/slot/1/name").params == ["b"]
+    d.send("/sono/quit")
+    assert d.wait() == 0
+    assert "underflows 0" in d.lines[-1] and "ring underruns 0" in d.lines[-1]
+    events = [json.loads(x) for x in log.read_text().splitlines()]
+    assert events[-1] == {"end": events[-1]["end"]} and len(events) > 12
+    r = sonolatent("bounce", log, "-o", out)
+    assert r.returncode == 0, r.stderr
+    live, sr = sf.read(rec, dtype="float32")
+    again, sr2 = sf.read(out, dtype="float32")
+    assert sr == sr2 == 48000 and len(live) > 48000 and np.abs(live).max() > 1e-3
+    assert np.array_equal(live, again)
+
+
+def test_sigterm_fades_out_exits_0_and_finalises_outputs(tiny_bundle_dir, samples, tmp_path, daemons):
+    rec, log = tmp_path / "t.wav", tmp_path / "t.jsonl"
+    d = daemons("--checkpoint", tiny_bundle_dir, "--samples", samples, "--no-audio", "--record", rec,
+                "--log-osc", log, "--oscquery-port", -1)
+    d.send("/sono/free", 1)
+    d.send("/sono/play", 1.0)
+    time.sleep(0.5)
+    assert not rec.exists()          # written to a temporary name until the end
+    d.proc.send_signal(signal.SIGTERM)
+    assert d.wait() == 0
+    x, sr = sf.read(rec, dtype="float32")
+    assert sr == 44100 and np.abs(x[-100:]).max() < 1e-4 < np.abs(x).max()   # faded out, not cut
+    assert json.loads(log.read_text().splitlines()[-1])["end"] > 0
+    assert not list(tmp_path.glob(".*part"))
+
+
+def test_freewheel_duration_and_patch(tiny_bundle_dir, samples, tmp_path):
+    patch = tmp_path / "p.toml"
+    patch.write_text('[slots]\n0 = "a"\n[params]\n"/sono/gain" = 0.5\n')
+    rec = tmp_path / "f.wav"
+    r = sonolatent("serve", "--checkpoint", tiny_bundle_dir, "--samples", samples, "--patch", patch,
+                   "--freewheel", "--duration", 2, "--record", rec, "--port", 0)
+    assert r.returncode == 0, r.stderr
+    assert "freewheel" in r.stdout
+    x, sr = sf.read(rec, dtype="float32")
+    assert 2.0 <= len(x) / sr < 2.2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--freewheel"], "--duration"),
+    (["--no-audio", "--samples", "/nonexistent"], "--samples"),
+    (["--no-audio", "--record", "/nonexistent/x.wav"], "--record"),
+    (["--no-audio", "--patch", "missing.toml"], "missing.toml"),
+    (["--no-audio", "--block-size", "3"], "--block-size"),
+])
+def test_user_mistakes_are_one_line_errors(tiny_bundle_dir, args, message, tmp_path):
+    r = sonolatent("serve", "--checkpoint", tiny_bundle_dir, "--port", 0, *args, cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.startswith("sonolatent: error:") and message in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_checkpoint_and_bad_log(tmp_path):
+    r = sonolatent("serve", "--checkpoint", tmp_path / "none", "--no-audio")
+    assert r.returncode == 2 and "checkpoint folder not found" in r.stderr
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("not json\n")
+    r = sonolatent("bounce", bad, "-o", tmp_path / "o.wav")
+    assert r.returncode == 2 and "bad.jsonl:1" in r.stderr and not (tmp_path / "o.wav").exists()
+
+
+def test_list_devices_and_help():
+    r = sonolatent("serve", "--list-devices")
+    assert r.returncode == 0
+    r = sonolatent("serve", "--help")
+    assert r.returncode == 0 and "--log-osc" in r.stdout and "--bind" in r.stdout
+    r = sonolatent("bounce", "--help")
+    assert r.returncode == 0 and "LOG" in r.stdout
