@@ -112,6 +112,7 @@ def parse_allow(allow) -> list:
 
 class AllowList:
     def __init__(self, allow=None):
+        self.loopback_only = not allow
         self.networks = parse_allow(allow)
         self._cache: dict[str, bool] = {}
 

@@ -8,11 +8,19 @@ the options with :func:`add_control_arguments` and start everything with
 from __future__ import annotations
 
 import argparse
+import ipaddress
 
 from ..errors import ConfigError
 from .oscquery import OscQueryServer
 from .server import (DEFAULT_MAX_FUTURE, DEFAULT_MAX_PACKET, DEFAULT_PORT, DEFAULT_RATE, AllowList, OscServer)
 from .target import ControlTarget
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def add_control_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,6 +87,8 @@ class ControlSurface:
         s = f"OSC on udp {host}:{port}"
         if self.http is not None:
             s += f", OSCQuery on {self.http.url}"
+        if self._allow.loopback_only and not _is_loopback(host):
+            s += " (only this machine may connect: add --allow CIDR for others)"
         return s
 
     def __enter__(self) -> "ControlSurface":
