@@ -46,7 +46,7 @@ def param_node(p: Param, value: tuple | None) -> dict:
     n = len(p.types)
     node = {"FULL_PATH": p.address, "DESCRIPTION": p.description, "TYPE": p.types or "N", "ACCESS": p.access}
     if value is not None and p.access & 1 and not p.action:
-        node["VALUE"] = list(value)
+        node["VALUE"] = [str(v) if t == "s" else int(v) if t == "i" else float(v) for v, t in zip(value, p.types)]
     if n:
         ranges = []
         for k in range(n):

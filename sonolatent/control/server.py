@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import numbers
 import os
 import selectors
 import socket
@@ -241,10 +242,15 @@ def encode(address: str, values=(), types: str | None = None) -> bytes:
 
 
 def _flat(d: dict) -> tuple:
+    """A dict as key, value pairs for an OSC reply (numpy scalars become ints/floats; None and others are left out)."""
     out = []
     for k, v in d.items():
-        if isinstance(v, (bool, int, float, str)):
+        if isinstance(v, (bool, str)):
             out += [str(k), v]
+        elif isinstance(v, numbers.Integral):
+            out += [str(k), int(v)]
+        elif isinstance(v, numbers.Real):
+            out += [str(k), float(v)]
     return tuple(out)
 
 

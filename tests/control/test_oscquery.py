@@ -126,3 +126,27 @@ def test_port_in_use_is_a_config_error():
             OscQueryServer(RecordingTarget(), "127.0.0.1", blocker.getsockname()[1], osc_port=9).start()
     finally:
         blocker.close()
+
+
+def test_engine_values_of_other_numeric_types_serialise():
+    """An engine may store numpy-like scalars; VALUE and /sono/info still come out as JSON/OSC numbers."""
+    from fractions import Fraction
+
+    class Odd(RecordingTarget):
+        def value(self, address):
+            v = super().value(address)
+            return None if v is None else tuple(Fraction(x).limit_denominator() if isinstance(x, float) else x for x in v)
+
+        def info(self):
+            return {**super().info(), "ratio": Fraction(1, 4), "missing": None}
+
+    s = ControlSurface(Odd(), "127.0.0.1", 0, oscquery_port=0).start()
+    try:
+        assert get(s.http.url + "sono/gain?VALUE") == (200, {"VALUE": [0.8]})
+        c = Client(s.osc.address)
+        addr, vals = c.ask("/sono/info")
+        info = dict(zip(vals[::2], vals[1::2]))
+        assert info["ratio"] == 0.25 and "missing" not in info
+        c.close()
+    finally:
+        s.stop()
