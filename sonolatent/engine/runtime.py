@@ -337,7 +337,7 @@ class Engine:
         if (self._quit_requested or (self.duration is not None and core.block * core.dt >= self.duration)) \
                 and not self._quit_injected:
             self._quit_injected = True
-            self._inbox.append((None, next(self._seq), [("/sono/quit", ())], None, time.perf_counter()))
+            self._inbox.append((None, next(self._seq), [("/sono/quit", ())], None, None))
         due = self._collect_due()
         if due:
             self._apply_due(due)
@@ -394,7 +394,7 @@ class Engine:
                     self._error(sender, address, "read-only")
                 else:
                     changes.append((address, vals))
-            if items:
+            if items and arrival is not None:   # internal items (quit on a signal) carry no arrival
                 self.probes.append((arrival, self.core.block))
         while self._installs:
             ch, snd, _ = self._installs.popleft()
@@ -439,7 +439,7 @@ class Engine:
     def _post_install(self, changes, sounds, sender) -> None:
         self._installs.append((changes, sounds, sender))
         # wake the producer's next block even when no OSC arrives
-        self._inbox.append((None, next(self._seq), [], None, time.perf_counter()))
+        self._inbox.append((None, next(self._seq), [], None, None))
 
     def _patch_root(self) -> Path:
         if self.patches_dir is None:
@@ -476,24 +476,24 @@ class Engine:
     def control_latencies(self) -> np.ndarray:
         """Seconds from each submit's arrival to the moment its first affected sample left the ring.
 
-        The first affected sample of block ``b`` is output sample
+        One value per entry of ``probes`` (NaN where the callback log does not
+        cover it). The first affected sample of block ``b`` is output sample
         ``core.output_index_of_block(b)``; the callback that copied it out is
         found in the callback log, and the sample's offset within that callback
         is added. The device's own output latency (``stream.latency``) comes on
         top and is not included.
         """
         n = min(self._cb_count, _CB_LOG)
+        probes = list(self.probes)
+        out = np.full(len(probes), np.nan)
         if n == 0:
-            return np.zeros(0)
-        order = np.argsort(self._cb_pos[:n], kind="stable") if self._cb_count > _CB_LOG else np.arange(n)
+            return out
+        order = np.argsort(self._cb_pos[:n], kind="stable")
         pos = self._cb_pos[:n][order]
         tim = self._cb_time[:n][order]
-        out = []
-        for arrival, block in list(self.probes):
+        for i, (arrival, block) in enumerate(probes):
             idx = self.core.output_index_of_block(block)
             k = int(np.searchsorted(pos, idx, side="right")) - 1
-            if k < 0 or k >= n - 1:
-                continue
-            out.append(tim[k] + (idx - pos[k]) / self.device_rate - arrival)
-        return np.asarray(out)
-
+            if 0 <= k < n - 1:
+                out[i] = tim[k] + (idx - pos[k]) / self.device_rate - arrival
+        return out

@@ -1,12 +1,14 @@
 """``sonolatent serve`` and ``sonolatent bounce`` as a user runs them: subprocesses, real UDP, real files."""
 
 import json
+import os
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import uuid
 
 import numpy as np
 import pytest
@@ -174,3 +176,16 @@ def test_list_devices_and_help():
     assert r.returncode == 0 and "--log-osc" in r.stdout and "--bind" in r.stdout
     r = sonolatent("bounce", "--help")
     assert r.returncode == 0 and "LOG" in r.stdout
+
+
+def test_without_an_audio_device_serve_says_so_and_runs_headless(tiny_bundle_dir, tmp_path):
+    env = dict(os.environ, JACK_DEFAULT_SERVER=f"sl-none-{uuid.uuid4().hex[:8]}")   # no JACK server by that name
+    probe = subprocess.run([sys.executable, "-c", "import sounddevice as sd; sd.query_devices(kind='output')"],
+                           env=env, capture_output=True, timeout=60)
+    r = sonolatent("serve", "--checkpoint", tiny_bundle_dir, "--port", 0, "--duration", 0.5, env=env)
+    assert r.returncode == 0, r.stderr
+    if probe.returncode != 0:      # this machine has no sound card (the test rig)
+        assert "no audio output device" in r.stderr and "running headless" in r.stderr
+        assert "own real-time clock" in r.stdout
+    else:                          # a machine with one plays through it
+        assert "audio:" in r.stdout

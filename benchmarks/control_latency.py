@@ -1,0 +1,119 @@
+"""Control latency of the daemon: an OSC packet's arrival -> the first output sample that reflects it.
+
+For each device block size (64, 256, 1024 samples at 48 kHz) a JACK dummy
+server runs with that period and the engine plays through PortAudio's JACK
+device, with the real OSC server in front of it. A client sends ``/sono/gain``
+packets at random moments (10-30 ms apart); for each, the time from the
+``sendto`` to the moment the callback handed JACK the first sample of the
+block that applied it (``Engine.control_latencies`` plus the UDP/parse time).
+JACK's own output latency (one period with the dummy driver) is listed apart.
+Prints a table and writes benchmarks/results/control_latency.json.
+
+    python benchmarks/control_latency.py [--checkpoint DIR] [--blocks 64 256 1024] [--n 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import time
+
+from realtime_common import RESULTS, JackServer, model_folder, percentile_row
+
+from morph_common import write_result  # noqa: E402
+
+
+def worker(args) -> dict:
+    """One block size, in a process whose JACK_DEFAULT_SERVER is the server to use."""
+    import socket
+
+    import numpy as np
+    import torch
+
+    from sonolatent.control.server import encode
+    from sonolatent.control.surface import ControlSurface
+    from sonolatent.engine.runtime import Engine
+    from sonolatent.models import load_bundle
+
+    torch.set_num_threads(1)
+    sys.setswitchinterval(0.0002)
+    bundle = load_bundle(args.model)
+    engine = Engine(bundle, samples_dir=".", mode="device", device=args.device, block_size=args.block_size,
+                    safety_ms=args.buffer_ms)
+    D = bundle.vae.latent_dim
+    engine.preload(None, [("/sono/free", (1,)), ("/sono/latent", tuple([0.5] * D)), ("/sono/attack", (0.001,)),
+                          ("/sono/play", (1.0,))])
+    surface = ControlSurface(engine, "127.0.0.1", 0, oscquery_port=-1, rate=0).start()
+    engine.start()
+    time.sleep(1.0)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rng = random.Random(args.block_size)
+    sent = []
+    for i in range(args.n):
+        data = encode("/sono/gain", (0.3 + 0.5 * (i % 2),))
+        sent.append(time.perf_counter())
+        sock.sendto(data, surface.osc.address)
+        time.sleep(rng.uniform(0.010, 0.030))
+    time.sleep(0.5)
+    engine.request_quit()
+    engine.wait(30)
+    surface.stop()
+    engine.close()
+    lat = engine.control_latencies()
+    arrivals = np.array([a for a, _ in engine.probes])
+    assert len(arrivals) == len(sent), f"{len(arrivals)} submits for {len(sent)} packets"
+    total = lat + (arrivals - np.array(sent))
+    st = engine.status()
+    return {"block_size": args.block_size, "device_rate": engine.device_rate,
+            "buffer_target_samples": engine.target,
+            "device_latency_ms": round(1e3 * float(engine.stream.latency), 2),
+            **percentile_row(1e3 * total),
+            "engine_only": percentile_row(1e3 * lat),
+            "underflows": st["underflows"], "ring_underruns": st["ring_underruns"],
+            "render_ms_mean": st["render_ms_mean"], "render_ms_max": st["render_ms_max"]}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--checkpoint", default=None, help="model bundle (default: checkpoints/default, else random full-size)")
+    ap.add_argument("--blocks", type=int, nargs="+", default=[64, 256, 1024])
+    ap.add_argument("--n", type=int, default=300, help="packets per block size")
+    ap.add_argument("--buffer-ms", type=float, default=10.0, help="the engine's safety margin (serve --buffer-ms)")
+    ap.add_argument("--out", default=str(RESULTS / "control_latency.json"))
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--model", help=argparse.SUPPRESS)
+    ap.add_argument("--device", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--block-size", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return 0
+    folder, what = model_folder(args.checkpoint)
+    rows = []
+    for bs in args.blocks:
+        with JackServer(48000, bs) as jack:
+            cmd = [sys.executable, __file__, "--worker", "--model", str(folder), "--device", str(jack.device()),
+                   "--block-size", str(bs), "--n", str(args.n), "--buffer-ms", str(args.buffer_ms)]
+            r = subprocess.run(cmd, env=jack.env, capture_output=True, text=True, timeout=600)
+            if r.returncode != 0:
+                print(r.stdout[-2000:], r.stderr[-2000:], file=sys.stderr)
+                return 1
+            rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    print(f"model: {what}; JACK dummy at 48 kHz, period = block size; latency from sendto() to the first "
+          "affected sample handed to JACK (+ JACK's output latency, listed apart)")
+    print(f"{'block':>6} {'ring target':>11} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'+jack ms':>8} "
+          f"{'n':>4} {'underflows':>10} {'render ms mean/max':>19}")
+    for r in rows:
+        print(f"{r['block_size']:>6} {r['buffer_target_samples']:>11} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} "
+              f"{r['max_ms']:>7.1f} {r['device_latency_ms']:>8.1f} {r['n']:>4} "
+              f"{r['underflows'] + r['ring_underruns']:>10} {r['render_ms_mean']:>8.2f}/{r['render_ms_max']:<8.2f}")
+    write_result(args.out, {"benchmark": "control_latency", "model": what, "buffer_ms": args.buffer_ms,
+                            "budget": "p99 <= 50 ms at 256-sample blocks", "rows": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
