@@ -57,7 +57,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "morph",
         help="render a morph between two sound files",
-        description=__doc__.split("\n\n", 1)[1].replace("\n", " ").strip(),
+        description=__doc__.split("\n\n", 1)[1].replace("\n", " ").replace("``", "").strip(),
         epilog="examples: sonolatent morph flute.wav cello.wav -o fc.wav --duration 8 --curve ease\n"
                "          sonolatent morph a.wav b.wav -o ab.wav --keyframes 0:0,0.5:0.8,1:1 --plot ab.png\n"
                "          sonolatent morph a.wav b.wav -o ab.wav --steps 5   (writes ab-00.wav .. ab-04.wav)",

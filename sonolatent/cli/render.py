@@ -14,12 +14,29 @@ from pathlib import Path
 from .morph import add_output_options, check_output_options, format_label, load_bundle_arg
 
 
+SCORE_HELP = """\
+score format (TOML):
+  duration = 8.0            # seconds (default: the last key's time)
+  interp = "slerp"          # lerp (default) | slerp
+  align = "stretch"         # stretch (default) | loop
+  [[source]]                # one per sound; file relative to the score
+  name = "flute"
+  file = "../samples/flute_c5.wav"
+  [[key]]                   # values move linearly between keys
+  time = 0.0
+  weights = { flute = 1, strings = 0 }   # or a list in source order
+  latent = { 0 = 1.5 }      # optional offsets in PCA standard deviations
+  gain = -3.0               # optional, dB
+
+example: sonolatent render patches/scores/flute-strings-brass.toml -o out.wav --plot out.png"""
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "render",
         help="render a morph score (TOML)",
-        description=__doc__.split("\n\n", 1)[1].replace("\n", " ").strip(),
-        epilog="example: sonolatent render patches/scores/flute-to-cello.toml -o out.wav --plot out.png",
+        description=__doc__.split("\n\n", 1)[1].replace("\n", " ").replace("``", "").strip(),
+        epilog=SCORE_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("score", metavar="SCORE.toml", help="the score file")
