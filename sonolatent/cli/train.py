@@ -16,7 +16,7 @@ examples:
   sonolatent train vocoder --data data/gm --out checkpoints/mine/vocoder --resume   # continue
   torchrun --nproc_per_node 2 -m sonolatent train vae --data data/gm --out ...      # DDP, gloo
 
-The run folder (--run, default runs/<kind>-<name of --out's parent>) keeps the full
+The run folder (--run-dir, default runs/<kind>-<name of --out's parent>) keeps the full
 training state (weights, optimizer, step) for --resume; --out receives a loadable
 checkpoint (config.json + model.safetensors) at every save and at the end."""
 
@@ -32,7 +32,7 @@ def register(sub) -> None:
         k.add_argument("--data", action="append", required=True, metavar="DIR",
                        help="dataset folder made by 'sonolatent dataset' (repeat for several)")
         k.add_argument("--out", required=True, metavar="DIR", help="checkpoint folder to write")
-        k.add_argument("--run", metavar="DIR", help="run folder with the resumable training state")
+        k.add_argument("--run-dir", metavar="DIR", help="run folder with the resumable training state")
         k.add_argument("--resume", action="store_true", help="continue from the run folder's saved state")
         k.add_argument("--init", metavar="DIR", help="start from the weights of this checkpoint")
         k.add_argument("--max-minutes", type=float, help="time budget; stops cleanly and saves")
@@ -79,7 +79,7 @@ def run(args) -> int:
         if not (Path(d) / "manifest.jsonl").is_file():
             raise SonolatentError(f"{d}: not a dataset folder (no manifest.jsonl); build one with 'sonolatent dataset'")
     out = Path(args.out)
-    run_dir = Path(args.run) if args.run else Path("runs") / f"{args.kind}-{out.parent.name or out.name}"
+    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"{args.kind}-{out.parent.name or out.name}"
     run_json = run_dir / "run.json"
     if args.resume:
         if not run_json.is_file():

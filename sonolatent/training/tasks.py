@@ -114,9 +114,11 @@ class VAETask(_Task):
     def optimizers(self):
         return {"opt": self.opt}
 
-    def _loss(self, mel, beta):
+    def _loss(self, mel, beta, net=None):
+        """Reconstruction, KL and total loss. ``net``: the module to run (validation on
+        rank 0 passes the unwrapped model, so that no collective is started)."""
         m = _unwrap(self.model)
-        rec, mu, logvar = self.model(mel)
+        rec, mu, logvar = (net or self.model)(mel)
         recon = F.l1_loss(m.normalize(rec), m.normalize(mel))
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)
         kl = kl.sum(1).mean() / (m.config.downsample * m.mel_config.n_mels)
@@ -141,16 +143,21 @@ class VAETask(_Task):
         mel = self.melspec(self.valid_bank.fixed_batch(32, self.seg))
         mu = m.encode(mel)
         rec = m.decode(mu, mel.shape[-1])
-        kl = self._loss(mel, 0.0)[1]
+        kl = self._loss(mel, 0.0, net=m)[1]
         return {"mel_l1": F.l1_loss(rec, mel).item(), "kl": kl.item()}
 
     @torch.no_grad()
-    def fit_pca(self) -> None:
-        """PCA over the posterior means of every frame of every training clip."""
+    def fit_pca(self, max_clips: int = 1500) -> None:
+        """PCA over the posterior means of every frame of (a fixed sample of at most
+        ``max_clips``) training clips."""
         m = _unwrap(self.model)
         m.eval()
         lat = []
-        for clip in self.train_bank.clips:
+        clips = self.train_bank.clips
+        if len(clips) > max_clips:
+            pick = np.random.default_rng(0).choice(len(clips), max_clips, replace=False)
+            clips = [clips[i] for i in sorted(pick)]
+        for clip in clips:
             mel = self.melspec(torch.from_numpy(clip)[None])
             lat.append(m.encode(mel)[0].T)
         m.set_pca(torch.cat(lat))

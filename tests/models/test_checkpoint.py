@@ -1,0 +1,131 @@
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from sonolatent.audio.mel import MelConfig
+from sonolatent.errors import CheckpointError
+from sonolatent.models import MelVAE, VAEConfig, Vocoder, VocoderConfig, load_bundle, load_checkpoint, save_checkpoint
+
+TINY = VAEConfig(channels=32, dec_layers=2, enc_blocks=1)
+
+
+@pytest.fixture
+def vae_dir(tmp_path):
+    torch.manual_seed(0)
+    return save_checkpoint(tmp_path / "vae", MelVAE(MelConfig(), TINY), {"data": "unit test", "steps": 0})
+
+
+def test_round_trip_is_exact_and_records_provenance(vae_dir):
+    model, meta = load_checkpoint(vae_dir, "vae")
+    ref = load_file(str(vae_dir / "model.safetensors"))
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, ref[k])
+    assert meta["format_version"] == 1 and meta["kind"] == "vae"
+    prov = meta["provenance"]
+    assert prov["data"] == "unit test" and len(prov["sha256"]) == 64 and "created" in prov and "git_commit" in prov
+    assert MelConfig.from_dict(meta["mel"]) == MelConfig() and model.config == TINY
+
+
+def _edit(folder, fn):
+    meta = json.loads((folder / "config.json").read_text())
+    fn(meta)
+    (folder / "config.json").write_text(json.dumps(meta))
+
+
+def _resign(folder):
+    from sonolatent.models.checkpoint import sha256_file
+    _edit(folder, lambda m: m["provenance"].__setitem__("sha256", sha256_file(folder / "model.safetensors")))
+
+
+@pytest.mark.parametrize("case,words", [
+    ("no_folder", "not found"),
+    ("no_config", "missing config.json"),
+    ("no_weights", "missing model.safetensors"),
+    ("bad_json", "not valid JSON"),
+    ("version", "unknown format version 99"),
+    ("not_ours", "not a sonolatent checkpoint"),
+    ("sha", "sha256 mismatch"),
+    ("missing_key", "missing dec_out.weight"),
+    ("extra_key", "unexpected bogus"),
+    ("shape", "has shape"),
+    ("bad_config", "bad config"),
+    ("wrong_kind", "a vocoder was expected"),
+    ("garbage_weights", "unreadable weights"),
+])
+def test_every_load_error_is_one_clear_line(vae_dir, tmp_path, case, words):
+    f = vae_dir
+    w = f / "model.safetensors"
+    kind = "vae"
+    if case == "no_folder":
+        f = tmp_path / "nothing"
+    elif case == "no_config":
+        (f / "config.json").unlink()
+    elif case == "no_weights":
+        w.unlink()
+    elif case == "bad_json":
+        (f / "config.json").write_text("{not json")
+    elif case == "version":
+        _edit(f, lambda m: m.__setitem__("format_version", 99))
+    elif case == "not_ours":
+        _edit(f, lambda m: m.__setitem__("format", "pickle-party"))
+    elif case == "sha":
+        t = load_file(str(w))
+        t["dec_out.bias"] = t["dec_out.bias"] + 1
+        save_file(t, str(w))
+    elif case in ("missing_key", "extra_key", "shape"):
+        t = load_file(str(w))
+        if case == "missing_key":
+            del t["dec_out.weight"]
+        elif case == "extra_key":
+            t["bogus"] = torch.zeros(1)
+        else:
+            t["dec_out.bias"] = torch.zeros(3)
+        save_file(t, str(w))
+        _resign(f)
+    elif case == "bad_config":
+        _edit(f, lambda m: m["model"].__setitem__("latent_dim", 99))
+    elif case == "wrong_kind":
+        kind = "vocoder"
+    elif case == "garbage_weights":
+        w.write_bytes(b"\x00" * 64)
+        _resign(f)
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(f, kind)
+    msg = str(e.value)
+    assert words in msg and "\n" not in msg, msg
+
+
+def test_no_pickle_on_the_loading_path(tiny_bundle_dir, monkeypatch):
+    """Loading must work with every unpickling entry point poisoned."""
+    import pickle
+
+    def boom(*a, **k):
+        raise AssertionError("pickle used while loading a checkpoint")
+
+    for name in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, name, boom)
+    monkeypatch.setattr(torch, "load", boom)
+    b = load_bundle(tiny_bundle_dir)
+    assert b.vae.latent_dim == 8
+
+
+def test_bundle_refuses_a_mel_mismatch(tmp_path):
+    save_checkpoint(tmp_path / "b" / "vae", MelVAE(MelConfig(), TINY))
+    save_checkpoint(tmp_path / "b" / "vocoder", Vocoder(MelConfig(n_mels=80), VocoderConfig(dim=16, n_layers=1)))
+    with pytest.raises(CheckpointError, match="different mel definitions.*n_mels 100 vs 80"):
+        load_bundle(tmp_path / "b")
+
+
+def test_bundle_loads_and_reports_delay(tiny_bundle_dir):
+    b = load_bundle(tiny_bundle_dir)
+    assert b.sample_rate == 44100 and b.delay == 512
+
+
+def test_save_replaces_atomically(vae_dir):
+    torch.manual_seed(1)
+    save_checkpoint(vae_dir, MelVAE(MelConfig(), TINY))
+    load_checkpoint(vae_dir, "vae")
+    assert not list(vae_dir.parent.glob(".vae*"))
