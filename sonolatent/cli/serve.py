@@ -147,6 +147,7 @@ def run_serve(args) -> int:
                     safety_ms=args.buffer_ms, device=args.device, record=args.record, log_osc=args.log_osc,
                     patches_dir=patches, duration=args.duration, checkpoint=str(bundle.folder))
     surface = None
+    ok = False
     try:
         if args.patch:
             engine.load_patch_file(args.patch)
@@ -175,10 +176,14 @@ def run_serve(args) -> int:
             signal.signal(signal.SIGTERM, on_signal)
         engine.start()
         engine.wait()
+        ok = True
+    except KeyboardInterrupt:
+        ok = engine.core.block > 0     # interrupted while playing: keep what was recorded
+        raise
     finally:
         if surface is not None:
             surface.stop()
-        engine.close()
+        engine.close(abort=not ok)     # a failed start leaves no output files behind
     st = engine.status()
     print(f"sonolatent serve: stopped after {st['blocks']} blocks, {st['callbacks']} callbacks; "
           f"underflows {st['underflows']} (first at callback {st['underflow_first_callback']}), "

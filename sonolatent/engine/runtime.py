@@ -38,7 +38,7 @@ from .core import EngineCore, coerce
 from .patch import patch_text, read_patch, resolve_patch
 from .ring import SPSCRing
 from .slots import SampleCache
-from .writer import BackgroundWriter, LineLog, WavRecorder
+from .writer import BackgroundWriter, LineLog, WavRecorder, check_output_path
 
 LOG_FORMAT = "sonolatent-performance"
 LOG_VERSION = 1
@@ -72,6 +72,9 @@ class Engine:
         self.duration = duration
         self.checkpoint = checkpoint
         self.stream = None
+        for path, what in ((record, "--record"), (log_osc, "--log-osc")):
+            if path:
+                check_output_path(path, what)   # before a device or a file is opened
         if mode == "device":
             device_rate = self._open_stream(device_rate)
         self.device_rate = int(device_rate or bundle.sample_rate)
@@ -246,8 +249,8 @@ class Engine:
                 time.sleep(0.005)
         return True
 
-    def close(self) -> None:
-        """Stop everything; finalise the recording and the log (atomically)."""
+    def close(self, abort: bool = False) -> None:
+        """Stop everything; finalise the recording and the log atomically (``abort``: delete them)."""
         self._stop.set()
         self._quit_requested = True
         self._loader_q.put(None)
@@ -260,18 +263,20 @@ class Engine:
         for t in self._threads:
             if t is not threading.current_thread():
                 t.join(timeout=5.0)
-        if self._writer is not None:
-            if self.log:
-                self.log.write({"end": self.core.block})
-            for out in (self.recorder, self.log):
-                if out is not None:
-                    out.finish()
-            self._writer.close()
-            if self._writer.error is not None:
-                for out in (self.recorder, self.log):
-                    if out is not None:
-                        out.abort()
-                raise SonolatentError(f"writing the outputs failed: {self._writer.error}")
+        if self._writer is None:
+            return
+        outputs = [o for o in (self.recorder, self.log) if o is not None]
+        if not abort and self.log:
+            self.log.write({"end": self.core.block})
+        if not abort:
+            for out in outputs:
+                out.finish()
+        self._writer.close()
+        if abort or self._writer.error is not None:
+            for out in outputs:
+                out.abort()
+        if not abort and self._writer.error is not None:
+            raise SonolatentError(f"writing the outputs failed: {self._writer.error}")
 
     # ----- consumer side ----------------------------------------------------------------------
     def _callback(self, outdata, frames, time_info, status):  # real-time: no locks, no allocation

@@ -149,7 +149,7 @@ def test_freewheel_duration_and_patch(tiny_bundle_dir, samples, tmp_path):
     (["--freewheel"], "--duration"),
     (["--no-audio", "--samples", "/nonexistent"], "--samples"),
     (["--no-audio", "--record", "/nonexistent/x.wav"], "--record"),
-    (["--no-audio", "--patch", "missing.toml"], "missing.toml"),
+    (["--no-audio", "--patch", "missing.toml", "--record", "r.wav", "--log-osc", "l.jsonl"], "missing.toml"),
     (["--no-audio", "--block-size", "3"], "--block-size"),
 ])
 def test_user_mistakes_are_one_line_errors(tiny_bundle_dir, args, message, tmp_path):
