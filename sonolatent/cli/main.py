@@ -20,7 +20,6 @@ from ..errors import SonolatentError
 
 #: (command, module, one-line help). Order is the order shown in --help.
 COMMANDS = [
-    ("demo", "demo", "round-trip a bundled sample through the shipped model"),
     ("reconstruct", "reconstruct", "write what the model makes of a sound file"),
     ("morph", "morph", "render a morph between two sound files"),
     ("render", "render", "render a morph score (TOML)"),

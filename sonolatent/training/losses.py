@@ -9,8 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..audio.mel import MelSpectrogram
-
-RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))
+from ..audio.metrics import RESOLUTIONS, stft_distance
 
 
 class MultiResolutionSTFTLoss(nn.Module):
@@ -19,18 +18,9 @@ class MultiResolutionSTFTLoss(nn.Module):
     def __init__(self, resolutions=RESOLUTIONS):
         super().__init__()
         self.resolutions = resolutions
-        for i, (n, _) in enumerate(resolutions):
-            self.register_buffer(f"win{i}", torch.hann_window(n), persistent=False)
 
     def forward(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        total = y.new_zeros(())
-        for i, (n, hop) in enumerate(self.resolutions):
-            w = getattr(self, f"win{i}")
-            Y = torch.stft(y, n, hop, window=w, return_complex=True).abs().clamp(min=1e-7)
-            X = torch.stft(x, n, hop, window=w, return_complex=True).abs().clamp(min=1e-7)
-            sc = torch.linalg.norm(X - Y, dim=(1, 2)) / torch.linalg.norm(X, dim=(1, 2)).clamp(min=1e-7)
-            total = total + sc.mean() + F.l1_loss(torch.log(Y), torch.log(X))
-        return total / len(self.resolutions)
+        return stft_distance(y, x, self.resolutions)
 
 
 class MelLoss(nn.Module):

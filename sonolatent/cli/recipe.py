@@ -1,0 +1,80 @@
+"""``sonolatent recipe default``: reproduce the shipped checkpoints from scratch."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import SonolatentError
+
+HYDROGEN = Path("/usr/share/hydrogen/data/drumkits")
+SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+
+EPILOG = """\
+steps (each one a sonolatent command you can also run by hand):
+  1. dataset sf2     all 128 GM programs, keys 24-96 every 4, velocities 50/105, notes 0.4/1.2 s,
+                     8 drum kits; 10% of programs and kits held out for validation
+  2. dataset folder  the real drum recordings of Debian's hydrogen-drumkits (if installed),
+                     whole kits held out for validation
+  3. train vae       25% of the budget
+  4. train vocoder   45% of the budget (mel + multi-resolution STFT losses)
+  5. train vocoder   30% of the budget, resumed with the adversarial stage
+The default budget (180 min) fits 2 CPU cores; give a GPU machine more. Interrupted? Run the
+same command with --resume: finished datasets are kept and training continues from its state."""
+
+
+def register(sub) -> None:
+    p = sub.add_parser("recipe", help="reproduce the shipped checkpoints from scratch",
+                       description="Build the datasets and train the default VAE and vocoder with the project's "
+                                   "own commands.", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", choices=["default"], help="which recipe (default: the shipped checkpoints)")
+    p.add_argument("--out", default="checkpoints/default", metavar="DIR", help="bundle folder to write")
+    p.add_argument("--data-dir", default="data", metavar="DIR", help="where the datasets go (default data/)")
+    p.add_argument("--runs-dir", default="runs", metavar="DIR", help="where training state goes (default runs/)")
+    p.add_argument("--minutes", type=float, default=180.0, help="total training budget (default 180)")
+    p.add_argument("--threads", type=int, help="torch threads")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted recipe")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from .main import main
+
+    if args.minutes <= 0:
+        raise SonolatentError(f"--minutes {args.minutes}: must be positive")
+    if not SOUNDFONT.is_file():
+        raise SonolatentError(f"{SOUNDFONT}: missing; install Debian's fluid-soundfont-gm")
+    data, runs, out = Path(args.data_dir), Path(args.runs_dir), Path(args.out)
+    gm, drums = data / "gm", data / "drums"
+    datasets = [gm]
+
+    def step(argv):
+        rc = main(argv)
+        if rc:
+            raise SonolatentError(f"recipe stopped: 'sonolatent {' '.join(argv)}' failed")
+
+    if not (gm / "manifest.jsonl").is_file():
+        step(["dataset", "sf2", "--soundfont", str(SOUNDFONT), "--out", str(gm), "--force",
+              "--pitches", "24:96:4", "--velocities", "50,105", "--durations", "0.4,1.2", "--release", "1.0",
+              "--drums", "0,8,16,24,25,32,40,48", "--valid-fraction", "0.1"])
+    if HYDROGEN.is_dir():
+        if not (drums / "manifest.jsonl").is_file():
+            step(["dataset", "folder", str(HYDROGEN), "--out", str(drums), "--force"])
+        datasets.append(drums)
+    else:
+        print(f"note: {HYDROGEN} not found (apt-get install hydrogen-drumkits); training without real drums")
+    data_args = [a for d in datasets for a in ("--data", str(d))]
+    common = ["--no-progress"] + (["--threads", str(args.threads)] if args.threads else [])
+    m = args.minutes
+    vae_run, voc_run = runs / "vae-recipe", runs / "vocoder-recipe"
+    resume_vae = ["--resume"] if args.resume and (vae_run / "run.json").is_file() else []
+    step(["train", "vae", *data_args, "--out", str(out / "vae"), "--run-dir", str(vae_run),
+          "--max-minutes", f"{0.25 * m:.2f}", "--kl-warmup", "3000", *common, *resume_vae])
+    resume_voc = ["--resume"] if args.resume and (voc_run / "run.json").is_file() else []
+    step(["train", "vocoder", *data_args, "--out", str(out / "vocoder"), "--run-dir", str(voc_run),
+          "--max-minutes", f"{0.45 * m:.2f}", *common, *resume_voc])
+    step(["train", "vocoder", *data_args, "--out", str(out / "vocoder"), "--run-dir", str(voc_run),
+          "--max-minutes", f"{0.75 * m:.2f}", "--resume", "--adversarial", *common])
+    print(f"recipe done: {out}")
+    return 0

@@ -1,0 +1,44 @@
+"""``sonolatent reconstruct IN -o OUT``: what the model makes of a sound file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import SonolatentError
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "reconstruct", help="write what the model makes of a sound file",
+        description="Encode a sound file to its latent trajectory and decode it back to audio (or, with "
+                    "--vocoder-only, vocode its mel directly), so you can listen to the model.",
+        epilog="examples:\n  sonolatent reconstruct patches/samples/piano_c4.wav -o piano_rt.wav\n"
+               "  sonolatent reconstruct take.flac -o take_voc.wav --vocoder-only --format 24",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", metavar="IN", help="sound file (wav, flac, ogg, aiff; any rate)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="WAV file to write")
+    p.add_argument("--vocoder-only", action="store_true", help="skip the VAE: mel of IN -> vocoder")
+    p.add_argument("--checkpoint", metavar="DIR", help="model bundle (default: checkpoints/default)")
+    p.add_argument("--sr", type=int, help="output sample rate (default: the model's, 44100)")
+    p.add_argument("--format", choices=("16", "24", "float"), default="16", help="WAV sample format (default 16)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..audio.io import read_audio, resample, write_audio
+    from ..evaluation import full_model, vocode
+    from ..models import load_bundle
+
+    if args.sr is not None and not 8000 <= args.sr <= 192000:
+        raise SonolatentError(f"--sr {args.sr}: choose a rate between 8000 and 192000")
+    out = Path(args.output)
+    bundle = load_bundle(args.checkpoint)
+    x, sr = read_audio(args.input, bundle.sample_rate, min_seconds=0.05)
+    y = vocode(bundle, x) if args.vocoder_only else full_model(bundle, x)
+    y = y[: len(x)]
+    if args.sr and args.sr != sr:
+        y, sr = resample(y, sr, args.sr), args.sr
+    write_audio(out, y, sr, args.format)
+    print(f"wrote {out} ({len(y) / sr:.2f} s, {'vocoder only' if args.vocoder_only else 'encode -> decode -> vocoder'})")
+    return 0
