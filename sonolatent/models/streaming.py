@@ -51,17 +51,50 @@ class CausalConv1d(nn.Conv1d):
 
     def forward(self, x: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
         h = self.history
-        if h == 0:
-            return super().forward(x)
         if state is None:
-            x = F.pad(x, (h, 0))
-        else:
+            return super().forward(F.pad(x, (h, 0)) if h else x)
+        if h:
             prev = state.get(self)
             if prev is None:
                 prev = x.new_zeros(x.shape[0], x.shape[1], h)
             x = torch.cat([prev, x], dim=-1)
             state.set(self, x[..., -h:])
-        return super().forward(x)
+        return self._taps(x)
+
+    def _taps(self, x: torch.Tensor) -> torch.Tensor:
+        """The same convolution as gathered taps and one matmul.
+
+        On CPU, ``conv1d`` with dilation or groups on a few frames is 10-50x slower than
+        this (it takes a generic slow path); streaming runs a few frames per call.
+        """
+        k, d = self.kernel_size[0], self.dilation[0]
+        T = x.shape[-1] - (k - 1) * d
+        taps = [x[..., i * d: i * d + T] for i in range(k)]
+        if self.groups == 1:
+            w = self._flat_weight()
+            out = torch.matmul(w, torch.cat(taps, dim=1))  # (B, C_out, T)
+        elif self.groups == self.in_channels == self.out_channels:
+            w = self.weight[:, 0]  # (C, k)
+            out = taps[0] * w[:, 0:1]
+            for i in range(1, k):
+                out = out + taps[i] * w[:, i:i + 1]
+        else:
+            return F.conv1d(x, self.weight, self.bias, dilation=d, groups=self.groups)
+        if self.bias is not None:
+            out = out + self.bias[:, None]
+        return out
+
+    def _flat_weight(self) -> torch.Tensor:
+        """Weight as ``(C_out, k * C_in)``, tap-major; cached until the weight changes."""
+        key = (self.weight._version, self.weight.data_ptr())
+        cached = getattr(self, "_flat_cache", None)
+        if cached is None or cached[0] != key or self.training:
+            w = self.weight.permute(0, 2, 1).reshape(self.out_channels, -1)
+            if self.training:
+                return w
+            cached = (key, w.detach().contiguous())
+            object.__setattr__(self, "_flat_cache", cached)
+        return cached[1]
 
 
 class ChannelLayerNorm(nn.LayerNorm):
