@@ -42,7 +42,7 @@ from .writer import BackgroundWriter, LineLog, WavRecorder, check_output_path
 
 LOG_FORMAT = "sonolatent-performance"
 LOG_VERSION = 1
-_CB_LOG = 4096  # callbacks remembered for latency measurement (power of two)
+_CB_LOG = 16384  # callbacks remembered for latency measurement (power of two)
 _PROBES = 100_000
 
 
@@ -263,6 +263,8 @@ class Engine:
         for t in self._threads:
             if t is not threading.current_thread():
                 t.join(timeout=5.0)
+        gc.unfreeze()                     # let what start() froze be collected again
+        self.core.resampler.stream = None  # the soxr state, now, not at interpreter exit
         if self._writer is None:
             return
         outputs = [o for o in (self.recorder, self.log) if o is not None]
@@ -478,6 +480,14 @@ class Engine:
         os.replace(tmp, path)
 
     # ===== measurements =============================================================================
+    def callback_intervals(self) -> np.ndarray:
+        """Seconds between consecutive callbacks (the latest ones the callback log holds)."""
+        n = min(self._cb_count, _CB_LOG)
+        k = self._cb_count & (_CB_LOG - 1)
+        t = np.concatenate([self._cb_time[k:], self._cb_time[:k]])[-n:] if self._cb_count >= _CB_LOG \
+            else self._cb_time[:n]
+        return np.diff(t)
+
     def control_latencies(self) -> np.ndarray:
         """Seconds from each submit's arrival to the moment its first affected sample left the ring.
 
