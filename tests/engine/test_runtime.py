@@ -75,28 +75,26 @@ def test_scheduled_changes_apply_at_the_block_whose_time_reaches_them(bundle, sa
 
 
 def test_headless_clock_plays_in_real_time_and_measures_control_latency(bundle, samples_dir):
-    e = Engine(bundle, samples_dir=samples_dir, mode="headless", device_rate=48000, block_size=256)
+    e = Engine(bundle, samples_dir=samples_dir, mode="headless", device_rate=48000, block_size=256, safety_ms=20)
     e.preload({0: "sine"}, [("/sono/play", (1.0,))])
-    t0 = time.monotonic()
     e.start()
     for k in range(20):
         time.sleep(0.02)
         e.submit([("/sono/gain", (0.1 + 0.04 * k,))], None, None)
     e.request_quit()
     assert e.wait(10)
-    elapsed = time.monotonic() - t0
     e.close()
     st = e.status()
     assert st["ring_underruns"] == 0
-    assert 0.3 < elapsed < 2.0
-    audio_s = st["callbacks"] * 256 / 48000
-    assert abs(audio_s - elapsed) < 0.25        # the clock thread pulls at the device rate
+    n = st["callbacks"]
+    wall = e._cb_time[n - 1] - e._cb_time[0]
+    assert n > 50 and abs(wall - (n - 1) * 256 / 48000) < 0.1   # the clock pulls at the device rate
     lat = e.control_latencies()
     assert len(lat) == 20
     lat = lat[~np.isnan(lat)]
     assert len(lat) >= 15
-    # one block of waiting at most + the ring's depth + the resampler, well under 50 ms
-    assert 0.0 < np.median(lat) and np.max(lat) < 0.05
+    # waiting for the next block + the ring's depth + the resampler: ~20-40 ms; generous under load
+    assert 0.0 < np.median(lat) < 0.05 and np.max(lat) < 0.1
 
 
 def test_slot_loads_happen_off_the_audio_path_and_errors_are_answered(bundle, samples_dir):
