@@ -73,6 +73,14 @@ class _Task:
         self.data = [str(d) for d in data]
         self.progress = progress
 
+    def _wrap(self, model, init: str | None):
+        """Start from ``init``'s weights if given; wrap in DDP when distributed."""
+        if init:
+            src, _ = load_checkpoint(init, model.kind)
+            model.mel_config.check_compatible(src.mel_config, "the --init checkpoint and this run")
+            model.load_state_dict(src.state_dict())
+        return DDP(model) if self.ddp.world > 1 else model
+
     def resumed(self, info: dict) -> None:
         pass
 
@@ -96,12 +104,7 @@ class VAETask(_Task):
                  provenance, ddp, init: str | None = None, progress=True):
         super().__init__(data, out, provenance, ddp, progress)
         self.tcfg = tcfg
-        model = MelVAE(mel_config, model_config)
-        if init:
-            src, _ = load_checkpoint(init, "vae")
-            mel_config.check_compatible(src.mel_config, "the --init checkpoint and this run")
-            model.load_state_dict(src.state_dict())
-        self.model = DDP(model) if ddp.world > 1 else model
+        self.model = self._wrap(MelVAE(mel_config, model_config), init)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=tcfg.lr, betas=(0.9, 0.99), weight_decay=1e-4)
         self.melspec = MelSpectrogram(mel_config)
         self.train_bank = ClipBank(data, "train", mel_config.sample_rate, progress)
@@ -174,12 +177,7 @@ class VocoderTask(_Task):
                  provenance, ddp, init: str | None = None, progress=True):
         super().__init__(data, out, provenance, ddp, progress)
         self.tcfg = tcfg
-        model = Vocoder(mel_config, model_config)
-        if init:
-            src, _ = load_checkpoint(init, "vocoder")
-            mel_config.check_compatible(src.mel_config, "the --init checkpoint and this run")
-            model.load_state_dict(src.state_dict())
-        self.model = DDP(model) if ddp.world > 1 else model
+        self.model = self._wrap(Vocoder(mel_config, model_config), init)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=tcfg.lr, betas=(0.8, 0.99), weight_decay=1e-4)
         self.melspec = MelSpectrogram(mel_config)
         self.mel_loss = MelLoss(self.melspec)
