@@ -3,56 +3,18 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
-import textwrap
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))
 
+from tests.jackserver import JackServer  # noqa: E402  (one JACK helper for tests and benchmarks)
 
-class JackServer:
-    """``jackd --no-realtime -d dummy`` under a unique name (a context manager that always stops it)."""
-
-    def __init__(self, rate: int = 48000, period: int = 256):
-        self.name = f"sl-bench-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.env = dict(os.environ, JACK_DEFAULT_SERVER=self.name, JACK_NO_AUDIO_RESERVATION="1")
-        self.cmd = ["jackd", "--no-realtime", "-n", self.name, "-d", "dummy", "-r", str(rate), "-p", str(period)]
-        self.proc = None
-
-    def __enter__(self) -> "JackServer":
-        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
-        ok = subprocess.run(["jack_wait", "-w", "-t", "5"], env=self.env, capture_output=True, timeout=15)
-        if ok.returncode != 0:
-            self.__exit__()
-            raise RuntimeError("jackd did not start")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-    def device(self) -> int:
-        """PortAudio's JACK output device, asked in a fresh process (PortAudio enumerates once, at import)."""
-        code = textwrap.dedent("""
-            import sounddevice as sd
-            for api in sd.query_hostapis():
-                if api["name"] == "JACK Audio Connection Kit":
-                    print([d for d in api["devices"] if sd.query_devices(d)["max_output_channels"] > 0][0])
-        """)
-        out = subprocess.run([sys.executable, "-c", code], env=self.env, capture_output=True, text=True, timeout=60)
-        return int(out.stdout.strip().splitlines()[-1])
+__all__ = ["JackServer", "RESULTS", "ROOT", "cpu_seconds", "model_folder", "percentile_row", "wait_until"]
 
 
 def model_folder(checkpoint: str | None) -> tuple[Path, str]:

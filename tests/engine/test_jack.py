@@ -6,15 +6,12 @@ on and off, and the daemon's counters must show no underflow while it plays. The
 made by JACK must hold exactly the samples the daemon recorded on its side.
 """
 
-import os
 import re
 import socket
 import subprocess
 import sys
-import textwrap
 import threading
 import time
-import uuid
 
 import numpy as np
 import pytest
@@ -23,65 +20,16 @@ from pythonosc.osc_message import OscMessage
 
 from sonolatent.control.server import encode
 
+from ..jackserver import JackServer
+
 pytestmark = pytest.mark.jack
 RATE = 48000
 
 
-class Jack:
-    """``jackd -d dummy`` under a unique name; ``stop()`` always ends it."""
-
-    def __init__(self):
-        self.name = f"sl-engine-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.env = dict(os.environ, JACK_DEFAULT_SERVER=self.name, JACK_NO_AUDIO_RESERVATION="1")
-        self.proc = subprocess.Popen(["jackd", "--no-realtime", "-n", self.name, "-d", "dummy", "-r", str(RATE),
-                                      "-p", "256"], env=self.env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
-        ok = subprocess.run(["jack_wait", "-w", "-t", "5"], env=self.env, capture_output=True, timeout=15)
-        if ok.returncode != 0 or self.proc.poll() is not None:
-            self.stop()
-            raise RuntimeError(f"jackd {self.name} did not start")
-
-    def run(self, *cmd, **kw):
-        return subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=20, **kw)
-
-    def wait_port(self, port, timeout=20.0):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if port in self.run("jack_lsp").stdout.split("\n"):
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"JACK port {port} did not appear")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
 @pytest.fixture
 def jack():
-    j = Jack()
-    try:
+    with JackServer(RATE, 256, prefix="sl-engine") as j:
         yield j
-    finally:
-        j.stop()
-
-
-def jack_device(env) -> int:
-    """Index of PortAudio's JACK device, asked in a fresh process (PortAudio enumerates at start)."""
-    code = textwrap.dedent("""
-        import sounddevice as sd
-        for api in sd.query_hostapis():
-            if api["name"] == "JACK Audio Connection Kit":
-                print([d for d in api["devices"] if sd.query_devices(d)["max_output_channels"] > 0][0])
-    """)
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30)
-    assert out.stdout.strip(), f"no JACK device in PortAudio: {out.stderr[-500:]}"
-    return int(out.stdout.strip().splitlines()[-1])
 
 
 class Lines:
@@ -118,7 +66,7 @@ def rms(x):
 
 
 def test_daemon_plays_through_jack_reacts_to_osc_and_never_underflows(jack, tiny_bundle_dir, samples_dir, tmp_path):
-    dev = jack_device(jack.env)
+    dev = jack.device()
     patch = tmp_path / "p.toml"
     patch.write_text('[slots]\n0 = "saw"\n1 = "chirp"\n[params]\n"/sono/morph" = 0.5\n"/sono/attack" = 0.005\n'
                      '"/sono/gain" = 1.0\n')

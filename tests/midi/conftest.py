@@ -11,10 +11,10 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import pytest
+from ..jackserver import JackServer
 from pythonosc.osc_message import OscMessage
 
 REPO = Path(__file__).resolve().parents[2]
@@ -154,52 +154,7 @@ def bridges():
 
 
 # ---------------------------------------------------------------------------
-# a private JACK server (dummy driver): a unique name, so nothing else collides
-
-
-class JackServer:
-    def __init__(self):
-        self.name = f"sonotest-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.env = dict(os.environ, JACK_DEFAULT_SERVER=self.name, JACK_NO_AUDIO_RESERVATION="1")
-        self.proc = subprocess.Popen(
-            ["jackd", "-n", self.name, "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "256"],
-            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-        try:
-            ok = subprocess.run(["jack_wait", "-s", self.name, "-w", "-t", "5"], env=self.env,
-                                capture_output=True, text=True, timeout=15)
-            if ok.returncode != 0 or self.proc.poll() is not None:
-                raise RuntimeError(f"jackd {self.name} did not start: {ok.stdout} {ok.stderr}")
-        except BaseException:
-            self.stop()
-            raise
-
-    def ports(self) -> list[str]:
-        out = subprocess.run(["jack_lsp", "-s", self.name], env=self.env, capture_output=True, text=True,
-                             timeout=10)
-        return [line.strip() for line in out.stdout.splitlines() if line.strip()]
-
-    def wait_port(self, name: str, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if name in self.ports():
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"JACK port {name!r} did not appear; ports: {self.ports()}")
-
-    def connect(self, src: str, dst: str) -> None:
-        subprocess.run(["jack_connect", "-s", self.name, src, dst], env=self.env, check=True,
-                       capture_output=True, timeout=10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        if self.proc.stderr:
-            self.proc.stderr.close()
+# a private JACK server (dummy driver, tests/jackserver.py): a unique name, so nothing else collides
 
 
 @pytest.fixture(scope="module")

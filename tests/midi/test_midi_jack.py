@@ -246,8 +246,10 @@ def test_jack_without_a_server_is_one_line(tmp_path):
 
 def test_jack_is_stopped_even_when_a_test_fails(tmp_path):
     """Run a failing test that uses the fixture in a child pytest; its jackd must be gone afterwards."""
-    (tmp_path / "conftest.py").write_text((REPO / "tests" / "midi" / "conftest.py").read_text())
-    (tmp_path / "test_fails.py").write_text(textwrap.dedent("""
+    (tmp_path / "tests" / "midi").mkdir(parents=True)
+    (tmp_path / "tests" / "jackserver.py").write_text((REPO / "tests" / "jackserver.py").read_text())
+    (tmp_path / "tests" / "midi" / "conftest.py").write_text((REPO / "tests" / "midi" / "conftest.py").read_text())
+    (tmp_path / "tests" / "midi" / "test_fails.py").write_text(textwrap.dedent("""
         def test_boom(jack_server):
             assert jack_server.proc.poll() is None
             raise AssertionError("deliberate failure")
@@ -255,7 +257,8 @@ def test_jack_is_stopped_even_when_a_test_fails(tmp_path):
     pidfile = tmp_path / "jack.pid"
     env = dict(os.environ, SONOTEST_JACK_PIDFILE=str(pidfile))
     env.pop("JACK_DEFAULT_SERVER", None)
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--import-mode=importlib",
+                          "--rootdir", str(tmp_path), str(tmp_path / "tests")],
                          cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
     assert "deliberate failure" in out.stdout and out.returncode == 1, out.stdout + out.stderr
     pid, name = pidfile.read_text().split()
