@@ -24,7 +24,9 @@ import gc
 import heapq
 import itertools
 import math
+import os
 import queue
+import sys
 import threading
 import time
 from pathlib import Path
@@ -35,7 +37,7 @@ from .. import __version__
 from ..control.namespace import MAX_SLOTS
 from ..errors import SonolatentError
 from .core import EngineCore, coerce
-from .patch import patch_text, read_patch, resolve_patch
+from .patch import checkpoint_ref, checkpoint_warning, load_patch, patch_text, resolve_patch, write_patch
 from .ring import SPSCRing
 from .slots import SampleCache
 from .writer import BackgroundWriter, LineLog, WavRecorder, check_output_path
@@ -125,6 +127,7 @@ class Engine:
         self._threads: list[threading.Thread] = []
         self._t_start = None
         self.error: BaseException | None = None
+        self.patch = None               # the patch loaded last (its description and [midi] map are saved on)
 
     # ===== ControlTarget ===========================================================================
     def submit(self, changes, at, sender) -> None:
@@ -193,8 +196,23 @@ class Engine:
             self._apply_block(ch, sounds)
 
     def load_patch_file(self, path) -> None:
-        slots, changes = read_patch(path, self.namespace)
-        self.preload(slots, changes)
+        """Start from a patch file (``--patch``): its sounds, parameters and, with autoplay, the sound on."""
+        patch = self._read_patch(path)
+        for k, name in patch.slots.items():   # a missing sample is named with the patch's line
+            try:
+                self.cache.load(name)
+            except SonolatentError as e:
+                raise SonolatentError(f"{patch.where('slots', str(k))}: {e}") from None
+        self.preload(patch.slots, patch.changes + patch.play_changes())
+        self.patch = patch
+
+    def _read_patch(self, path):
+        patch = load_patch(path, self.namespace)
+        running = getattr(self.bundle, "folder", None) or self.checkpoint
+        for w in patch.warnings + [checkpoint_warning(patch, running)]:
+            if w:
+                print(f"sonolatent: warning: {w}", file=sys.stderr, flush=True)
+        return patch
 
     # ===== running ==============================================================================
     def start(self) -> None:
@@ -455,29 +473,43 @@ class Engine:
 
     def _load_patch(self, name: str, sender) -> None:
         path = resolve_patch(self._patch_root(), name)
-        slots, changes = read_patch(path, self.namespace)
-        sounds = {k: self.cache.load(n) for k, n in slots.items()}
-        clears = [(f"/sono/slot/{k}/clear", ()) for k in range(MAX_SLOTS) if k not in slots]
+        patch = self._read_patch(path)
+        sounds = {k: self.cache.load(n) for k, n in patch.slots.items()}
+        clears = [(f"/sono/slot/{k}/clear", ()) for k in range(MAX_SLOTS) if k not in patch.slots]
         loads = [(f"/sono/slot/{k}/load", (s.name,)) for k, s in sounds.items()]
-        self._post_install(clears + loads + changes, sounds, sender)
+        self._post_install(clears + loads + patch.changes + patch.play_changes(), sounds, sender)
+        self.patch = patch
 
     def _save_patch(self, name: str) -> None:
-        import os
-        import tempfile
+        """Write the whole setup as ``NAME.toml`` in the patch folder (the full format, atomically).
 
+        ``[play] autoplay`` is whether the voice is on now; the description and
+        ``[midi] map`` come from the patch loaded last (the map re-pointed from
+        the new file's folder); ``/sono/position`` is the start point, not the
+        moving playhead.
+        """
         root = self._patch_root()
         path = resolve_patch(root, name)
         if not root.is_dir():
             raise SonolatentError(f"{root}: patch folder not found")
-        values = dict(self.core.values)
+        core = self.core
+        values = dict(core.values)
+        values["/sono/position"] = (float(core.start_point),)
         names = {k: values[f"/sono/slot/{k}/name"][0] for k in range(MAX_SLOTS)}
         last = {"morph": ("/sono/morph/pair", "/sono/morph"), "xy": ("/sono/xy",),
-                "weights": ("/sono/weights",)}[self.core.blend_source]
-        text = patch_text(names, values, self.namespace, last)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
+                "weights": ("/sono/weights",)}[core.blend_source]
+        prev = self.patch
+        on = core.env_target > 0.0
+        midi_map = prev.midi_map_path() if prev is not None else None
+        if midi_map is not None:
+            midi_map = os.path.relpath(midi_map.resolve(), path.parent)
+        folder = getattr(self.bundle, "folder", None) or self.checkpoint
+        text = patch_text(names, values, self.namespace, last, name=path.stem,
+                          description=prev.description if prev is not None else "",
+                          checkpoint=checkpoint_ref(folder) if folder else None, autoplay=on,
+                          velocity=min(1.0, core.env_target) if on else (prev.velocity if prev is not None else 1.0),
+                          midi_map=Path(midi_map).as_posix() if midi_map else None)
+        write_patch(path, text)
 
     # ===== measurements =============================================================================
     def callback_intervals(self) -> np.ndarray:

@@ -5,7 +5,7 @@ daemon. Every table and key is checked; a mistake raises
 :class:`~sonolatent.errors.ConfigError` with one line
 ``FILE:LINE: WHERE: PROBLEM``. tomllib reports no line numbers for values it
 parsed fine, so the line of a bad key is found by scanning the text for its
-table header and then the key (:func:`find_line`).
+table header and then the key (:func:`sonolatent.tomlfile.find_line`).
 
 Channels are written 1..16 as on keyboards (mido's ``channel`` is 0..15);
 leave ``channel`` out to listen on all channels (omni). Program numbers are
@@ -30,18 +30,15 @@ from __future__ import annotations
 import math
 import os
 import re
-import sys
 import tempfile
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10 (pyproject pulls in tomli there)
-    import tomli as tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..tomlfile import find_line as _find_line
+from ..tomlfile import loads as loads_toml
 
 CURVES = ("linear", "exp", "log")
 VELOCITY_MODES = ("play", "gain", "off")
@@ -443,88 +440,14 @@ def describe_path(path: tuple) -> str:
     return where
 
 
-def _key_line_re(key: str) -> re.Pattern:
-    return re.compile(r"^\s*(?:\"" + re.escape(key) + r"\"|'" + re.escape(key) + r"'|" + re.escape(key)
-                      + r")\s*(?:=|\.)")
-
-
-_HEADER_RE = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")
-
-
 def find_line(text: str, path: tuple) -> int | None:
-    """The 1-based line where ``path`` stands in the TOML ``text``, found by scanning.
-
-    Finds the table header (the N-th ``[[cc]]`` for ``("cc", N, ...)``), then
-    the first matching ``key =`` line before the next header. Good enough for
-    hand-written files; returns the header's line when the key is not found
-    (a missing key), and None when nothing fits.
-    """
-    lines = text.splitlines()
-    headers = [(i, m.group(1)) for i, line in enumerate(lines) if (m := _HEADER_RE.match(line))]
-    if not path:
-        return None
-    head, rest = path[0], list(path[1:])
-    start, end = 0, len(lines)
-    header_line = None
-    if isinstance(head, str) and head in _LISTS and rest and isinstance(rest[0], int):
-        index = rest.pop(0)
-        matches = [i for i, name in headers if name == head]
-        if index < len(matches):
-            header_line = matches[index]
-    elif isinstance(head, str):
-        matches = [i for i, name in headers if name == head]
-        if matches:
-            header_line = matches[0]
-        elif not rest:
-            # a key at the top level, or an unknown table written some other way
-            for i, line in enumerate(lines[: headers[0][0] if headers else len(lines)]):
-                if _key_line_re(head).match(line):
-                    return i + 1
-            for i, name in headers:
-                if name == head or name.startswith(head + "."):
-                    return i + 1
-            return None
-        else:
-            # a sub-table such as [program.patches]
-            for i, name in headers:
-                if name == f"{head}.{rest[0]}":
-                    return i + 1
-    if header_line is None:
-        return None
-    start = header_line + 1
-    following = [i for i, _ in headers if i > header_line]
-    end = following[0] if following else len(lines)
-    if not rest:
-        return header_line + 1
-    key = str(rest[0])
-    for i in range(start, end):
-        if _key_line_re(key).match(lines[i]):
-            return i + 1
-    for i, name in headers:  # [notes.sub] style
-        if i > header_line and name == f"{head}.{key}":
-            return i + 1
-    return header_line + 1
-
-
-_TOML_POS_RE = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
-_TOML_EOD_RE = re.compile(r"\s*\(at end of document\)\s*$")
+    """The 1-based line of ``path`` in a mapping file's ``text`` (see :func:`sonolatent.tomlfile.find_line`)."""
+    return _find_line(text, path, _LISTS)
 
 
 def read_mapping_text(text: str, source: str = "<mapping>") -> Mapping:
     """Parse TOML text; errors become one ConfigError line ``SOURCE:LINE: ...``."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        msg = str(e)
-        m = _TOML_POS_RE.search(msg)
-        if m:
-            raise ConfigError(f"{source}:{m.group(1)}: TOML syntax error: {msg[: m.start()]} "
-                              f"(column {m.group(2)})") from None
-        if _TOML_EOD_RE.search(msg):
-            n = max(1, len(text.splitlines()))
-            raise ConfigError(f"{source}:{n}: TOML syntax error: {_TOML_EOD_RE.sub('', msg)} "
-                              f"(at end of file)") from None
-        raise ConfigError(f"{source}: TOML syntax error: {msg}") from None
+    data = loads_toml(text, source)
     try:
         return parse_mapping(data)
     except FieldError as e:
