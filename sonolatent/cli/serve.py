@@ -40,7 +40,7 @@ def _register_serve(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default=None, metavar="DIR",
                    help="model bundle folder with vae/ and vocoder/ (default: checkpoints/default)")
-    p.add_argument("--patch", default=None, metavar="FILE", help="patch (TOML: [slots] and [params]) to start with")
+    p.add_argument("--patch", default=None, metavar="FILE", help="patch to start with (TOML: [patch] [slots] [params] [play] [midi]; see docs/patches.md)")
     p.add_argument("--samples", default=None, metavar="DIR",
                    help="folder that slot names are resolved in (default: patches/samples)")
     p.add_argument("--patches", default=None, metavar="DIR",
@@ -102,6 +102,18 @@ def _have_output_device(device) -> str | None:
     return None
 
 
+def default_take_name(folder: str | Path = ".") -> str:
+    """``sonolatent-take-YYYYmmdd-HHMMSS.wav`` in ``folder`` (``-2``, ``-3``... when it exists)."""
+    import time
+
+    stem = f"sonolatent-take-{time.strftime('%Y%m%d-%H%M%S')}"
+    name, n = f"{stem}.wav", 1
+    while (Path(folder) / name).exists():
+        n += 1
+        name = f"{stem}-{n}.wav"
+    return str(Path(folder) / name) if str(folder) != "." else name
+
+
 def run_serve(args) -> int:
     import signal
     import threading
@@ -131,8 +143,15 @@ def run_serve(args) -> int:
         if why is not None:
             if args.device is not None:
                 raise SonolatentError(f"--device {args.device}: not usable ({why})")
-            print(f"sonolatent: no audio output device ({why}); running headless as with --no-audio", file=sys.stderr)
             mode = "headless"
+            if args.record is None:
+                # the performance would be lost: record it, so the first run always gives something to hear
+                args.record = default_take_name()
+                print(f"sonolatent: no audio output device ({why}); running headless as with --no-audio, "
+                      f"recording to {args.record}", file=sys.stderr)
+            else:
+                print(f"sonolatent: no audio output device ({why}); running headless as with --no-audio",
+                      file=sys.stderr)
 
     import torch
 
@@ -160,6 +179,12 @@ def run_serve(args) -> int:
         else:
             where = f"freewheel at {engine.device_rate} Hz for {args.duration:g} s"
         print(f"sonolatent serve: {surface.describe()}; {where}", flush=True)
+        if engine.patch is not None:
+            pt = engine.patch
+            print(f"  patch {pt.name}: {pt.description or '(no description)'}"
+                  f"{' (playing)' if pt.autoplay else ''}", flush=True)
+            if pt.midi_map:
+                print(f"  MIDI: sonolatent bridge --patch {args.patch} --in PORT", flush=True)
         print(f"  try: oscsend {host} {port} /sono/slot/0/load s NAME ; oscsend {host} {port} /sono/play f 1",
               flush=True)
 
@@ -189,6 +214,8 @@ def run_serve(args) -> int:
           f"underflows {st['underflows']} (first at callback {st['underflow_first_callback']}), "
           f"ring underruns {st['ring_underruns']}, render {st['render_ms_mean']:.2f} ms mean / "
           f"{st['render_ms_max']:.2f} ms max per {st['frame_ms']:.1f} ms block", flush=True)
+    if args.record and ok:
+        print(f"sonolatent serve: recorded {args.record}", flush=True)
     return 0
 
 

@@ -182,10 +182,11 @@ def test_without_an_audio_device_serve_says_so_and_runs_headless(tiny_bundle_dir
     env = dict(os.environ, JACK_DEFAULT_SERVER=f"sl-none-{uuid.uuid4().hex[:8]}")   # no JACK server by that name
     probe = subprocess.run([sys.executable, "-c", "import sounddevice as sd; sd.query_devices(kind='output')"],
                            env=env, capture_output=True, timeout=60)
-    r = sonolatent("serve", "--checkpoint", tiny_bundle_dir, "--port", 0, "--duration", 0.5, env=env)
+    r = sonolatent("serve", "--checkpoint", tiny_bundle_dir, "--port", 0, "--duration", 0.5, env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     if probe.returncode != 0:      # this machine has no sound card (the test rig)
         assert "no audio output device" in r.stderr and "running headless" in r.stderr
         assert "own real-time clock" in r.stdout
+        assert len(list(tmp_path.glob("sonolatent-take-*.wav"))) == 1     # and records what it played
     else:                          # a machine with one plays through it
         assert "audio:" in r.stdout
