@@ -12,6 +12,7 @@ EPILOG = """\
 examples:
   sonolatent bridge --list
   sonolatent bridge --map patches/midi/modwheel_morph.toml --in "Keystation"
+  sonolatent bridge --patch patches/morph_modwheel.toml --in "Keystation"   (the patch's [midi] map)
   sonolatent bridge --map patches/midi/drone_knobs.toml --api jack --virtual
   sonolatent bridge --map my.toml --learn /sono/latent/0/norm     (move a knob: bound and saved)
   sonolatent bridge --map patches/midi/modwheel_morph.toml --midi-file song.mid
@@ -31,6 +32,8 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--map", metavar="FILE", help="mapping file (TOML), e.g. patches/midi/modwheel_morph.toml")
+    p.add_argument("--patch", metavar="FILE",
+                   help="a patch (e.g. patches/morph_modwheel.toml): use the mapping its [midi] map names")
     p.add_argument("--in", dest="port", metavar="PORT",
                    help="MIDI input port: its full name or a unique part of it (default: the first one)")
     p.add_argument("--to", action="append", metavar="HOST:PORT",
@@ -72,8 +75,13 @@ def run(args: argparse.Namespace) -> int:
         if not names:
             print("  (none)")
         return 0
+    if args.patch:
+        if args.map:
+            raise SonolatentError("--map and --patch both name a mapping: give one")
+        args.map = str(patch_mapping(args.patch))
     if not args.map:
-        raise SonolatentError("bridge: --map FILE is required (a mapping file, e.g. patches/midi/modwheel_morph.toml)")
+        raise SonolatentError("bridge: --map FILE is required (a mapping file, e.g. patches/midi/modwheel_morph.toml, "
+                              "or --patch with a patch that names one)")
     if args.freewheel and not args.midi_file:
         raise SonolatentError("--freewheel only goes with --midi-file")
     if args.midi_file and (args.port or args.virtual):
@@ -110,3 +118,19 @@ def run(args: argparse.Namespace) -> int:
         return bridge.play_file(Path(args.midi_file), freewheel=args.freewheel)
     return bridge.run_live(lambda on_bytes: MidiInput(api, args.port, args.virtual, on_bytes,
                                                       client_name=args.name, quiet=not args.verbose))
+
+
+def patch_mapping(path: str) -> "Path":
+    """The mapping file a patch names in ``[midi] map`` (the patch is checked whole; torch-free)."""
+    from pathlib import Path
+
+    from ..engine.patch import load_patch
+    from ..errors import ConfigError
+
+    patch = load_patch(Path(path))
+    mapping = patch.midi_map_path()
+    if mapping is None:
+        raise ConfigError(f"{patch.source}: the patch names no mapping ([midi] map = \"midi/NAME.toml\")")
+    if not mapping.is_file():
+        raise ConfigError(f"{patch.where('midi', 'map')}: mapping file {mapping} not found")
+    return mapping
