@@ -127,6 +127,7 @@ def run(args) -> int:
     summary = run_loop(task, run_dir, loop, args.resume, ddp)
     if ddp.main:
         val = ", ".join(f"{k} {v:.4f}" for k, v in summary["valid"].items())
-        print(f"trained {args.kind} for {summary['steps']} steps ({summary['minutes']:.1f} min); {val}")
+        how = "stopped on request after" if summary.get("interrupted") else "trained for"
+        print(f"{args.kind}: {how} {summary['steps']} steps ({summary['minutes']:.1f} min); {val}")
         print(f"checkpoint: {out}   training state: {run_dir / 'state'}")
     return 0

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,9 +68,38 @@ def _fmt_time(s: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
+class _StopRequest:
+    """Ctrl-C / SIGTERM ask the loop to stop after the current step, save and export."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:  # a second Ctrl-C: stop at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        for sig, h in self._old.items():
+            signal.signal(sig, h)
+        return False
+
+
 def run(task, run_dir: str | Path, loop: LoopConfig, resume: bool, ddp: Dist) -> dict:
-    """Train ``task`` until the step or time budget is spent. Returns a summary."""
-    run_dir = Path(run_dir)
+    """Train ``task`` until the step or time budget is spent (or Ctrl-C / SIGTERM,
+    which finish the current step, save and export). Returns a summary."""
+    with _StopRequest() as stop_request:
+        return _run(task, Path(run_dir), loop, resume, ddp, stop_request)
+
+
+def _run(task, run_dir: Path, loop: LoopConfig, resume: bool, ddp: Dist, stop_request) -> dict:
     if loop.threads:
         torch.set_num_threads(loop.threads)
     seed_everything(loop.seed + 1000 * ddp.rank)
@@ -80,6 +111,10 @@ def run(task, run_dir: str | Path, loop: LoopConfig, resume: bool, ddp: Dist) ->
     if ddp.main:
         run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / "log.jsonl"
+    if ddp.main:
+        with open(log_path, "a") as f:
+            f.write(json.dumps({"start": step, "resumed": bool(resume), "world_size": ddp.world,
+                                "time": round(elapsed, 1)}) + "\n")
     t0 = time.monotonic() - elapsed
     budget_s = loop.max_minutes * 60 if loop.max_minutes else None
     rng = np.random.default_rng(loop.seed + 7919 * ddp.rank + step)
@@ -98,7 +133,7 @@ def run(task, run_dir: str | Path, loop: LoopConfig, resume: bool, ddp: Dist) ->
 
     while True:
         now = time.monotonic()
-        stop = (loop.max_steps is not None and step >= loop.max_steps) or (
+        stop = stop_request.requested or (loop.max_steps is not None and step >= loop.max_steps) or (
             budget_s is not None and now - t0 >= budget_s
         )
         if ddp.world > 1:  # every rank stops at the same step
@@ -142,4 +177,5 @@ def run(task, run_dir: str | Path, loop: LoopConfig, resume: bool, ddp: Dist) ->
     if ddp.world > 1:
         task.save_rank_weights(run_dir / f"rank{ddp.rank}.safetensors")
         dist.barrier()
-    return {"steps": step, "minutes": (time.monotonic() - t0) / 60, "valid": val}
+    return {"steps": step, "minutes": (time.monotonic() - t0) / 60, "valid": val,
+            "interrupted": stop_request.requested}

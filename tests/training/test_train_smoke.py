@@ -37,6 +37,7 @@ def test_train_vae_resume_and_load(dataset, tmp_path):
     _, meta = load_checkpoint(out, "vae")
     assert meta["provenance"]["steps"] == 9
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["start"] for r in log if "start" in r] == [0, 6]
     assert log[-1]["final"] and log[-1]["step"] == 9 and "mel_l1" in log[-1]["valid"]
 
 
@@ -90,3 +91,26 @@ def test_ddp_two_ranks_end_identical(dataset, tmp_path):
         assert torch.equal(a[k], b[k]), k
     _, meta = load_checkpoint(tmp_path / "ck", "vae")
     assert meta["provenance"]["world_size"] == 2 and meta["provenance"]["steps"] == 4
+
+
+def test_sigterm_saves_state_and_exports(dataset, tmp_path):
+    """Stopping a run (SIGTERM, as Ctrl-C) finishes the step, saves the state and a loadable checkpoint."""
+    import signal
+    import time
+    out, run = tmp_path / "ck", tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "sonolatent", "train", "vae", "--data", str(dataset),
+                             "--out", str(out), "--run-dir", str(run), "--no-progress", "--threads", "1",
+                             "--valid-every", "1000000", "--save-every", "1000000"] + TINY_VAE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (run / "log.jsonl").exists() and time.monotonic() < deadline:  # the loop has started
+        time.sleep(0.2)
+    time.sleep(2.0)  # let it train a little
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr[-1500:]
+    assert "stopped on request" in stdout and "Traceback" not in stderr
+    info = json.loads((run / "state" / "state.json").read_text())["info"]
+    assert info["step"] > 0
+    _, meta = load_checkpoint(out, "vae")
+    assert meta["provenance"]["steps"] == info["step"]
