@@ -210,12 +210,12 @@ def run_serve(args) -> int:
             surface.stop()
         engine.close(abort=not ok)     # a failed start leaves no output files behind
     st = engine.status()
+    if args.record and ok:
+        print(f"sonolatent serve: recorded {args.record}", flush=True)
     print(f"sonolatent serve: stopped after {st['blocks']} blocks, {st['callbacks']} callbacks; "
           f"underflows {st['underflows']} (first at callback {st['underflow_first_callback']}), "
           f"ring underruns {st['ring_underruns']}, render {st['render_ms_mean']:.2f} ms mean / "
           f"{st['render_ms_max']:.2f} ms max per {st['frame_ms']:.1f} ms block", flush=True)
-    if args.record and ok:
-        print(f"sonolatent serve: recorded {args.record}", flush=True)
     return 0
 
 
