@@ -178,7 +178,7 @@ def test_virtual_port_connected_with_jack_connect(jack_server, bridges, tmp_path
         raw.delete()
         rx.close()
     assert [(a, args) for _, a, args in got] == [
-        ("/sono/xy/x", (1.0,)), ("/sono/xy/y", (0.0,)), ("/sono/patch/load", ("strings",)),
+        ("/sono/xy/x", (1.0,)), ("/sono/xy/y", (0.0,)), ("/sono/patch/load", ("morph_modwheel",)),
         ("/sono/position", (1.0,))]
     assert "ignored: 1 garbage bytes, 1 realtime" in b.err.text()
 
