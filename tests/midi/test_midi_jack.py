@@ -297,8 +297,8 @@ def test_a_burst_arrives_whole_and_in_order_and_stopping_releases_held_keys(jack
         port.send(mido.Message("note_on", note=72, velocity=64))
         for i in range(300):  # ~300 messages in well under a second, several per JACK period
             port.send(mido.Message("control_change", control=1, value=i % 128))
-            if i % 10 == 9:
-                time.sleep(0.002)
+            if i % 5 == 4:
+                time.sleep(0.003)
         got = rx.wait_for(302)
         assert len(got) == 302
         assert b.stop() == 0  # SIGTERM with a key still down: the bridge sends /sono/stop on its way out
