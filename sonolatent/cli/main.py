@@ -57,23 +57,22 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sonolatent {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    names = {c for c, _, _ in COMMANDS}
     wanted = _wanted(argv or [])
-    seen = set()
-    for name, module, helptext in COMMANDS:
-        if wanted in {c for c, _, _ in COMMANDS} and name != wanted:
-            # only import the module of the command being run; list the others by name
-            sub.add_parser(name, help=helptext, add_help=False)
-            continue
-        if module in seen:
-            continue
+    # Running one command: import only its module (a torch-free command stays torch-free).
+    # Otherwise (top-level --help): import every module once, in the listed order.
+    modules = [m for c, m, _ in COMMANDS if c == wanted] if wanted in names else [m for _, m, _ in COMMANDS]
+    for module in dict.fromkeys(modules):
         try:
             mod = importlib.import_module(f"{__package__}.{module}")
         except ModuleNotFoundError as e:
             if e.name and e.name.startswith(f"{__package__}.{module}"):
-                continue  # command not built yet
+                continue  # command not built
             raise
-        seen.add(module)
         mod.register(sub)
+    for name, _, helptext in COMMANDS:
+        if name not in sub.choices:  # listed by name only; its module is not imported
+            sub.add_parser(name, help=helptext, add_help=False)
     return parser
 
 
