@@ -13,6 +13,7 @@ on sample ``t * hop_length``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 import librosa
@@ -36,6 +37,7 @@ class MelConfig:
     power: float = 1.0
 
     def __post_init__(self):
+        check_positive(self, "mel", ("sample_rate", "n_fft", "n_mels", "log_floor", "power"))
         if self.hop_length <= 0 or self.n_fft < self.hop_length:
             raise ConfigError(f"mel: need 0 < hop_length <= n_fft (got {self.hop_length}, {self.n_fft})")
         if not (0 <= self.fmin < self.fmax <= self.sample_rate / 2):
@@ -65,6 +67,14 @@ class MelConfig:
             raise ConfigError(f"{what} use different mel definitions ({'; '.join(diff)})")
 
 
+def check_positive(config, what: str, names) -> None:
+    """Raise :class:`ConfigError` for the first of ``names`` that is not a positive number."""
+    for name in names:
+        v = getattr(config, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+            raise ConfigError(f"{what}: {name} must be positive, got {v!r}")
+
+
 def config_from_dict(cls, d: dict, what: str):
     """Build a config dataclass from a dict, strictly: unknown or mistyped keys are errors."""
     if not isinstance(d, dict):
@@ -79,9 +89,11 @@ def config_from_dict(cls, d: dict, what: str):
         if isinstance(default, bool) and not isinstance(v, bool):
             raise ConfigError(f"{what}.{k}: expected true/false, got {v!r}")
         if isinstance(default, (int, float)) and not isinstance(default, bool):
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise ConfigError(f"{what}.{k}: expected a number, got {v!r}")
-            v = type(default)(v) if isinstance(default, float) or float(v).is_integer() else v
+            if isinstance(default, int) and not float(v).is_integer():
+                raise ConfigError(f"{what}.{k}: expected a whole number, got {v!r}")
+            v = type(default)(v)
         if isinstance(default, tuple) and isinstance(v, list):
             v = tuple(v)
         kw[k] = v

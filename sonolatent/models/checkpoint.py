@@ -126,7 +126,7 @@ def load_checkpoint(folder: str | os.PathLike, kind: str | None = None, *, verif
     folder = Path(folder)
     meta = read_config(folder)
     k = meta.get("kind")
-    if k not in MODEL_KINDS:
+    if not isinstance(k, str) or k not in MODEL_KINDS:
         raise CheckpointError(f"{folder}: unknown model kind {k!r}")
     if kind is not None and k != kind:
         raise CheckpointError(f"{folder}: holds a {k} model, a {kind} was expected")
@@ -134,7 +134,8 @@ def load_checkpoint(folder: str | os.PathLike, kind: str | None = None, *, verif
     if not wpath.is_file():
         raise CheckpointError(f"{folder}: missing {WEIGHTS_FILE}")
     if verify:
-        want = (meta.get("provenance") or {}).get("sha256")
+        prov = meta.get("provenance")
+        want = prov.get("sha256") if isinstance(prov, dict) else None
         if not want:
             raise CheckpointError(f"{folder}: config.json records no sha256 for the weights")
         got = sha256_file(wpath)
@@ -147,6 +148,8 @@ def load_checkpoint(folder: str | os.PathLike, kind: str | None = None, *, verif
         model = model_cls(mel, cfg)
     except ConfigError as e:
         raise CheckpointError(f"{folder}: bad config ({e})") from None
+    except (ValueError, TypeError, ArithmeticError, RuntimeError) as e:  # a combination no check foresaw
+        raise CheckpointError(f"{folder}: bad config ({type(e).__name__}: {str(e).splitlines()[0]})") from None
     try:
         tensors = load_file(str(wpath))
     except (SafetensorError, OSError, ValueError) as e:

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..audio.mel import MelConfig, config_from_dict
+from ..audio.mel import MelConfig, check_positive, config_from_dict
 from ..errors import ConfigError
 from .streaming import CausalConv1d, StreamState
 
@@ -42,6 +42,9 @@ class VAEConfig:
     mel_scale: float = 2.5
 
     def __post_init__(self):
+        check_positive(self, "vae", ("channels", "dec_layers", "dec_kernel", "mel_scale"))
+        if not 0 <= self.enc_blocks <= 2:
+            raise ConfigError(f"vae: enc_blocks must be 0..2, got {self.enc_blocks}")
         if not 1 <= self.latent_dim <= 32:
             raise ConfigError(f"vae: latent_dim must be 1..32, got {self.latent_dim}")
         if self.downsample not in (1, 2, 4, 8):

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 
-from ..audio.mel import MelConfig, config_from_dict
+from ..audio.mel import MelConfig, check_positive, config_from_dict
 from ..errors import ConfigError
 from .streaming import CausalConv1d, ChannelLayerNorm, OverlapAdd, StreamState
 
@@ -32,6 +32,10 @@ class VocoderConfig:
     istft_n_fft: int = 1024    # must be >= 4 * (hop_length / upsample)
     input_offset: float = -5.0  # log-mel is shifted and scaled before the first layer
     input_scale: float = 2.5
+
+    def __post_init__(self):
+        check_positive(self, "vocoder", ("dim", "mlp_ratio", "n_layers", "kernel_size", "upsample", "istft_n_fft",
+                                         "input_scale"))
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -98,6 +98,33 @@ def test_every_load_error_is_one_clear_line(vae_dir, tmp_path, case, words):
     assert words in msg and "\n" not in msg, msg
 
 
+@pytest.mark.parametrize("kind,path,value,words", [
+    ("vae", ("model", "channels"), -5, "vae: channels must be positive, got -5"),
+    ("vae", ("mel", "hop_length"), 512.5, "mel.hop_length: expected a whole number, got 512.5"),
+    ("vae", ("mel", "log_floor"), 0.0, "mel: log_floor must be positive"),
+    ("vae", ("mel", "n_mels"), 0, "mel: n_mels must be positive"),
+    ("vae", ("kind",), ["vae"], "unknown model kind"),
+    ("vae", ("provenance",), [], "records no sha256"),
+    ("vocoder", ("model", "upsample"), 0, "vocoder: upsample must be positive"),
+    ("vocoder", ("model", "dim"), 0, "vocoder: dim must be positive"),
+    ("vocoder", ("model", "mlp_ratio"), float("nan"), "vocoder.mlp_ratio: expected a number"),
+])
+def test_a_hand_edited_config_is_one_clear_line(tmp_path, kind, path, value, words):
+    """Values no model can be built from are refused by name, never a torch/ZeroDivision traceback."""
+    model = MelVAE(MelConfig(), TINY) if kind == "vae" else Vocoder(MelConfig(), VocoderConfig(dim=16, n_layers=1))
+    f = save_checkpoint(tmp_path / kind, model)
+
+    def put(meta):
+        for key in path[:-1]:
+            meta = meta[key]
+        meta[path[-1]] = value
+    _edit(f, put)
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(f, kind)
+    msg = str(e.value)
+    assert words in msg and "\n" not in msg, msg
+
+
 def test_no_pickle_on_the_loading_path(tiny_bundle_dir, monkeypatch):
     """Loading must work with every unpickling entry point poisoned."""
     import pickle
