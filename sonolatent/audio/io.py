@@ -9,7 +9,6 @@ file appears whole or not at all.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import soundfile as sf
 import soxr
 
 from ..errors import AudioFileError, SonolatentError
+from ..outputs import check_output_path, remove_quietly, temp_beside
 
 SUPPORTED_EXTENSIONS = (".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc")
 
@@ -113,30 +113,18 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, fm
         raise SonolatentError(f"{p}: refusing to write audio containing NaN or infinite samples")
     if fmt != "float":
         a = np.clip(a, -1.0, 1.0)
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.exists():
-        raise SonolatentError(f"{p}: the folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise SonolatentError(f"{p}: the folder {parent} is not writable")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=str(parent))
-    os.close(fd)
+    check_output_path(p)
+    tmp = temp_beside(p)
     try:
-        sf.write(tmp, a, int(sample_rate), subtype=WRITE_FORMATS[fmt], format="WAV")
-        os.chmod(tmp, 0o666 & ~_umask())
+        sf.write(str(tmp), a, int(sample_rate), subtype=WRITE_FORMATS[fmt], format="WAV")
         os.replace(tmp, p)
     except Exception as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        remove_quietly(tmp)
         raise SonolatentError(f"{p}: cannot write ({_short(e)})") from None
+    except BaseException:  # Ctrl-C half-way: no temporary file left behind
+        remove_quietly(tmp)
+        raise
     return p
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def peak_normalize(x: np.ndarray, peak_db: float = -1.0) -> np.ndarray:

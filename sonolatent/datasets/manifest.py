@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
@@ -31,6 +30,7 @@ import numpy as np
 
 from ..audio.io import peak_normalize, write_audio
 from ..errors import ConfigError, SonolatentError
+from ..outputs import write_text_atomic
 
 SAMPLE_RATE = 44100
 MANIFEST = "manifest.jsonl"
@@ -155,32 +155,6 @@ def prepare_output(out: str | os.PathLike, *, force: bool) -> tuple[Path, list[P
     return out, fresh
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-        _usual_mode(path)
-    except OSError as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise SonolatentError(f"{path}: cannot write ({e.strerror or e})") from None
-
-
-def _usual_mode(path: Path) -> None:
-    """Give a file made through ``mkstemp`` (mode 0600) the mode a plain ``open`` would have."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    try:
-        os.chmod(path, 0o666 & ~mask)
-    except OSError:
-        pass
-
-
 class DatasetWriter:
     """Writes normalised clips into ``out/audio`` and, on :meth:`finish`, the manifest and summary.
 
@@ -202,7 +176,6 @@ class DatasetWriter:
         self._names.add(name)
         rel = f"{AUDIO_DIR}/{name}.wav"
         write_audio(self.out / rel, peak_normalize(audio, PEAK_DB), SAMPLE_RATE, fmt=self.fmt)
-        _usual_mode(self.out / rel)
         full = {"path": rel, **entry, "duration": round(len(audio) / SAMPLE_RATE, 6), "sample_rate": SAMPLE_RATE}
         self.entries.append(full)
         return full

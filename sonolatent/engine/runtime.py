@@ -36,11 +36,12 @@ import numpy as np
 from .. import __version__
 from ..control.namespace import MAX_SLOTS
 from ..errors import SonolatentError
+from ..outputs import check_output_path
 from .core import EngineCore, coerce
 from .patch import checkpoint_ref, checkpoint_warning, load_patch, patch_text, resolve_patch, write_patch
 from .ring import SPSCRing
 from .slots import SampleCache
-from .writer import BackgroundWriter, LineLog, WavRecorder, check_output_path
+from .writer import BackgroundWriter, LineLog, WavRecorder
 
 LOG_FORMAT = "sonolatent-performance"
 LOG_VERSION = 1

@@ -11,35 +11,11 @@ from __future__ import annotations
 import json
 import os
 import queue
-import tempfile
 import threading
-from pathlib import Path
 
 import numpy as np
 
-from ..errors import SonolatentError
-
-
-def check_output_path(path: str | os.PathLike, what: str) -> Path:
-    """Refuse an output path whose folder is missing or read-only (before anything starts)."""
-    p = Path(path)
-    parent = p.parent if str(p.parent) else Path(".")
-    if p.is_dir():
-        raise SonolatentError(f"{what} {p}: is a folder")
-    if not parent.is_dir():
-        raise SonolatentError(f"{what} {p}: the folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise SonolatentError(f"{what} {p}: the folder {parent} is not writable")
-    return p
-
-
-def _temp_beside(p: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=str(p.parent if str(p.parent) else "."))
-    os.close(fd)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)   # the final file gets the usual mode, not mkstemp's 0600
-    return Path(tmp)
+from ..outputs import check_output_path, temp_beside
 
 
 class BackgroundWriter:
@@ -79,7 +55,7 @@ class _AtomicOutput:
 
     def __init__(self, path, what: str, writer: BackgroundWriter):
         self.path = check_output_path(path, what)
-        self.tmp = _temp_beside(self.path)
+        self.tmp = temp_beside(self.path)
         self.writer = writer
 
     def finish(self) -> None:
@@ -105,8 +81,12 @@ class WavRecorder(_AtomicOutput):
         import soundfile as sf
 
         super().__init__(path, "--record", writer)
-        self.file = sf.SoundFile(str(self.tmp), "w", samplerate=int(sample_rate), channels=1,
-                                 subtype="FLOAT", format="WAV")
+        try:
+            self.file = sf.SoundFile(str(self.tmp), "w", samplerate=int(sample_rate), channels=1,
+                                     subtype="FLOAT", format="WAV")
+        except BaseException:
+            self.tmp.unlink(missing_ok=True)
+            raise
         self.frames = 0
 
     def write(self, x: np.ndarray) -> None:

@@ -74,6 +74,21 @@ def test_write_refuses_bad_targets_and_nan(tmp_path):
     assert not (tmp_path / "o.wav").exists()
 
 
+def test_write_names_a_file_used_as_a_folder_and_leaves_nothing_on_ctrl_c(tmp_path, monkeypatch):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(SonolatentError, match="afile is a file, not a folder"):
+        write_audio(tmp_path / "afile" / "o.wav", np.zeros(10), 44100)
+    with pytest.raises(SonolatentError, match="is a folder"):
+        write_audio(tmp_path, np.zeros(10), 44100)
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr("sonolatent.audio.io.sf.write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_audio(tmp_path / "o.wav", np.zeros(10), 44100)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]   # no o.wav, no .o.wav.*.part
+
+
 def test_peak_normalize():
     y = peak_normalize(np.array([0.1, -0.5, 0.2], np.float32), -6.0)
     assert abs(np.abs(y).max() - 10 ** (-6 / 20)) < 1e-6

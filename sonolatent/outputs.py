@@ -1,0 +1,85 @@
+"""Output files: checked before the work starts, written whole or not at all.
+
+Every command that writes a file checks its path first (:func:`check_output_path`:
+the folder exists and is writable, the name is not a folder), so that a long
+render or training run never fails at its very end. Files are written to a
+temporary name in the destination's folder (:func:`temp_beside`) and moved
+into place with ``os.replace``: the final name holds a whole file or nothing.
+Standard library only, so torch-free code can use it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import SonolatentError
+
+
+def check_output_path(path: str | os.PathLike, what: str | None = None, suffixes=None) -> Path:
+    """Refuse an output path that cannot be written, with one line naming ``what`` (an option) and the path.
+
+    ``suffixes``: the file name must end in one of these (case-insensitive).
+    """
+    p = Path(path)
+    name = f"{what} {p}" if what else str(p)
+    if suffixes and p.suffix.lower() not in suffixes:
+        raise SonolatentError(f"{name}: the file name must end in {' or '.join(suffixes)}")
+    if p.is_dir():
+        raise SonolatentError(f"{name}: is a folder")
+    parent = p.parent if str(p.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise SonolatentError(f"{name}: {parent} is a file, not a folder")
+    if not parent.is_dir():
+        raise SonolatentError(f"{name}: the folder {parent} does not exist")
+    try:   # a real probe: permissions, read-only mounts and pseudo file systems alike (root ignores modes)
+        with tempfile.TemporaryFile(dir=str(parent)):
+            pass
+    except OSError as e:
+        raise SonolatentError(f"{name}: the folder {parent} is not writable ({e.strerror or e})") from None
+    return p
+
+
+def usual_mode(path: str | os.PathLike) -> None:
+    """Give a file made through ``mkstemp`` (mode 0600) the mode a plain ``open`` would have."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    try:
+        os.chmod(path, 0o666 & ~mask)
+    except OSError:
+        pass
+
+
+def temp_beside(path: str | os.PathLike) -> Path:
+    """An empty temporary file in ``path``'s folder, to be moved onto ``path`` when complete."""
+    p = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=str(p.parent if str(p.parent) else "."))
+    except OSError as e:
+        raise SonolatentError(f"{p}: cannot write ({e.strerror or e})") from None
+    os.close(fd)
+    usual_mode(tmp)
+    return Path(tmp)
+
+
+def remove_quietly(path: str | os.PathLike) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    p = Path(path)
+    tmp = temp_beside(p)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, p)
+    except OSError as e:
+        remove_quietly(tmp)
+        raise SonolatentError(f"{p}: cannot write ({e.strerror or e})") from None
+    except BaseException:
+        remove_quietly(tmp)
+        raise
