@@ -101,31 +101,35 @@ def build_from_folder(
     skipped: dict[str, int] = {"unreadable": 0, "silent_chunks": 0}
     from tqdm import tqdm
 
-    bar = tqdm(list(zip(files, rels)), desc="reading", unit="file", file=sys.stderr, dynamic_ncols=True,
-               disable=(None if progress is None else not progress))
-    for path, rel in bar:
-        try:
-            audio, _ = read_audio(path, SAMPLE_RATE)
-        except AudioFileError as e:
-            skipped["unreadable"] += 1
-            warn(f"skipped {e}")
-            continue
-        label = rel.parent.as_posix() if len(rel.parts) > 1 else src.resolve().name
-        group = groups[rel]
-        split = "valid" if (group if by_group else rel.as_posix()) in valid_keys else "train"
-        for offset, chunk in _chunks(audio, max_seconds, long_files):
-            if float(np.max(np.abs(chunk))) < SILENCE_PEAK:
-                skipped["silent_chunks"] += 1
+    try:
+        bar = tqdm(list(zip(files, rels)), desc="reading", unit="file", file=sys.stderr, dynamic_ncols=True,
+                   disable=(None if progress is None else not progress))
+        for path, rel in bar:
+            try:
+                audio, _ = read_audio(path, SAMPLE_RATE)
+            except AudioFileError as e:
+                skipped["unreadable"] += 1
+                warn(f"skipped {e}")
                 continue
-            name = _safe_name(rel) + (f"_c{int(round(offset / max_seconds)):04d}" if offset or len(audio) > len(chunk) else "")
-            writer.add(name, chunk, {
-                "label": label,
-                "group": group,
-                "split": split,
-                "source": rel.as_posix(),
-                "offset": round(offset, 6),
-            })
-    bar.close()
+            label = rel.parent.as_posix() if len(rel.parts) > 1 else src.resolve().name
+            group = groups[rel]
+            split = "valid" if (group if by_group else rel.as_posix()) in valid_keys else "train"
+            for offset, chunk in _chunks(audio, max_seconds, long_files):
+                if float(np.max(np.abs(chunk))) < SILENCE_PEAK:
+                    skipped["silent_chunks"] += 1
+                    continue
+                name = _safe_name(rel) + (f"_c{int(round(offset / max_seconds)):04d}" if offset or len(audio) > len(chunk) else "")
+                writer.add(name, chunk, {
+                    "label": label,
+                    "group": group,
+                    "split": split,
+                    "source": rel.as_posix(),
+                    "offset": round(offset, 6),
+                })
+        bar.close()
+    except BaseException:  # Ctrl-C or an error half-way: no half-built dataset left
+        writer.abort()
+        raise
     if not writer.entries:
         writer.discard()
         raise SonolatentError(f"{src}: none of the {len(files)} sound files could be used (see the warnings)")

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..audio.io import peak_normalize, write_audio
 from ..errors import ConfigError, SonolatentError
-from ..outputs import write_text_atomic
+from ..outputs import remove_quietly, write_text_atomic
 
 SAMPLE_RATE = 44100
 MANIFEST = "manifest.jsonl"
@@ -179,6 +179,13 @@ class DatasetWriter:
         full = {"path": rel, **entry, "duration": round(len(audio) / SAMPLE_RATE, 6), "sample_rate": SAMPLE_RATE}
         self.entries.append(full)
         return full
+
+    def abort(self) -> None:
+        """After an interrupted or failed build: remove the audio it wrote and the folders it created."""
+        for e in self.entries:
+            remove_quietly(self.out / e["path"])
+        self.entries = []
+        self.discard()
 
     def discard(self) -> None:
         """After a build that wrote nothing: remove the (empty) folders this build created."""

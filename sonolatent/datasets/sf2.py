@@ -255,28 +255,32 @@ def build_from_soundfont(
         jobs = _jobs(cfg)
         from tqdm import tqdm
 
-        bar = tqdm(jobs, desc="rendering", unit="note", disable=(None if progress is None else not progress),
-                   file=sys.stderr, dynamic_ncols=True)
-        for bank, prog, pitch, vel, dur in bar:
-            x = r.note(bank, prog, pitch, vel, dur, cfg.release)
-            if float(np.abs(x).max()) < SILENCE_PEAK:
-                dropped += 1
-                continue
-            x = trim_tail(x)
-            group = _group(bank, prog)
-            kind = "d" if bank == 128 else "p"
-            name = f"{kind}{prog:03d}_n{pitch:03d}_v{vel:03d}_d{int(round(dur * 1000)):05d}"
-            writer.add(name, x, {
-                "label": f"{group} {names[(bank, prog)]}",
-                "group": group,
-                "split": "valid" if group in valid else "train",
-                "program": prog,
-                "bank": bank,
-                "pitch": pitch,
-                "velocity": vel,
-                "note_seconds": dur,
-            })
-        bar.close()
+        try:
+            bar = tqdm(jobs, desc="rendering", unit="note", disable=(None if progress is None else not progress),
+                       file=sys.stderr, dynamic_ncols=True)
+            for bank, prog, pitch, vel, dur in bar:
+                x = r.note(bank, prog, pitch, vel, dur, cfg.release)
+                if float(np.abs(x).max()) < SILENCE_PEAK:
+                    dropped += 1
+                    continue
+                x = trim_tail(x)
+                group = _group(bank, prog)
+                kind = "d" if bank == 128 else "p"
+                name = f"{kind}{prog:03d}_n{pitch:03d}_v{vel:03d}_d{int(round(dur * 1000)):05d}"
+                writer.add(name, x, {
+                    "label": f"{group} {names[(bank, prog)]}",
+                    "group": group,
+                    "split": "valid" if group in valid else "train",
+                    "program": prog,
+                    "bank": bank,
+                    "pitch": pitch,
+                    "velocity": vel,
+                    "note_seconds": dur,
+                })
+            bar.close()
+        except BaseException:  # Ctrl-C or an error half-way: no half-built dataset left
+            writer.abort()
+            raise
     if not writer.entries:
         writer.discard()
         raise SonolatentError(

@@ -89,3 +89,20 @@ def test_bad_sources(tmp_path):
     with pytest.raises(SonolatentError, match="inside the source"):
         build_from_folder(tmp_path / "bad", tmp_path / "bad" / "ds")
     assert not (tmp_path / "ds").exists()
+
+
+def test_an_interrupted_build_leaves_nothing(src, tmp_path, monkeypatch):
+    """Ctrl-C half-way through: the audio written so far and the folders the build made are removed."""
+    from sonolatent.datasets.manifest import DatasetWriter
+    add = DatasetWriter.add
+    calls = []
+
+    def add_then_interrupt(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return add(self, *a, **k)
+    monkeypatch.setattr(DatasetWriter, "add", add_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        build_from_folder(src, tmp_path / "new" / "ds", warn=lambda m: None)
+    assert not (tmp_path / "new").exists()
