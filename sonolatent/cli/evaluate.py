@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from ..errors import SonolatentError
+from ..outputs import check_output_path, write_text_atomic
 
 
 def register(sub) -> None:
@@ -37,6 +36,11 @@ def run(args) -> int:
     from ..evaluation import PATHS, evaluate_file, find_sound_files, summarize
     from ..models import load_bundle
 
+    for opt, value, low in (("--limit", args.limit, 1), ("--threads", args.threads, 1), ("--gl-iters", args.gl_iters, 1)):
+        if value is not None and value < low:
+            raise SonolatentError(f"{opt} {value}: must be at least {low}")
+    if args.json:
+        check_output_path(args.json, "--json")   # before minutes of work, not after
     folder = Path(args.dir)
     if not folder.is_dir():
         raise SonolatentError(f"{folder}: not a folder")
@@ -45,7 +49,7 @@ def run(args) -> int:
         raise SonolatentError(f"{folder}: no sound files (wav, flac, ogg, aiff) found")
     if args.limit and len(files) > args.limit:
         files = [files[int(i)] for i in np.linspace(0, len(files) - 1, args.limit)]
-    torch.set_num_threads(max(1, args.threads))
+    torch.set_num_threads(args.threads)
     bundle = load_bundle(args.checkpoint)
     results = []
     for f in tqdm(files, desc="eval", unit="file", leave=False):
@@ -65,11 +69,7 @@ def run(args) -> int:
     print(f"speed (x real time, {args.threads} thread{'s' if args.threads != 1 else ''}): " +
           ", ".join(f"{n} {sp[n]:.1f}" for n in PATHS))
     if args.json:
-        out = Path(args.json)
         doc = {"checkpoint": str(bundle.folder), "threads": args.threads, "summary": summary,
                "files": [r.to_dict() for r in results]}
-        fd, tmp = tempfile.mkstemp(dir=str(out.parent if str(out.parent) else "."), suffix=".part")
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=1)
-        os.replace(tmp, out)
+        write_text_atomic(args.json, json.dumps(doc, indent=1) + "\n")
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..errors import SonolatentError
 
@@ -29,10 +28,13 @@ def run(args) -> int:
     from ..audio.io import read_audio, resample, write_audio
     from ..evaluation import full_model, vocode
     from ..models import load_bundle
+    from ..outputs import check_output_path
+    from ..render.common import check_not_input
 
     if args.sr is not None and not 8000 <= args.sr <= 192000:
         raise SonolatentError(f"--sr {args.sr}: choose a rate between 8000 and 192000")
-    out = Path(args.output)
+    out = check_output_path(args.output, "-o", suffixes=(".wav", ".wave"))   # before the model work
+    check_not_input(out, [args.input])
     bundle = load_bundle(args.checkpoint)
     x, sr = read_audio(args.input, bundle.sample_rate, min_seconds=0.05)
     y = vocode(bundle, x) if args.vocoder_only else full_model(bundle, x)

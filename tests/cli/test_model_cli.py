@@ -58,20 +58,29 @@ def test_griffin_lim_beats_an_untrained_vocoder(tiny_bundle_dir, sounds):
     (["reconstruct", "{wav}", "-o", "nodir/o.wav"], "does not exist"),
     (["eval", "{empty}"], "no sound files"),
     (["eval", "nowhere"], "not a folder"),
+    (["reconstruct", "{wav}", "-o", "{afile}/o.wav"], "is a file, not a folder"),
+    (["reconstruct", "{wav}", "-o", "{wav}"], "is also an input file"),
+    (["eval", "{sounds}", "--json", "{afile}/e.json"], "is a file, not a folder"),
+    (["eval", "{sounds}", "--limit", "-1"], "--limit -1: must be at least 1"),
+    (["eval", "{sounds}", "--threads", "0"], "--threads 0: must be at least 1"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, sounds, tiny_bundle_dir, capsys, monkeypatch, argv, words):
     monkeypatch.chdir(tmp_path)
     garbage = tmp_path / "g.wav"
     garbage.write_bytes(b"RIFF\x00\x00garbage" * 20)
     (tmp_path / "emptydir").mkdir()
-    subs = {"{garbage}": str(garbage), "{wav}": str(sounds / "a.wav"), "{empty}": str(tmp_path / "emptydir")}
-    argv = [subs.get(a, a) for a in argv]
+    (tmp_path / "afile").write_text("x")
+    subs = {"{garbage}": str(garbage), "{wav}": str(sounds / "a.wav"), "{empty}": str(tmp_path / "emptydir"),
+            "{sounds}": str(sounds), "{afile}": str(tmp_path / "afile")}
+    for key, value in subs.items():
+        argv = [a.replace(key, value) for a in argv]
+    before = sorted(p.name for p in tmp_path.iterdir())
     if "--checkpoint" not in argv and argv[0] == "reconstruct" and "{empty}" not in argv:
         argv += ["--checkpoint", str(tiny_bundle_dir)]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert words in err and len(err.splitlines()) == 1, err
-    assert not (tmp_path / "o.wav").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == before   # nothing written, no temporary files
 
 
 def test_help_reads_well_for_every_command():
