@@ -33,12 +33,33 @@ def check_output_path(path: str | os.PathLike, what: str | None = None, suffixes
         raise SonolatentError(f"{name}: {parent} is a file, not a folder")
     if not parent.is_dir():
         raise SonolatentError(f"{name}: the folder {parent} does not exist")
-    try:   # a real probe: permissions, read-only mounts and pseudo file systems alike (root ignores modes)
-        with tempfile.TemporaryFile(dir=str(parent)):
+    _probe(parent, name)
+    return p
+
+
+def check_output_folder(path: str | os.PathLike, what: str | None = None) -> Path:
+    """``path`` is a folder, or one can be made there; checked without creating anything."""
+    p = Path(path)
+    name = f"{what} {p}" if what else str(p)
+    if p.exists() and not p.is_dir():
+        raise SonolatentError(f"{name}: exists and is not a folder")
+    base = p
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise SonolatentError(f"{name}: {base} is a file, not a folder")
+    _probe(base, name)
+    return p
+
+
+def _probe(folder: Path, name: str) -> None:
+    """Create and remove a file in ``folder``: permissions, read-only mounts and pseudo file systems
+    alike (modes alone mislead: root ignores them)."""
+    try:
+        with tempfile.TemporaryFile(dir=str(folder)):
             pass
     except OSError as e:
-        raise SonolatentError(f"{name}: the folder {parent} is not writable ({e.strerror or e})") from None
-    return p
+        raise SonolatentError(f"{name}: the folder {folder} is not writable ({e.strerror or e})") from None
 
 
 def usual_mode(path: str | os.PathLike) -> None:

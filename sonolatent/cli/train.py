@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ..errors import SonolatentError
+from ..outputs import check_output_folder, write_text_atomic
 
 EPILOG = """\
 examples:
@@ -66,25 +67,51 @@ def _pick(ns, mapping: dict) -> dict:
     return {key: getattr(ns, opt) for opt, key in mapping.items() if getattr(ns, opt, None) is not None}
 
 
+def _check_options(args) -> None:
+    for opt, value, low in (("--max-steps", args.max_steps, 1), ("--valid-every", args.valid_every, 1),
+                            ("--save-every", args.save_every, 1), ("--threads", args.threads, 1)):
+        if value is not None and value < low:
+            raise SonolatentError(f"{opt} {value}: must be at least {low}")
+    if args.max_minutes is not None and not args.max_minutes > 0:
+        raise SonolatentError(f"--max-minutes {args.max_minutes:g}: must be positive")
+
+
+def _read_run(run_json: Path) -> dict:
+    try:
+        saved = json.loads(run_json.read_text(encoding="utf-8"))
+        for key in ("mel", "model", "train"):
+            if not isinstance(saved[key], dict):
+                raise TypeError(f"{key} is not a table")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise SonolatentError(f"{run_json}: unreadable ({type(e).__name__}: {e}); cannot resume") from None
+    return saved
+
+
 def run(args) -> int:
     from dataclasses import replace
 
     from ..audio.mel import MelConfig
+    from ..models.checkpoint import read_config
     from ..models.vae import VAEConfig
     from ..models.vocoder import VocoderConfig
     from ..training.loop import LoopConfig, run as run_loop, setup_distributed
     from ..training.tasks import VAETask, VAETrainConfig, VocoderTask, VocoderTrainConfig
 
+    _check_options(args)
     for d in args.data:
         if not (Path(d) / "manifest.jsonl").is_file():
             raise SonolatentError(f"{d}: not a dataset folder (no manifest.jsonl); build one with 'sonolatent dataset'")
     out = Path(args.out)
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"{args.kind}-{out.parent.name or out.name}"
     run_json = run_dir / "run.json"
+    check_output_folder(out, "--out")
+    check_output_folder(run_dir, "--run-dir")
+    if args.init:
+        read_config(args.init)   # a missing or broken --init is named before anything is created
     if args.resume:
         if not run_json.is_file():
             raise SonolatentError(f"{run_dir}: nothing to resume (no run.json)")
-        saved = json.loads(run_json.read_text())
+        saved = _read_run(run_json)
         mel_cfg = MelConfig.from_dict(saved["mel"])
     else:
         saved = None
@@ -111,23 +138,26 @@ def run(args) -> int:
         mcfg = replace(mcls(), **model_over)
         tcfg = replace(tcls(), **train_over)
     ddp = setup_distributed()
-    if ddp.main:
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            out.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise SonolatentError(f"cannot create {run_dir} or {out.parent}: {e.strerror}") from None
-        run_json.write_text(json.dumps({"kind": args.kind, "mel": mel_cfg.to_dict(), "model": mcfg.to_dict(),
-                                        "train": tcfg.to_dict(), "data": args.data, "out": str(out)}, indent=2))
     loop = LoopConfig(max_steps=args.max_steps, max_minutes=args.max_minutes, valid_every=args.valid_every,
                       save_every=args.save_every, seed=args.seed, threads=args.threads,
                       progress=not args.no_progress)
     task = task_cls(args.data, out, mel_cfg, mcfg, tcfg, {"world_size": ddp.world, "seed": args.seed}, ddp,
                     init=args.init, progress=not args.no_progress)
+    if ddp.main:   # only now that the data and the models are ready: a failed start leaves nothing
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SonolatentError(f"cannot create {run_dir} or {out.parent}: {e.strerror}") from None
+        write_text_atomic(run_json, json.dumps({"kind": args.kind, "mel": mel_cfg.to_dict(), "model": mcfg.to_dict(),
+                                                "train": tcfg.to_dict(), "data": args.data, "out": str(out)}, indent=2))
     summary = run_loop(task, run_dir, loop, args.resume, ddp)
     if ddp.main:
         val = ", ".join(f"{k} {v:.4f}" for k, v in summary["valid"].items())
         how = "stopped on request after" if summary.get("interrupted") else "trained for"
         print(f"{args.kind}: {how} {summary['steps']} steps ({summary['minutes']:.1f} min); {val}")
         print(f"checkpoint: {out}   training state: {run_dir / 'state'}")
-    return 0
+        if summary.get("interrupted"):
+            print("continue with the same command and --resume")
+    # stopped by a signal: saved and exported, but the exit status says so (a script or the recipe stops too)
+    return 128 + summary["signal"] if summary.get("signal") else 0

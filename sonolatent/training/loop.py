@@ -73,6 +73,7 @@ class _StopRequest:
 
     def __init__(self):
         self.requested = False
+        self.signal: int | None = None   # the signal that asked (the exit status is 128 + it)
         self._old = {}
 
     def __enter__(self):
@@ -85,6 +86,7 @@ class _StopRequest:
         if self.requested:  # a second Ctrl-C: stop at once
             raise KeyboardInterrupt
         self.requested = True
+        self.signal = signum
 
     def __exit__(self, *exc):
         for sig, h in self._old.items():
@@ -178,4 +180,4 @@ def _run(task, run_dir: Path, loop: LoopConfig, resume: bool, ddp: Dist, stop_re
         task.save_rank_weights(run_dir / f"rank{ddp.rank}.safetensors")
         dist.barrier()
     return {"steps": step, "minutes": (time.monotonic() - t0) / 60, "valid": val,
-            "interrupted": stop_request.requested}
+            "interrupted": stop_request.requested, "signal": stop_request.signal}

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
@@ -56,10 +57,15 @@ def save_state(folder: str | os.PathLike, modules: dict, optimizers: dict, info:
         tensors.update(t)
         meta["optimizers"][name] = m
     tmp_w, tmp_j = folder / ".state.safetensors.part", folder / ".state.json.part"
-    save_file(tensors, str(tmp_w))
-    tmp_j.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp_w, folder / "state.safetensors")
-    os.replace(tmp_j, folder / "state.json")
+    try:
+        save_file(tensors, str(tmp_w))
+        tmp_j.write_text(json.dumps(meta, indent=1))
+        os.replace(tmp_w, folder / "state.safetensors")
+        os.replace(tmp_j, folder / "state.json")
+    except BaseException:   # a second Ctrl-C, a full disk: no .part files left behind
+        for t in (tmp_w, tmp_j):
+            t.unlink(missing_ok=True)
+        raise
 
 
 def load_state(folder: str | os.PathLike, modules: dict, optimizers: dict) -> dict:
@@ -67,8 +73,17 @@ def load_state(folder: str | os.PathLike, modules: dict, optimizers: dict) -> di
     w, j = folder / "state.safetensors", folder / "state.json"
     if not (w.is_file() and j.is_file()):
         raise CheckpointError(f"{folder}: no training state to resume (state.safetensors + state.json)")
-    tensors = load_file(str(w))
-    meta = json.loads(j.read_text())
+    try:
+        tensors = load_file(str(w))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{w}: unreadable training state ({str(e).splitlines()[0]})") from None
+    try:
+        meta = json.loads(j.read_text(encoding="utf-8"))
+        info, saved_opts = meta["info"], meta["optimizers"]
+        if not isinstance(info, dict) or not isinstance(saved_opts, dict):
+            raise TypeError("info and optimizers must be tables")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{j}: unreadable training state ({type(e).__name__}: {e})") from None
     for name, m in modules.items():
         pre = f"{name}/"
         sd = {k[len(pre):]: v for k, v in tensors.items() if k.startswith(pre)}
@@ -79,6 +94,9 @@ def load_state(folder: str | os.PathLike, modules: dict, optimizers: dict) -> di
         except RuntimeError as e:
             raise CheckpointError(f"{w}: cannot resume {name}: {str(e).splitlines()[0]}") from None
     for name, opt in optimizers.items():
-        if name in meta["optimizers"]:
-            _unflatten_optimizer(f"opt.{name}", opt, tensors, meta["optimizers"][name])
-    return meta["info"]
+        if name in saved_opts:
+            try:
+                _unflatten_optimizer(f"opt.{name}", opt, tensors, saved_opts[name])
+            except (KeyError, ValueError, TypeError) as e:
+                raise CheckpointError(f"{folder}: cannot resume the optimizer {name} ({type(e).__name__}: {e})") from None
+    return info

@@ -11,13 +11,21 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from ..audio.mel import MelConfig, MelSpectrogram, config_from_dict
+from ..audio.mel import MelConfig, MelSpectrogram, check_positive, config_from_dict
+from ..errors import ConfigError
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 from ..models.vae import MelVAE, VAEConfig
 from ..models.vocoder import Vocoder, VocoderConfig
 from .data import ClipBank
 from .losses import (MelLoss, MultiResolutionDiscriminator, MultiResolutionSTFTLoss, discriminator_loss,
                      feature_matching_loss, generator_adv_loss)
+
+
+def _at_least(config, what: str, **lows) -> None:
+    for name, low in lows.items():
+        v = getattr(config, name)
+        if not v >= low:
+            raise ConfigError(f"{what}: {name} must be at least {low}, got {v!r}")
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,10 @@ class VAETrainConfig:
     kl_warmup_steps: int = 5000     # beta rises linearly from 0
     gain_db: tuple = (-9.0, 0.0)    # random gain of each crop
     grad_clip: float = 1.0
+
+    def __post_init__(self):
+        check_positive(self, "train", ("batch_size", "lr", "grad_clip"))
+        _at_least(self, "train", frames=16, kl_beta=0, kl_warmup_steps=0)
 
     def to_dict(self):
         return asdict(self)
@@ -51,6 +63,10 @@ class VocoderTrainConfig:
     fm_weight: float = 0.2
     gain_db: tuple = (-24.0, 0.0)   # wide loudness augmentation
     grad_clip: float = 5.0
+
+    def __post_init__(self):
+        check_positive(self, "train", ("batch_size", "lr", "grad_clip"))
+        _at_least(self, "train", segment=4096, gan_start=0, mel_weight=0, stft_weight=0, adv_weight=0, fm_weight=0)
 
     def to_dict(self):
         return asdict(self)

@@ -72,6 +72,46 @@ def test_bad_data_folder_is_one_line(tmp_path, capsys):
     assert "not a dataset folder" in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.parametrize("extra,words", [
+    (["--max-steps", "0"], "--max-steps 0: must be at least 1"),
+    (["--max-minutes", "-1"], "--max-minutes -1: must be positive"),
+    (["--batch-size", "0"], "batch_size must be positive"),
+    (["--channels", "-3"], "channels must be positive"),
+    (["--out", "{afile}/vae"], "is a file, not a folder"),
+    (["--init", "{tmp}/nothing"], "checkpoint folder not found"),
+    (["--resume"], "run.json: unreadable"),
+])
+def test_bad_options_are_one_line_and_create_nothing(dataset, tmp_path, capsys, extra, words):
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "run.json").write_text('{"mel": ')
+    extra = [a.replace("{afile}", str(tmp_path / "afile")).replace("{tmp}", str(tmp_path)) for a in extra]
+    run = tmp_path / ("broken" if "--resume" in extra else "run")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["train", "vae", "--data", str(dataset), "--out", str(tmp_path / "ck" / "vae"), "--run-dir", str(run),
+                 "--no-progress", "--max-steps", "1"] + TINY_VAE + extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_corrupted_training_state_is_one_line(tmp_path):
+    from sonolatent.errors import CheckpointError
+    from sonolatent.training.state import save_state
+    import torch
+    m = torch.nn.Linear(2, 2)
+    save_state(tmp_path / "state", {"model": m}, {"opt": torch.optim.SGD(m.parameters(), lr=0.1)}, {"step": 3})
+    assert load_state(tmp_path / "state", {"model": m}, {})["step"] == 3
+    w = tmp_path / "state" / "state.safetensors"
+    w.write_bytes(w.read_bytes()[:40])
+    with pytest.raises(CheckpointError, match="state.safetensors: unreadable training state"):
+        load_state(tmp_path / "state", {"model": m}, {})
+    (tmp_path / "state" / "state.json").write_text("[]")
+    save_state(tmp_path / "state", {"model": m}, {}, {"step": 4})   # a fresh save repairs it
+    assert load_state(tmp_path / "state", {"model": m}, {})["step"] == 4
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["state.json", "state.safetensors"]
+
+
 def test_ddp_two_ranks_end_identical(dataset, tmp_path):
     """torchrun, 2 processes, gloo on CPU: both ranks end with identical weights."""
     run = tmp_path / "run"
@@ -94,7 +134,8 @@ def test_ddp_two_ranks_end_identical(dataset, tmp_path):
 
 
 def test_sigterm_saves_state_and_exports(dataset, tmp_path):
-    """Stopping a run (SIGTERM, as Ctrl-C) finishes the step, saves the state and a loadable checkpoint."""
+    """Stopping a run (SIGTERM, as Ctrl-C) finishes the step, saves the state and a loadable checkpoint,
+    and exits 128 + the signal, so that a script (or the recipe) running it stops there too."""
     import signal
     import time
     out, run = tmp_path / "ck", tmp_path / "run"
@@ -108,7 +149,7 @@ def test_sigterm_saves_state_and_exports(dataset, tmp_path):
     time.sleep(2.0)  # let it train a little
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 0, stderr[-1500:]
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-1500:]
     assert "stopped on request" in stdout and "Traceback" not in stderr
     info = json.loads((run / "state" / "state.json").read_text())["info"]
     assert info["step"] > 0
