@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..errors import SonolatentError
@@ -46,13 +47,32 @@ def run(args) -> int:
     if not SOUNDFONT.is_file():
         raise SonolatentError(f"{SOUNDFONT}: missing; install Debian's fluid-soundfont-gm")
     data, runs, out = Path(args.data_dir), Path(args.runs_dir), Path(args.out)
-    gm, drums = data / "gm", data / "drums"
-    datasets = [gm]
 
     def step(argv):
         rc = main(argv)
+        if rc > 128:   # Ctrl-C or SIGTERM: already said and saved by the step; stop with its status
+            raise _Stopped(rc)
         if rc:
             raise SonolatentError(f"recipe stopped: 'sonolatent {' '.join(argv)}' failed")
+
+    try:
+        _steps(args, step, data, runs, out)
+    except _Stopped as e:
+        print("recipe interrupted; run the same command with --resume to continue", file=sys.stderr)
+        return e.status
+    print(f"recipe done: {out}")
+    return 0
+
+
+class _Stopped(Exception):
+    def __init__(self, status: int):
+        super().__init__(status)
+        self.status = status
+
+
+def _steps(args, step, data: Path, runs: Path, out: Path) -> None:
+    gm, drums = data / "gm", data / "drums"
+    datasets = [gm]
 
     if not (gm / "manifest.jsonl").is_file():
         step(["dataset", "sf2", "--soundfont", str(SOUNDFONT), "--out", str(gm), "--force",
@@ -76,5 +96,3 @@ def run(args) -> int:
           "--max-minutes", f"{0.45 * m:.2f}", *common, *resume_voc])
     step(["train", "vocoder", *data_args, "--out", str(out / "vocoder"), "--run-dir", str(voc_run),
           "--max-minutes", f"{0.75 * m:.2f}", "--resume", "--adversarial", *common])
-    print(f"recipe done: {out}")
-    return 0

@@ -92,3 +92,21 @@ def test_help_reads_well_for_every_command():
         r = subprocess.run([sys.executable, "-m", "sonolatent", name, "--help"], capture_output=True, text=True)
         assert r.returncode == 0, (name, r.stderr)
         assert "usage: sonolatent " + name in r.stdout and len(r.stdout) > 200, name
+
+
+@pytest.mark.parametrize("status,expect", [(130, 130), (143, 143), (2, 2)])
+def test_recipe_stops_at_the_first_step_that_fails_or_is_interrupted(tmp_path, monkeypatch, capsys, status, expect):
+    """A step stopped by Ctrl-C/SIGTERM (it saved its state) stops the recipe with that status, so the
+    shell sees the interruption; a failed step is one line naming it. No later step runs."""
+    import sonolatent.cli.main as cli_main
+    calls = []
+
+    def step(argv):
+        calls.append(argv[:2])
+        return status
+    monkeypatch.setattr(cli_main, "main", step)
+    rc = main(["recipe", "default", "--data-dir", str(tmp_path / "d"), "--runs-dir", str(tmp_path / "r"),
+               "--out", str(tmp_path / "o")])
+    assert rc == expect and calls == [["dataset", "sf2"]]
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and ("--resume" in err if status > 128 else "failed" in err), err
