@@ -27,7 +27,15 @@ class UdpReceiver:
 
     def __init__(self, port: int = 0):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        # SO_RCVBUF is capped by net.core.rmem_max (~208 KiB); as root SO_RCVBUFFORCE is not, so a
+        # burst is not dropped by the kernel while this thread waits for a loaded CPU
+        for opt in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+            if opt is not None:
+                try:
+                    self.sock.setsockopt(socket.SOL_SOCKET, opt, 4 << 20)
+                    break
+                except OSError:
+                    continue
         self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.sock.bind(("127.0.0.1", port))
         self.port = self.sock.getsockname()[1]
