@@ -32,6 +32,8 @@ def read_log(path: str | os.PathLike) -> tuple[dict, list[dict], int | None]:
         lines = p.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         raise ConfigError(f"{p}: performance log not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{p}: is a folder, not a performance log") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{p}: cannot read the log ({e})") from None
     header, events, end = None, [], None

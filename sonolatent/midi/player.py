@@ -21,6 +21,8 @@ from ..errors import SonolatentError
 def load_midi_events(path: str | Path) -> list[tuple[float, mido.Message]]:
     """``(seconds from the file's start, message)`` for every non-meta event, in order."""
     p = Path(path)
+    if p.is_dir():
+        raise SonolatentError(f"{p}: is a folder, not a MIDI file")
     if not p.is_file():
         raise SonolatentError(f"{p}: MIDI file not found")
     try:
@@ -32,7 +34,7 @@ def load_midi_events(path: str | Path) -> list[tuple[float, mido.Message]]:
             if not msg.is_meta:
                 events.append((t, msg.copy(time=0)))
     except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, struct.error) as e:
-        raise SonolatentError(f"{p}: not a usable standard MIDI file ({e})") from None
+        raise SonolatentError(f"{p}: not a usable standard MIDI file ({str(e) or type(e).__name__})") from None
     return events
 
 

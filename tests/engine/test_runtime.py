@@ -149,3 +149,5 @@ def test_bad_logs_are_one_line_errors(tmp_path, bundle):
     p.write_text(json.dumps({"format": "other"}) + "\n")
     with pytest.raises(ConfigError, match="not a sonolatent performance log"):
         bounce(p, bundle)
+    with pytest.raises(ConfigError, match="is a folder, not a performance log"):
+        read_log(tmp_path)

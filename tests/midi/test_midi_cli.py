@@ -269,6 +269,16 @@ def test_user_mistakes_are_one_line_and_exit_2(args, expected):
     assert lines[0].startswith("sonolatent: error: ") and expected in lines[0], lines[0]
 
 
+def test_a_folder_or_an_empty_file_as_midi_file_says_what_is_wrong(tmp_path):
+    from sonolatent.errors import SonolatentError
+    from sonolatent.midi import load_midi_events
+    with pytest.raises(SonolatentError, match="is a folder, not a MIDI file"):
+        load_midi_events(tmp_path)
+    (tmp_path / "empty.mid").write_bytes(b"")
+    with pytest.raises(SonolatentError, match=r"not a usable standard MIDI file \(\w+"):   # never "()"
+        load_midi_events(tmp_path / "empty.mid")
+
+
 def test_a_broken_mapping_file_names_its_line(tmp_path):
     p = tmp_path / "bad.toml"
     p.write_text("[[cc]]\ncc = 1\naddress = \"/sono/morph\"\ncurve = \"squiggle\"\n")
