@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shutil
 import sys
+import textwrap
 
 from .. import __version__
 from ..errors import SonolatentError
@@ -41,6 +43,24 @@ model takes --checkpoint DIR (default: the shipped checkpoints/default).
 Run 'sonolatent COMMAND --help' for a command's options."""
 
 
+class Parser(argparse.ArgumentParser):
+    """The class of every sonolatent parser (sub-commands inherit it): the description is wrapped to
+    the terminal, one paragraph at a time, whatever the command's formatter; a paragraph with an
+    indented line (a list, a table) is kept as written, and so is the epilog (examples, formats)."""
+
+    def format_help(self) -> str:
+        text = self.description
+        if text:
+            width = max(40, shutil.get_terminal_size().columns - 2)
+            paragraphs = [p if any(line[:1].isspace() for line in p.splitlines()) else
+                          textwrap.fill(" ".join(p.split()), width) for p in text.strip().split("\n\n")]
+            self.description = "\n\n".join(paragraphs)
+        try:
+            return super().format_help()
+        finally:
+            self.description = text
+
+
 def _wanted(argv: list[str]) -> str | None:
     for a in argv:
         if not a.startswith("-"):
@@ -49,7 +69,7 @@ def _wanted(argv: list[str]) -> str | None:
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="sonolatent",
         description="sonolatent: morph between sounds through a learned latent space, offline or live.",
         epilog=EPILOG,

@@ -1,6 +1,7 @@
 """reconstruct and eval on real files with a real (tiny) checkpoint; the CLI's help and errors."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -84,14 +85,19 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, sounds, tiny_bundle_dir, cap
 
 
 def test_help_reads_well_for_every_command():
-    r = subprocess.run([sys.executable, "-m", "sonolatent", "--help"], capture_output=True, text=True)
+    env = {**os.environ, "COLUMNS": "80"}
+    r = subprocess.run([sys.executable, "-m", "sonolatent", "--help"], capture_output=True, text=True, env=env)
     assert r.returncode == 0
     for name, _, helptext in COMMANDS:
         assert name in r.stdout
     for name, _, _ in COMMANDS:
-        r = subprocess.run([sys.executable, "-m", "sonolatent", name, "--help"], capture_output=True, text=True)
+        r = subprocess.run([sys.executable, "-m", "sonolatent", name, "--help"], capture_output=True, text=True,
+                           env=env)
         assert r.returncode == 0, (name, r.stderr)
         assert "usage: sonolatent " + name in r.stdout and len(r.stdout) > 200, name
+        # the description (between the usage and the arguments) is wrapped to the terminal
+        description = r.stdout.split("\n\n", 1)[1].split("arguments:", 1)[0].split("options:", 1)[0]
+        assert max(map(len, description.splitlines())) <= 78, (name, description)
 
 
 @pytest.mark.parametrize("status,expect", [(130, 130), (143, 143), (2, 2)])
