@@ -13,18 +13,19 @@ from ..outputs import check_output_path, write_text_atomic
 def register(sub) -> None:
     p = sub.add_parser(
         "eval", help="measure reconstruction quality and speed against Griffin-Lim",
-        description="For every sound file in DIR (any format, any rate): the vocoder alone (mel of the "
-                    "original -> vocoder), the full model (encode -> decode -> vocoder) and the Griffin-Lim "
-                    "baseline (mel inversion + 64 iterations), each as log-mel L1 and multi-resolution STFT "
-                    "distance to the original (lower is better), and speed in x real time.",
+        description="For every sound file in DIR (any format, any rate), three reconstructions: the vocoder "
+                    "alone (mel of the original -> vocoder), the full model (encode -> decode -> vocoder) and "
+                    "the Griffin-Lim baseline (mel inversion + --gl-iters iterations). Each is compared with the "
+                    "original as log-mel L1 and multi-resolution STFT distance (lower is better) and timed in "
+                    "x real time (higher is faster).",
         epilog="example:\n  sonolatent eval data/gm/audio --limit 40 --json eval.json",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dir", metavar="DIR", help="folder of sound files (searched recursively)")
     p.add_argument("--json", metavar="OUT", help="write per-file and average figures as JSON")
     p.add_argument("--checkpoint", metavar="DIR", help="model bundle (default: checkpoints/default)")
-    p.add_argument("--limit", type=int, help="evaluate at most this many files (evenly spread)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads for the speed figures (default 1)")
-    p.add_argument("--gl-iters", type=int, default=64, help="Griffin-Lim iterations (default 64)")
+    p.add_argument("--limit", type=int, metavar="N", help="evaluate at most N files, evenly spread (default: all)")
+    p.add_argument("--threads", type=int, default=1, metavar="N", help="torch threads for the speed figures (default: 1)")
+    p.add_argument("--gl-iters", type=int, default=64, metavar="N", help="Griffin-Lim iterations (default: 64)")
     p.set_defaults(func=run)
 
 

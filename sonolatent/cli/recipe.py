@@ -29,12 +29,14 @@ def register(sub) -> None:
                        description="Build the datasets and train the default VAE and vocoder with the project's "
                                    "own commands.", epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("name", choices=["default"], help="which recipe (default: the shipped checkpoints)")
-    p.add_argument("--out", default="checkpoints/default", metavar="DIR", help="bundle folder to write")
-    p.add_argument("--data-dir", default="data", metavar="DIR", help="where the datasets go (default data/)")
-    p.add_argument("--runs-dir", default="runs", metavar="DIR", help="where training state goes (default runs/)")
-    p.add_argument("--minutes", type=float, default=180.0, help="total training budget (default 180)")
-    p.add_argument("--threads", type=int, help="torch threads")
+    p.add_argument("name", choices=["default"], metavar="NAME", help="the recipe: default (the shipped checkpoints)")
+    p.add_argument("--out", default="checkpoints/default", metavar="DIR",
+                   help="bundle folder to write (default: checkpoints/default)")
+    p.add_argument("--data-dir", default="data", metavar="DIR", help="where the datasets go (default: data/)")
+    p.add_argument("--runs-dir", default="runs", metavar="DIR", help="where training state goes (default: runs/)")
+    p.add_argument("--minutes", type=float, default=180.0, metavar="MIN",
+                   help="total training budget in minutes (default: 180)")
+    p.add_argument("--threads", type=int, metavar="N", help="torch threads (default: torch's choice)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted recipe")
     p.set_defaults(func=run)
 

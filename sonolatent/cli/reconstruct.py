@@ -19,8 +19,8 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="WAV file to write")
     p.add_argument("--vocoder-only", action="store_true", help="skip the VAE: mel of IN -> vocoder")
     p.add_argument("--checkpoint", metavar="DIR", help="model bundle (default: checkpoints/default)")
-    p.add_argument("--sr", type=int, help="output sample rate (default: the model's, 44100)")
-    p.add_argument("--format", choices=("16", "24", "float"), default="16", help="WAV sample format (default 16)")
+    p.add_argument("--sr", type=int, metavar="HZ", help="output sample rate (default: the model's, 44100)")
+    p.add_argument("--format", choices=("16", "24", "float"), default="16", help="WAV sample format (default: 16)")
     p.set_defaults(func=run)
 
 

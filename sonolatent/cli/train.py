@@ -27,39 +27,49 @@ def register(sub) -> None:
                        description="Train the mel VAE or the vocoder on one or more dataset folders.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     kinds = p.add_subparsers(dest="kind", metavar="MODEL", required=True)
-    for kind, helptext in (("vae", "the convolutional mel VAE"), ("vocoder", "the streaming neural vocoder")):
+    for kind, helptext, batch, lr in (("vae", "the convolutional mel VAE", 16, "1e-3"),
+                                      ("vocoder", "the streaming neural vocoder", 8, "5e-4")):
         k = kinds.add_parser(kind, help=f"train {helptext}", epilog=EPILOG,
+                             description=f"Train {helptext} on one or more dataset folders.",
                              formatter_class=argparse.RawDescriptionHelpFormatter)
         k.add_argument("--data", action="append", required=True, metavar="DIR",
                        help="dataset folder made by 'sonolatent dataset' (repeat for several)")
         k.add_argument("--out", required=True, metavar="DIR", help="checkpoint folder to write")
-        k.add_argument("--run-dir", metavar="DIR", help="run folder with the resumable training state")
+        k.add_argument("--run-dir", metavar="DIR",
+                       help="run folder with the resumable training state (default: runs/<kind>-<name of --out's parent>)")
         k.add_argument("--resume", action="store_true", help="continue from the run folder's saved state")
         k.add_argument("--init", metavar="DIR", help="start from the weights of this checkpoint")
-        k.add_argument("--max-minutes", type=float, help="time budget; stops cleanly and saves")
-        k.add_argument("--max-steps", type=int, help="step budget")
-        k.add_argument("--seed", type=int, default=0)
-        k.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-        k.add_argument("--batch-size", type=int)
-        k.add_argument("--lr", type=float)
-        k.add_argument("--valid-every", type=int, default=500, metavar="STEPS")
-        k.add_argument("--save-every", type=int, default=2000, metavar="STEPS")
+        k.add_argument("--max-minutes", type=float, metavar="MIN",
+                       help="time budget in minutes, counted over --resume too; stops cleanly, saves and exports")
+        k.add_argument("--max-steps", type=int, metavar="N", help="step budget (the total, counted over --resume too)")
+        k.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
+        k.add_argument("--threads", type=int, metavar="N", help="torch threads (default: torch's choice)")
+        k.add_argument("--batch-size", type=int, metavar="N", help=f"crops per step (default: {batch})")
+        k.add_argument("--lr", type=float, help=f"AdamW learning rate (default: {lr})")
+        k.add_argument("--valid-every", type=int, default=500, metavar="STEPS",
+                       help="validate every STEPS steps (default: 500)")
+        k.add_argument("--save-every", type=int, default=2000, metavar="STEPS",
+                       help="save the training state and export the checkpoint every STEPS steps (default: 2000)")
         k.add_argument("--no-progress", action="store_true", help="no progress bar")
         if kind == "vae":
-            k.add_argument("--latent-dim", type=int, help="latent dimensions (<= 32, default 16)")
-            k.add_argument("--channels", type=int, help="convolution channels (default 192)")
-            k.add_argument("--dec-layers", type=int, help="causal decoder layers (default 8)")
-            k.add_argument("--enc-blocks", type=int, help="residual blocks per encoder stage (default 2)")
-            k.add_argument("--kl-beta", type=float, help="KL weight after warm-up (default 0.02)")
-            k.add_argument("--kl-warmup", type=int, help="KL warm-up steps (default 5000)")
-            k.add_argument("--frames", type=int, help="mel frames per training crop (default 128)")
+            k.add_argument("--latent-dim", type=int, metavar="N", help="latent dimensions, 1..32 (default: 16)")
+            k.add_argument("--channels", type=int, metavar="N", help="convolution channels (default: 192)")
+            k.add_argument("--dec-layers", type=int, metavar="N", help="causal decoder layers (default: 8)")
+            k.add_argument("--enc-blocks", type=int, metavar="N",
+                           help="residual blocks per encoder stage, 0..2 (default: 2)")
+            k.add_argument("--kl-beta", type=float, metavar="B", help="KL weight after warm-up (default: 0.02)")
+            k.add_argument("--kl-warmup", type=int, metavar="STEPS", help="KL warm-up steps (default: 5000)")
+            k.add_argument("--frames", type=int, metavar="N",
+                           help="mel frames per training crop, at least 16 (default: 128, 1.5 s)")
         else:
-            k.add_argument("--dim", type=int, help="backbone width (default 192)")
-            k.add_argument("--layers", type=int, help="ConvNeXt blocks (default 8)")
-            k.add_argument("--segment", type=int, help="samples per training crop (default 16384)")
+            k.add_argument("--dim", type=int, metavar="N", help="backbone width (default: 192)")
+            k.add_argument("--layers", type=int, metavar="N", help="ConvNeXt blocks (default: 8)")
+            k.add_argument("--segment", type=int, metavar="SAMPLES",
+                           help="samples per training crop, at least 4096 (default: 16384, 0.37 s)")
             k.add_argument("--adversarial", action="store_true",
                            help="add the adversarial stage (multi-resolution spectrogram discriminator)")
-            k.add_argument("--gan-start", type=int, help="step at which the adversarial losses start")
+            k.add_argument("--gan-start", type=int, metavar="STEP",
+                           help="step at which the adversarial losses start (default: 0)")
         k.set_defaults(func=run)
 
 
