@@ -52,6 +52,8 @@ class CausalConv1d(nn.Conv1d):
     def forward(self, x: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
         h = self.history
         if state is None:
+            if h == 0 and self.groups == 1 and self.kernel_size[0] == 1:
+                return self._taps(x)  # 1x1: conv1d would take a slow path on CPU
             return super().forward(F.pad(x, (h, 0)) if h else x)
         if h:
             prev = state.get(self)
@@ -68,16 +70,14 @@ class CausalConv1d(nn.Conv1d):
         this (it takes a generic slow path); streaming runs a few frames per call.
         """
         k, d = self.kernel_size[0], self.dilation[0]
-        T = x.shape[-1] - (k - 1) * d
-        taps = [x[..., i * d: i * d + T] for i in range(k)]
+        u = x.unfold(2, (k - 1) * d + 1, 1)
+        if d > 1:
+            u = u[..., ::d]  # (B, C_in, T, k): the k taps of every output frame
         if self.groups == 1:
-            w = self._flat_weight()
-            out = torch.matmul(w, torch.cat(taps, dim=1))  # (B, C_out, T)
+            B, C, T, _ = u.shape
+            out = torch.matmul(self._flat_weight(), u.permute(0, 1, 3, 2).reshape(B, C * k, T))
         elif self.groups == self.in_channels == self.out_channels:
-            w = self.weight[:, 0]  # (C, k)
-            out = taps[0] * w[:, 0:1]
-            for i in range(1, k):
-                out = out + taps[i] * w[:, i:i + 1]
+            out = (u * self.weight[:, 0][None, :, None, :]).sum(-1)
         else:
             return F.conv1d(x, self.weight, self.bias, dilation=d, groups=self.groups)
         if self.bias is not None:
@@ -85,11 +85,11 @@ class CausalConv1d(nn.Conv1d):
         return out
 
     def _flat_weight(self) -> torch.Tensor:
-        """Weight as ``(C_out, k * C_in)``, tap-major; cached until the weight changes."""
+        """Weight as ``(C_out, C_in * k)``; cached until the weight changes."""
         key = (self.weight._version, self.weight.data_ptr())
         cached = getattr(self, "_flat_cache", None)
         if cached is None or cached[0] != key or self.training:
-            w = self.weight.permute(0, 2, 1).reshape(self.out_channels, -1)
+            w = self.weight.reshape(self.out_channels, -1)
             if self.training:
                 return w
             cached = (key, w.detach().contiguous())

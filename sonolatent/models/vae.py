@@ -75,10 +75,10 @@ class CausalResLayer(nn.Module):
         super().__init__()
         self.conv = CausalConv1d(c, c, kernel, dilation=dilation)
         self.act = nn.GELU()
-        self.proj = nn.Conv1d(c, c, 1)
+        self.proj = CausalConv1d(c, c, 1)  # a 1x1 conv; this class streams it as one matmul
 
     def forward(self, x, state: StreamState | None = None):
-        return x + self.proj(self.act(self.conv(self.act(x), state)))
+        return x + self.proj(self.act(self.conv(self.act(x), state)), state)
 
 
 def latents_to_frames(z: torch.Tensor, n_frames: int, downsample: int) -> torch.Tensor:
