@@ -127,12 +127,11 @@ def build_from_folder(
                     "offset": round(offset, 6),
                 })
         bar.close()
-    except BaseException:  # Ctrl-C or an error half-way: no half-built dataset left
+        if not writer.entries:
+            raise SonolatentError(f"{src}: none of the {len(files)} sound files could be used (see the warnings)")
+    except BaseException:  # Ctrl-C, an error half-way or nothing usable: no half-built dataset left
         writer.abort()
         raise
-    if not writer.entries:
-        writer.discard()
-        raise SonolatentError(f"{src}: none of the {len(files)} sound files could be used (see the warnings)")
     settings = {
         "source": "folder", "src": str(src.resolve()), "max_seconds": max_seconds, "long_files": long_files,
         "valid_fraction": valid_fraction, "seed": seed, "fmt": fmt,

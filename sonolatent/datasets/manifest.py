@@ -185,10 +185,6 @@ class DatasetWriter:
         for e in self.entries:
             remove_quietly(self.out / e["path"])
         self.entries = []
-        self.discard()
-
-    def discard(self) -> None:
-        """After a build that wrote nothing: remove the (empty) folders this build created."""
         for d in reversed(self._created):
             try:
                 d.rmdir()

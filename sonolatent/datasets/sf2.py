@@ -278,14 +278,13 @@ def build_from_soundfont(
                     "note_seconds": dur,
                 })
             bar.close()
-        except BaseException:  # Ctrl-C or an error half-way: no half-built dataset left
+            if not writer.entries:
+                raise SonolatentError(
+                    f"nothing rendered: all {len(jobs)} notes were silent (pitches outside the instruments' ranges?)"
+                )
+        except BaseException:  # Ctrl-C, an error half-way or nothing rendered: no half-built dataset left
             writer.abort()
             raise
-    if not writer.entries:
-        writer.discard()
-        raise SonolatentError(
-            f"nothing rendered: all {len(jobs)} notes were silent (pitches outside the instruments' ranges?)"
-        )
     return writer.finish(
         valid_groups=sorted(valid & {e["group"] for e in writer.entries}),
         settings={"source": "sf2", **cfg.to_dict()},
