@@ -186,8 +186,3 @@ class RecordingTarget:
         """Wait until ``predicate(self)`` is true (re-checked after every submit); False on timeout."""
         with self._cond:
             return self._cond.wait_for(lambda: predicate(self), timeout)
-
-    def submits_with(self, address: str) -> list:
-        """The recorded submits that contain ``address``."""
-        with self._cond:
-            return [h for h in self.history if any(a == address for a, _ in h[0])]

@@ -72,18 +72,6 @@ def resolve_sample(root: str | os.PathLike, name: str) -> Path:
     raise SonolatentError(f"sample {name!r}: not found in {root}")
 
 
-def list_samples(root: str | os.PathLike) -> list[str]:
-    """Names (relative paths without extension where unambiguous) of the sounds under ``root``."""
-    base = Path(root)
-    if not base.is_dir():
-        return []
-    out = []
-    for p in sorted(base.rglob("*")):
-        if p.suffix.lower() in SUPPORTED_EXTENSIONS and p.is_file():
-            out.append(p.relative_to(base).with_suffix("").as_posix())
-    return out
-
-
 class SampleCache:
     """Encodes sounds with a model bundle; caches by (path, size, mtime). Thread-safe."""
 

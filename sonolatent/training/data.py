@@ -9,7 +9,6 @@ import torch
 from tqdm import tqdm
 
 from ..audio.io import read_audio
-from ..audio.mel import MelConfig, MelSpectrogram
 from ..datasets.manifest import load_manifest
 from ..errors import SonolatentError
 
@@ -53,13 +52,3 @@ class ClipBank:
     def fixed_batch(self, n: int, length: int, seed: int = 1234) -> torch.Tensor:
         """A deterministic batch (for validation)."""
         return self.batch(np.random.default_rng(seed), n, length, (-6.0, -6.0))
-
-
-def mel_of_clips(clips: list[np.ndarray], mel_config: MelConfig, chunk: int = 64) -> list[torch.Tensor]:
-    """Log-mel of every whole clip, ``(n_mels, frames)`` each."""
-    mel = MelSpectrogram(mel_config)
-    out = []
-    with torch.no_grad():
-        for c in clips:
-            out.append(mel(torch.from_numpy(c)[None])[0])
-    return out
