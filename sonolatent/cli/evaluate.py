@@ -57,8 +57,9 @@ def run(args) -> int:
         results.append(evaluate_file(bundle, f, args.gl_iters))
     summary = summarize(results)
     w = max(12, min(40, max(len(Path(r.file).name) for r in results)))
-    head = f"{'file':<{w}} " + " ".join(f"{'mel ' + n[:5]:>11}" for n in PATHS) + " " + \
-        " ".join(f"{'stft ' + n[:5]:>11}" for n in PATHS)
+    group = 12 * len(PATHS) - 1
+    print((f"{'':<{w}} " + f"{'log-mel L1':^{group}}" + " " + f"{'multi-resolution STFT':^{group}}").rstrip())
+    head = f"{'file':<{w}} " + " ".join(f"{n:>11}" for n in PATHS) + " " + " ".join(f"{n:>11}" for n in PATHS)
     print(head)
     for r in results:
         print(f"{Path(r.file).name[:w]:<{w}} " + " ".join(f"{r.logmel[n]:>11.4f}" for n in PATHS) + " " +
@@ -67,6 +68,7 @@ def run(args) -> int:
     print(f"{'mean':<{w}} " + " ".join(f"{summary['logmel'][n]:>11.4f}" for n in PATHS) + " " +
           " ".join(f"{summary['stft'][n]:>11.4f}" for n in PATHS))
     sp = summary["speed_x_realtime"]
+    print("distances to the original: lower is better")
     print(f"speed (x real time, {args.threads} thread{'s' if args.threads != 1 else ''}): " +
           ", ".join(f"{n} {sp[n]:.1f}" for n in PATHS))
     if args.json:
