@@ -124,9 +124,10 @@ def _no_source(p: argparse.ArgumentParser) -> int:
 
 def _report(summary: dict, out: str) -> None:
     c, sec = summary["counts"], summary["seconds"]
+    files, labels = summary["files"], summary["labels"]
     print(
-        f"wrote {summary['files']} files to {out}: train {c['train']} ({sec['train']:.0f} s), "
-        f"valid {c['valid']} ({sec['valid']:.0f} s), {summary['labels']} labels"
+        f"wrote {files} file{'s' * (files != 1)} to {out}: train {c['train']} ({sec['train']:.0f} s), "
+        f"valid {c['valid']} ({sec['valid']:.0f} s), {labels} label{'s' * (labels != 1)}"
     )
 
 
