@@ -163,7 +163,10 @@ class _Flags:
 def _alloc_growth(fn, n):
     """(bytes still held after, highest bytes held during) ``n`` calls of ``fn``, as tracemalloc sees them
     (Python objects and numpy buffers alike)."""
+    import sys
     import tracemalloc
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1000.0)   # tracemalloc sees every thread: keep any other one from running meanwhile
     tracemalloc.start()
     try:
         for _ in range(200):   # warm-up: first-call caches are not the callback's doing
@@ -175,6 +178,7 @@ def _alloc_growth(fn, n):
         now, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
+        sys.setswitchinterval(switch)
     return now - base, peak - base
 
 
