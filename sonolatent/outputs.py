@@ -72,13 +72,16 @@ def usual_mode(path: str | os.PathLike) -> None:
         pass
 
 
-def temp_beside(path: str | os.PathLike) -> Path:
-    """An empty temporary file in ``path``'s folder, to be moved onto ``path`` when complete."""
+def temp_beside(path: str | os.PathLike, what: str = "write") -> Path:
+    """An empty temporary file in ``path``'s folder, to be moved onto ``path`` when complete.
+
+    A failure is one line, ``PATH: cannot WHAT (reason)``.
+    """
     p = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=str(p.parent if str(p.parent) else "."))
     except OSError as e:
-        raise SonolatentError(f"{p}: cannot write ({e.strerror or e})") from None
+        raise SonolatentError(f"{p}: cannot {what} ({e.strerror or e})") from None
     os.close(fd)
     usual_mode(tmp)
     return Path(tmp)
@@ -91,16 +94,28 @@ def remove_quietly(path: str | os.PathLike) -> None:
         pass
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` via a temporary file in the same folder and ``os.replace``."""
+def write_text_atomic(path: str | os.PathLike, text: str, *, fsync: bool = False, mode: int | None = None,
+                      what: str = "write") -> None:
+    """Write ``text`` (UTF-8) to ``path`` via a temporary file in the same folder and ``os.replace``.
+
+    ``fsync``: flush the file to the disk before it takes the name. ``mode``: the
+    file's permission bits (default: what a plain ``open`` would give). A failure
+    is one line, ``PATH: cannot WHAT (reason)``.
+    """
     p = Path(path)
-    tmp = temp_beside(p)
+    tmp = temp_beside(p, what)
     try:
-        tmp.write_text(text, encoding="utf-8")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, p)
     except OSError as e:
         remove_quietly(tmp)
-        raise SonolatentError(f"{p}: cannot write ({e.strerror or e})") from None
+        raise SonolatentError(f"{p}: cannot {what} ({e.strerror or e})") from None
     except BaseException:
         remove_quietly(tmp)
         raise

@@ -48,12 +48,12 @@ from __future__ import annotations
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..control.namespace import MAX_SLOTS, Param, build_namespace
 from ..errors import ConfigError, SonolatentError
+from ..outputs import write_text_atomic
 from ..tomlfile import find_line, loads
 
 #: The repository root: checkpoint references are relative to it (or to the patch file).
@@ -317,22 +317,11 @@ def patch_text(slot_names: dict[int, str], values: dict[str, tuple], namespace: 
 
 
 def write_patch(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` atomically: a temporary file in the same folder, flushed, then renamed (mode 0644)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write ``text`` atomically: a temporary file in the same folder, flushed to disk, then renamed (mode 0644).
+
+    A failure is one line (:class:`SonolatentError`) and leaves no temporary file.
+    """
+    write_text_atomic(path, text, fsync=True, mode=0o644)
 
 
 def resolve_patch(root: str | os.PathLike, name: str) -> Path:

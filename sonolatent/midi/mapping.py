@@ -30,13 +30,13 @@ from __future__ import annotations
 import math
 import os
 import re
-import tempfile
 
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, SonolatentError
+from ..outputs import write_text_atomic
 from ..tomlfile import find_line as _find_line
 from ..tomlfile import loads as loads_toml
 
@@ -565,24 +565,7 @@ def save_mapping(mapping: Mapping, path: str | os.PathLike) -> None:
         pass
     text = dumps_mapping(mapping, header)
     read_mapping_text(text, str(p))  # never write a file we could not read back
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent if str(p.parent) else ".")
-    except OSError as e:
-        raise ConfigError(f"{p}: cannot save mapping ({e.strerror or e})") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        if mode is None:  # a new file gets the mode a plain open() would give it, not mkstemp's 0600
-            mask = os.umask(0o022)
-            os.umask(mask)
-            mode = 0o666 & ~mask
-        os.chmod(tmp, mode)
-        os.replace(tmp, p)
-    except OSError as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise ConfigError(f"{p}: cannot save mapping ({e.strerror or e})") from None
+    try:   # flushed to disk; an existing file keeps its mode, a new one gets what a plain open() gives
+        write_text_atomic(p, text, fsync=True, mode=mode, what="save mapping")
+    except SonolatentError as e:   # a mapping's problems are ConfigErrors
+        raise ConfigError(str(e)) from None

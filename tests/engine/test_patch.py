@@ -10,7 +10,7 @@ import pytest
 
 from sonolatent.control.namespace import build_namespace
 from sonolatent.engine.patch import (checkpoint_warning, load_patch, parse_patch, patch_text, read_patch,
-                                     resolve_patch)
+                                     resolve_patch, write_patch)
 from sonolatent.engine.runtime import Engine
 from sonolatent.errors import ConfigError, SonolatentError
 from sonolatent.midi import load_mapping
@@ -141,6 +141,24 @@ def test_patch_names_are_names(tmp_path):
     for bad in ("../x", "/etc/passwd", ".hidden", "a/b", ""):
         with pytest.raises(SonolatentError):
             resolve_patch(tmp_path, bad)
+
+
+def test_write_patch_is_atomic_fsynced_0644_and_fails_in_one_line(tmp_path, monkeypatch):
+    import os
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    p = tmp_path / "p.toml"
+    p.write_text("old")
+    os.chmod(p, 0o600)
+    write_patch(p, "[slots]\n")
+    assert p.read_text() == "[slots]\n" and p.stat().st_mode & 0o777 == 0o644 and len(synced) == 1
+    assert [f.name for f in tmp_path.iterdir()] == ["p.toml"]
+    for bad, why in ((tmp_path / "no" / "p.toml", "No such file"), (Path("/proc/p.toml"), "")):
+        with pytest.raises(SonolatentError, match=f"^{bad}: cannot write .*{why}"):
+            write_patch(bad, "x\n")
+    assert not (tmp_path / "no").exists()
 
 
 def test_save_over_osc_writes_the_full_format_atomically_and_recalls_it(bundle, tmp_path, capsys):

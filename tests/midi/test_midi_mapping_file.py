@@ -158,8 +158,27 @@ def test_a_new_file_gets_the_usual_mode(tmp_path):
 
 
 def test_save_into_a_missing_folder_is_one_error_line(tmp_path):
-    with pytest.raises(ConfigError, match="cannot save mapping"):
+    with pytest.raises(ConfigError, match=r"m\.toml: cannot save mapping \(No such file or directory\)$"):
         save_mapping(Mapping(), tmp_path / "no" / "such" / "m.toml")
+
+
+def test_save_is_flushed_to_disk_and_a_failed_write_leaves_the_old_file(tmp_path, monkeypatch):
+    p = tmp_path / "m.toml"
+    p.write_text(GOOD)
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    save_mapping(load_mapping(p), p)
+    assert len(synced) == 1
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    before = p.read_text()
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(ConfigError, match=r"m\.toml: cannot save mapping \(No space left on device\)$"):
+        save_mapping(Mapping(), p)
+    assert p.read_text() == before and [f.name for f in tmp_path.iterdir()] == ["m.toml"]
 
 
 def test_from_dict_is_strict():
