@@ -23,9 +23,9 @@ def add_output_options(p: argparse.ArgumentParser) -> None:
     """Options shared by ``morph`` and ``render``: rate, format, peak, picture, checkpoint."""
     p.add_argument("--sr", type=int, default=None, metavar="HZ",
                    help="output sample rate (default: the model's, 44100)")
-    p.add_argument("--format", default="16", metavar="16|24|float", help="WAV sample format (default 16)")
+    p.add_argument("--format", default="16", metavar="16|24|float", help="WAV sample format (default: 16)")
     p.add_argument("--peak", type=float, default=-1.0, metavar="DB",
-                   help="peak-normalise to this level in dBFS (default -1; never clips)")
+                   help="peak-normalise to this level in dBFS (default: -1; never clips)")
     p.add_argument("--plot", default=None, metavar="OUT.png",
                    help="also draw the input spectrograms, the result's, and the blend curves")
     p.add_argument("--checkpoint", default=None, metavar="DIR",
@@ -41,6 +41,22 @@ def check_output_options(args) -> None:
     check_peak(args.peak)
     if args.plot is not None:
         check_output_path(args.plot, "--plot", suffixes=(".png",))
+
+
+def write_outputs(jobs) -> None:
+    """Run each ``(path, write)`` in order; when one fails (Ctrl-C included), remove the files already
+    written, so that a failed command leaves none of its outputs behind. Put the riskiest first."""
+    from ..outputs import remove_quietly
+
+    done = []
+    try:
+        for path, write in jobs:
+            write()
+            done.append(path)
+    except BaseException:
+        for path in done:
+            remove_quietly(path)
+        raise
 
 
 def load_bundle_arg(args):
@@ -70,17 +86,17 @@ def register(subparsers) -> None:
                    help="output length in seconds (default: the longer sound; with --align first: A's)")
     g = p.add_argument_group("blend (one of)")
     g.add_argument("--curve", default=None, metavar="|".join(CURVE_NAMES),
-                   help="blend from A to B over the duration (default linear)")
+                   help="blend from A to B over the duration (default: linear)")
     g.add_argument("--keyframes", default=None, metavar="T:V,...",
                    help="piecewise-linear blend, times and values in 0..1, e.g. 0:0,0.5:0.8,1:1")
     g.add_argument("--at", type=float, default=None, metavar="X", help="a fixed blend in 0..1 throughout")
     g.add_argument("--steps", type=int, default=None, metavar="N",
                    help=f"write N files OUT-00.wav.. at evenly spaced fixed blends (2..{MAX_STEPS})")
     p.add_argument("--interp", default="lerp", metavar="|".join(INTERP_NAMES),
-                   help="lerp (straight line) or slerp (great circle around the PCA mean); default lerp")
+                   help="lerp (straight line) or slerp (great circle around the PCA mean) (default: lerp)")
     p.add_argument("--align", default="stretch", metavar="|".join(ALIGN_NAMES),
-                   help="stretch both sounds to the duration (default), keep A's timing (first), "
-                        "or loop the shorter (loop)")
+                   help="stretch both sounds to the duration, keep A's timing (first), "
+                        "or loop the shorter (loop) (default: stretch)")
     add_output_options(p)
     p.set_defaults(func=run)
 
@@ -148,15 +164,15 @@ def run(args) -> int:
     else:
         results = [render_morph(bundle, a, b, x, **kw) for x in blends]
         paths = step_paths(out, len(blends))
-    for r, p in zip(results, paths):
-        write_audio(p, r.audio, r.sample_rate, args.format)
+    jobs = [(args.plot, lambda: _plot(args, bundle, a, b, results, label))] if args.plot else []
+    jobs += [(p, lambda p=p, r=r: write_audio(p, r.audio, r.sample_rate, args.format)) for r, p in zip(results, paths)]
+    write_outputs(jobs)   # the picture first: if it fails, no WAV is left behind
     r0 = results[0]
     secs = len(r0.audio) / r0.sample_rate
     what = f"{paths[0]} .. {paths[-1].name}" if len(paths) > 1 else str(paths[0])
     print(f"wrote {what} ({secs:.2f} s{' each' if len(paths) > 1 else ''}, {r0.sample_rate} Hz, "
           f"{format_label(args.format)}; {label}, {args.interp}, align {args.align})")
     if args.plot:
-        _plot(args, bundle, a, b, results, label)
         print(f"wrote {args.plot}")
     return 0
 

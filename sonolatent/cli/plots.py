@@ -63,9 +63,9 @@ def _register_traverse(subparsers) -> None:
     p.add_argument("file", metavar="FILE", help="sound file")
     p.add_argument("--dim", type=int, required=True, metavar="K", help="PCA coordinate (0 = most variance)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.png", help="output PNG")
-    p.add_argument("--steps", type=int, default=7, metavar="N", help=f"pictures (2..{MAX_TRAVERSE_STEPS}, default 7)")
+    p.add_argument("--steps", type=int, default=7, metavar="N", help=f"pictures (2..{MAX_TRAVERSE_STEPS}) (default: 7)")
     p.add_argument("--range", type=float, default=3.0, metavar="SD",
-                   help="largest offset in standard deviations (default 3)")
+                   help="largest offset in standard deviations (default: 3)")
     _checkpoint_option(p)
     p.set_defaults(func=run_traverse)
 

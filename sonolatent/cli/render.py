@@ -11,14 +11,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .morph import add_output_options, check_output_options, format_label, load_bundle_arg
+from .morph import add_output_options, check_output_options, format_label, load_bundle_arg, write_outputs
 
 
 SCORE_HELP = """\
 score format (TOML):
   duration = 8.0            # seconds (default: the last key's time)
-  interp = "slerp"          # lerp (default) | slerp
-  align = "stretch"         # stretch (default) | loop
+  interp = "slerp"          # lerp | slerp (default: lerp)
+  align = "stretch"         # stretch | loop (default: stretch)
   [[source]]                # one per sound; file relative to the score
   name = "flute"
   file = "../samples/flute_c5.wav"
@@ -60,21 +60,25 @@ def run(args) -> int:
     score.check_latent_dim(bundle.vae.latent_dim)
     sources = load_score_sources(bundle, score)
     r = render_score(bundle, score, sources=sources, sr=args.sr, peak_db=args.peak)
-    write_audio(args.output, r.audio, r.sample_rate, args.format)
-    print(f"wrote {args.output} ({len(r.audio) / r.sample_rate:.2f} s, {r.sample_rate} Hz, "
-          f"{format_label(args.format)}; {len(score.sources)} sources, {len(score.keys)} keys, {score.interp})")
-    if args.plot:
+
+    def plot() -> None:
+        import numpy as np
+
         from ..render.plots import log_mel, plot_morph
 
         mc = bundle.mel_config
         out_mel = log_mel(mc, r.audio, r.sample_rate)
-        import numpy as np
-
         n = out_mel.shape[1]
         x = np.linspace(0, r.weights.shape[1] - 1, n)
         curves = {s.name: np.interp(x, np.arange(r.weights.shape[1]), w) for s, w in zip(score.sources, r.weights)}
         plot_morph(args.plot, [(f"{s.name}: {s.path.name}", log_mel(mc, s.audio)) for s in sources],
                    (f"score {Path(args.score).name} ({score.interp}, align {score.align})", out_mel),
                    mc.frame_rate, curves, "weight")
+
+    jobs = [(args.plot, plot)] if args.plot else []
+    write_outputs(jobs + [(args.output, lambda: write_audio(args.output, r.audio, r.sample_rate, args.format))])
+    print(f"wrote {args.output} ({len(r.audio) / r.sample_rate:.2f} s, {r.sample_rate} Hz, "
+          f"{format_label(args.format)}; {len(score.sources)} sources, {len(score.keys)} keys, {score.interp})")
+    if args.plot:
         print(f"wrote {args.plot}")
     return 0

@@ -5,7 +5,6 @@ decode path), resampling, peak normalisation and atomic output checks.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from ..errors import SonolatentError
 from ..latent import PCABasis
 from ..models.checkpoint import ModelBundle
 from ..models.synth import encode_audio, render_frames
+from ..outputs import check_output_path as _check_output_path
 
 #: Shortest input we accept (seconds): a few mel frames.
 MIN_SECONDS = 0.02
@@ -88,18 +88,9 @@ def finish(audio: np.ndarray, model_sr: int, sr: int | None = None, peak_db: flo
 
 # -- option checks (shared by the morph and render commands) ---------------------------
 def check_output_path(path, option: str = "-o", suffixes=(".wav", ".wave")) -> Path:
-    """The output's folder must exist and be writable, and the name must end in a known suffix."""
-    p = Path(path)
-    if p.suffix.lower() not in suffixes:
-        raise SonolatentError(f"{option} {p}: the file name must end in {' or '.join(suffixes)}")
-    if p.is_dir():
-        raise SonolatentError(f"{option} {p}: is a folder")
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise SonolatentError(f"{option} {p}: the folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise SonolatentError(f"{option} {p}: the folder {parent} is not writable")
-    return p
+    """The output's folder must exist and be writable (a real write probe), and the name must end in a
+    known suffix: :func:`sonolatent.outputs.check_output_path` with the WAV suffixes as default."""
+    return _check_output_path(path, option, suffixes)
 
 
 def check_not_input(output, inputs, option: str = "-o") -> None:

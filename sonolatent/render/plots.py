@@ -2,19 +2,19 @@
 sounds in latent space, and traversals along one PCA coordinate.
 
 Matplotlib's object API with the Agg canvas (no pyplot, no display); PNGs are
-written atomically (temporary file in the same folder, then ``os.replace``).
+written atomically (:mod:`sonolatent.outputs`: temporary file in the same folder, then ``os.replace``).
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from ..errors import SonolatentError
+from ..outputs import check_output_path, remove_quietly, temp_beside
 
 
 def _figure(w: float, h: float):
@@ -27,21 +27,19 @@ def _figure(w: float, h: float):
 
 
 def save_figure(fig, path) -> Path:
-    p = Path(path)
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise SonolatentError(f"{p}: cannot write the picture (the folder {parent} does not exist)")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=str(parent))
-    os.close(fd)
+    """Write ``fig`` as a PNG through a temporary file beside ``path``: the name holds a whole picture or
+    nothing (the temporary file is removed on any failure, Ctrl-C included)."""
+    p = check_output_path(path)
+    tmp = temp_beside(p, "write the picture")
     try:
         fig.savefig(tmp, format="png")
         os.replace(tmp, p)
     except Exception as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        remove_quietly(tmp)
         raise SonolatentError(f"{p}: cannot write the picture ({type(e).__name__}: {e})") from None
+    except BaseException:
+        remove_quietly(tmp)
+        raise
     return p
 
 

@@ -220,6 +220,67 @@ def test_morph_bad_output_paths(work, capsys, tiny_bundle_dir, monkeypatch):
     assert not (work / "nodir").exists() and not (work / "OUT.mp3").exists()
 
 
+def test_unwritable_outputs_fail_before_any_work(work, capsys, tiny_bundle_dir, monkeypatch):
+    """/proc takes no new files, whatever the modes say (root passes an os.access check there)."""
+    import sonolatent.models.checkpoint
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded before the output paths were checked")
+
+    monkeypatch.setattr(sonolatent.models.checkpoint, "load_bundle", no_model)
+    monkeypatch.chdir(work)
+    (work / "lib").mkdir()
+    sf.write(work / "lib" / "x.wav", tone(300, 0.2), SR)
+    cases = [
+        (["morph", A, B, "-o", "/proc/m.wav"], "-o /proc/m.wav: the folder /proc is not writable"),
+        (["morph", A, B, "-o", "OUT.wav", "--plot", "/proc/x.png"], "--plot /proc/x.png: the folder /proc is not writable"),
+        (["map", "lib", "-o", "/proc/x.png"], "-o /proc/x.png: the folder /proc is not writable"),
+        (["traverse", A, "--dim", 0, "-o", "/proc/x.png"], "-o /proc/x.png: the folder /proc is not writable"),
+    ]
+    for argv, msg in cases:
+        rc, so, se = run(capsys, *argv, *ck(tiny_bundle_dir))
+        assert rc == 2, se
+        assert se.strip().splitlines() == [f"sonolatent: error: {msg} (No such file or directory)"] \
+            or (len(se.strip().splitlines()) == 1 and msg in se), se
+        assert so == "" and not list(work.glob("OUT*")) and not list(work.glob(".OUT*"))
+
+
+@pytest.mark.parametrize("command", ["morph", "steps", "render"])
+def test_a_failed_picture_or_wav_leaves_no_output_behind(work, capsys, tiny_bundle_dir, monkeypatch, command):
+    import sonolatent.audio.io
+    import sonolatent.render.plots
+    from sonolatent.errors import SonolatentError
+
+    monkeypatch.chdir(work)
+    (work / "s.toml").write_text(SCORE)
+    argv = {"morph": ["morph", A, B], "steps": ["morph", A, B, "--steps", 3], "render": ["render", "s.toml"]}[command]
+    argv = [*argv, "-o", "OUT.wav", "--plot", "OUT.png", *ck(tiny_bundle_dir)]
+
+    def broken_plot(*a, **k):
+        raise SonolatentError("OUT.png: cannot write the picture (disk full)")
+
+    with monkeypatch.context() as m:            # the picture fails: no WAV is written
+        m.setattr(sonolatent.render.plots, "plot_morph", broken_plot)
+        rc, so, se = run(capsys, *argv)
+    assert rc == 2 and se.strip().splitlines() == ["sonolatent: error: OUT.png: cannot write the picture (disk full)"]
+    assert not list(work.glob("OUT*")) and not list(work.glob(".OUT*"))
+
+    real = sonolatent.audio.io.write_audio
+    calls = []
+
+    def write_audio(path, *a, **k):             # the last WAV fails: the picture and earlier WAVs go too
+        calls.append(path)
+        if len(calls) == (3 if command == "steps" else 1):
+            raise SonolatentError(f"{path}: cannot write (disk full)")
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(sonolatent.audio.io, "write_audio", write_audio)
+    rc, so, se = run(capsys, *argv)
+    assert rc == 2 and len(se.strip().splitlines()) == 1 and "cannot write (disk full)" in se, se
+    assert len(calls) == (3 if command == "steps" else 1)
+    assert not list(work.glob("OUT*")) and not list(work.glob(".OUT*"))
+
+
 RENDER_BAD = [
     ('weights = {tone = 1, burst = 0}', 'weights = {tone = 1, brust = 0}',
      "s.toml: line 14: [[key]] 1 weights: unknown source 'brust' (sources: tone, burst)"),

@@ -32,6 +32,22 @@ def test_pictures(tmp_path):
     assert_real_png(p)
     p = plot_traverse(tmp_path / "tr.png", [a, b, a], [-1, 0, 1], mc.frame_rate, 0, "t")
     assert_real_png(p)
-    with pytest.raises(SonolatentError, match="cannot write the picture"):
+    with pytest.raises(SonolatentError, match="the folder .*nowhere does not exist"):
         plot_traverse(tmp_path / "nowhere" / "tr.png", [a], [0], mc.frame_rate, 0)
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_an_unwritable_place_is_one_line_and_a_failed_save_leaves_nothing(tmp_path, monkeypatch):
+    from sonolatent.render.plots import _figure, save_figure
+
+    with pytest.raises(SonolatentError, match=r"^/proc/x\.png: the folder /proc is not writable"):
+        save_figure(_figure(2, 2), "/proc/x.png")     # root passes any mode check; /proc still refuses files
+    fig = _figure(2, 2)
+    fig.add_subplot(111).plot([0, 1])
+    for exc, caught in ((RuntimeError("no"), SonolatentError), (KeyboardInterrupt(), KeyboardInterrupt)):
+        def savefig(*a, **k):
+            raise exc
+        monkeypatch.setattr(fig, "savefig", savefig)
+        with pytest.raises(caught):
+            save_figure(fig, tmp_path / "p.png")
+        assert list(tmp_path.iterdir()) == []          # neither the picture nor its temporary file
