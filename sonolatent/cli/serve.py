@@ -61,8 +61,9 @@ def _register_serve(subparsers) -> None:
     a.add_argument("--log-osc", default=None, metavar="FILE",
                    help="log every applied change with its block (JSON lines) for 'sonolatent bounce'")
     add_control_arguments(p)
-    p.add_argument("--bind", dest="host", default=argparse.SUPPRESS, help="same as --host")
-    p.add_argument("--http-port", dest="oscquery_port", type=int, default=argparse.SUPPRESS, help="same as --oscquery-port")
+    # older spellings of --host and --oscquery-port: still accepted, not listed in --help
+    p.add_argument("--bind", dest="host", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.add_argument("--http-port", dest="oscquery_port", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.set_defaults(func=run_serve)
 
 
@@ -212,11 +213,17 @@ def run_serve(args) -> int:
     st = engine.status()
     if args.record and ok:
         print(f"sonolatent serve: recorded {args.record}", flush=True)
-    print(f"sonolatent serve: stopped after {st['blocks']} blocks, {st['callbacks']} callbacks; "
-          f"underflows {st['underflows']} (first at callback {st['underflow_first_callback']}), "
-          f"ring underruns {st['ring_underruns']}, render {st['render_ms_mean']:.2f} ms mean / "
-          f"{st['render_ms_max']:.2f} ms max per {st['frame_ms']:.1f} ms block", flush=True)
+    print(stop_line(st), flush=True)
     return 0
+
+
+def stop_line(st: dict) -> str:
+    """The closing summary from ``Engine.status()``; the first underflow's callback only when there was one."""
+    first = f" (first at callback {st['underflow_first_callback']})" if st["underflows"] else ""
+    return (f"sonolatent serve: stopped after {st['blocks']} blocks, {st['callbacks']} callbacks; "
+            f"underflows {st['underflows']}{first}, "
+            f"ring underruns {st['ring_underruns']}, render {st['render_ms_mean']:.2f} ms mean / "
+            f"{st['render_ms_max']:.2f} ms max per {st['frame_ms']:.1f} ms block")
 
 
 def _device_name(engine) -> str:

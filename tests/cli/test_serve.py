@@ -106,7 +106,8 @@ def test_headless_performance_over_osc_bounces_to_the_same_samples(tiny_bundle_d
     assert d.ask("/sono/slot/1/name").params == ["b"]
     d.send("/sono/quit")
     assert d.wait() == 0
-    assert "stopped after" in d.lines[-1] and "underflows 0" in d.lines[-1]   # no device, no device underflows
+    assert "stopped after" in d.lines[-1] and "underflows 0," in d.lines[-1]   # no device, no device underflows
+    assert "first at callback" not in d.lines[-1]
     events = [json.loads(x) for x in log.read_text().splitlines()]
     assert events[-1] == {"end": events[-1]["end"]} and len(events) > 12
     r = sonolatent("bounce", log, "-o", out)
@@ -173,9 +174,28 @@ def test_list_devices_and_help():
     r = sonolatent("serve", "--list-devices")
     assert r.returncode == 0
     r = sonolatent("serve", "--help")
-    assert r.returncode == 0 and "--log-osc" in r.stdout and "--bind" in r.stdout
+    assert r.returncode == 0 and "--log-osc" in r.stdout and "--host" in r.stdout and "--oscquery-port" in r.stdout
+    assert "--bind" not in r.stdout and "--http-port" not in r.stdout      # old spellings: accepted, not listed
     r = sonolatent("bounce", "--help")
     assert r.returncode == 0 and "LOG" in r.stdout
+
+
+def test_old_option_spellings_still_work():
+    from sonolatent.cli.main import build_parser
+
+    argv = ["serve", "--bind", "127.0.0.2", "--http-port", "9123"]
+    args = build_parser(argv).parse_args(argv)
+    assert (args.host, args.oscquery_port) == ("127.0.0.2", 9123)
+
+
+def test_stop_line_names_the_first_underflow_only_when_there_is_one():
+    from sonolatent.cli.serve import stop_line
+
+    st = {"blocks": 10, "callbacks": 40, "underflows": 0, "underflow_first_callback": -1, "ring_underruns": 0,
+          "render_ms_mean": 1.0, "render_ms_max": 2.0, "frame_ms": 11.6}
+    assert "underflows 0, ring underruns 0" in stop_line(st) and "callback -1" not in stop_line(st)
+    st.update(underflows=2, underflow_first_callback=17)
+    assert "underflows 2 (first at callback 17), ring underruns 0" in stop_line(st)
 
 
 def test_without_an_audio_device_serve_says_so_and_runs_headless(tiny_bundle_dir, tmp_path):
