@@ -173,6 +173,12 @@ class Bridge:
         return 0
 
     def play_file(self, path: Path, freewheel: bool = False) -> int:
+        """Play ``path`` through the mapping; 0 when it played to the end.
+
+        A file is a finite job: cut short by SIGTERM it returns 143 (128 + 15);
+        Ctrl-C's ``KeyboardInterrupt`` goes on to the caller (the CLI exits 130).
+        Either way held keys get their ``/sono/stop`` and the summary is logged.
+        """
         events = load_midi_events(path)
         old = _install_stop_handlers(self.stopping)
         try:
@@ -185,13 +191,11 @@ class Bridge:
                 self._drain()
                 return self.stopping.is_set()
 
-            play_events(events, self.handle_message, freewheel=freewheel, idle=idle)
-        except KeyboardInterrupt:
-            pass
+            played = play_events(events, self.handle_message, freewheel=freewheel, idle=idle)
         finally:
             _restore_handlers(old)
             self._finish()
-        return 0
+        return 128 + signal.SIGTERM if played < len(events) else 0
 
     def stats_line(self) -> str:
         ignored = Counter(self.mapper.ignored) + Counter(self.parser.ignored)

@@ -1,6 +1,7 @@
 """The bridge CLI as a real process: MIDI files (timing), freewheel, a missing daemon, learn, errors, no torch."""
 
 import os
+import signal
 import socket
 import subprocess
 import textwrap
@@ -13,7 +14,7 @@ from pythonosc.osc_message import OscMessage
 from sonolatent.midi import load_mapping
 from sonolatent.midi.osc_out import build_message
 
-from .conftest import PYTHON, REPO, UdpReceiver, free_udp_port, run_bridge
+from .conftest import PYTHON, REPO, BridgeProcess, UdpReceiver, free_udp_port, run_bridge
 
 MODWHEEL = str(REPO / "patches" / "midi" / "modwheel_morph.toml")
 
@@ -104,6 +105,34 @@ def test_midi_file_plays_in_real_time_within_5ms(tmp_path):
     errors = [a - e for a, e in zip(arrival, expected)]
     assert max(abs(e) for e in errors) < 0.005, errors
     assert wall > 1.4
+
+
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_midi_file_cut_short_exits_128_plus_the_signal(tmp_path, sig, status):
+    song = tmp_path / "long.mid"
+    write_midi(song, [(0.0, mido.Message("note_on", note=60, velocity=100))]
+               + [(0.1 * i, mido.Message("control_change", control=1, value=i)) for i in range(1, 100)])  # 10 s
+    rx = UdpReceiver()
+    b = BridgeProcess("--map", MODWHEEL, "--midi-file", str(song), "--to", f"127.0.0.1:{rx.port}")
+    try:
+        b.err.wait_for("playing")
+        rx.wait_for(3)                      # it is sending
+        b.proc.send_signal(sig)
+        assert b.proc.wait(timeout=10) == status
+        deadline = time.monotonic() + 2
+        while "/sono/stop" not in [a for _, a, _ in rx.without_ping()] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        got = rx.without_ping()
+    finally:
+        rx.close()
+        if b.proc.poll() is None:
+            b.proc.kill()
+            b.proc.wait()
+    err = b.err.text()
+    assert "Traceback" not in err
+    assert "MIDI messages in" in err        # the summary line
+    assert got[-1][1] == "/sono/stop"       # the held key let go on the way out
+    assert ("sonolatent: interrupted" in err) == (sig == signal.SIGINT)
 
 
 def test_freewheel_plays_everything_at_once_in_order(tmp_path):
