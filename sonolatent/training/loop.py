@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from .pictures import save_validation_picture
 from .state import load_state, save_state
 
 
@@ -61,6 +62,13 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+def _picture(task, run_dir: Path, step: int, val: dict) -> None:
+    """RUN/valid.png: validation clips and what the model makes of them."""
+    if task.picture_pairs:
+        figures = ", ".join(f"{k} {v:.3f}" for k, v in val.items())
+        save_validation_picture(run_dir / "valid.png", task.picture_pairs, f"{task.kind}, step {step}: {figures}")
 
 
 def _fmt_time(s: float) -> str:
@@ -167,11 +175,13 @@ def _run(task, run_dir: Path, loop: LoopConfig, resume: bool, ddp: Dist, stop_re
             with open(log_path, "a") as f:
                 f.write(json.dumps(rec) + "\n")
             bar.write(f"step {step}: " + ", ".join(f"valid {k} {v:.4f}" for k, v in val.items()))
+            _picture(task, run_dir, step, val)
         if step % loop.save_every == 0:
             save()
     bar.close()
     val = task.validate() if ddp.main else {}
     if ddp.main:
+        _picture(task, run_dir, step, val)
         with open(log_path, "a") as f:
             f.write(json.dumps({"step": step, "time": round(time.monotonic() - t0, 1), "train": last,
                                 "valid": val, "final": True}) + "\n")

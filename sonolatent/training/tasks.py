@@ -82,6 +82,7 @@ def _unwrap(m):
 
 class _Task:
     kind = ""
+    picture_pairs: list = []  # (target, model) log-mels from the last validation, for valid.png
 
     def __init__(self, data: list[str], out: str | Path, provenance: dict, ddp, progress: bool = True):
         self.out, self.ddp = Path(out), ddp
@@ -163,6 +164,7 @@ class VAETask(_Task):
         mu = m.encode(mel)
         rec = m.decode(mu, mel.shape[-1])
         kl = self._loss(mel, 0.0, net=m)[1]
+        self.picture_pairs = [(mel[i].numpy(), rec[i].numpy()) for i in range(0, 32, 8)]
         return {"mel_l1": F.l1_loss(rec, mel).item(), "kl": kl.item()}
 
     @torch.no_grad()
@@ -255,6 +257,8 @@ class VocoderTask(_Task):
         m.eval()
         x = self.valid_bank.fixed_batch(16, 4 * self.tcfg.segment)
         y = m(self.melspec(x))[:, : x.shape[-1]]
+        self.picture_pairs = [(self.melspec(x[i])[..., :160].numpy(), self.melspec(y[i])[..., :160].numpy())
+                              for i in range(0, 16, 4)]
         return {"mel_l1": self.mel_loss(y, x).item(), "stft": self.stft_loss(y, x).item()}
 
     def export(self, step, final):

@@ -39,6 +39,8 @@ def test_train_vae_resume_and_load(dataset, tmp_path):
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["start"] for r in log if "start" in r] == [0, 6]
     assert log[-1]["final"] and log[-1]["step"] == 9 and "mel_l1" in log[-1]["valid"]
+    png = (run / "valid.png").read_bytes()  # a picture of the last validation
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
 
 def test_train_vocoder_with_adversarial_stage_and_resume(dataset, tmp_path):
@@ -50,6 +52,7 @@ def test_train_vocoder_with_adversarial_stage_and_resume(dataset, tmp_path):
     assert main(base + ["--resume", "--adversarial", "--max-steps", "5"]) == 0
     voc, meta = load_checkpoint(out, "vocoder")
     assert meta["provenance"]["steps"] == 5 and meta["provenance"]["train"]["adversarial"]
+    assert (run / "valid.png").stat().st_size > 5000
     import torch
     from sonolatent.models.vocoder import Vocoder
     m = Vocoder(voc.mel_config, voc.config)
