@@ -87,7 +87,7 @@ def _steps(args, step, data: Path, runs: Path, out: Path) -> None:
     else:
         print(f"note: {HYDROGEN} not found (apt-get install hydrogen-drumkits); training without real drums")
     data_args = [a for d in datasets for a in ("--data", str(d))]
-    common = ["--no-progress"] + (["--threads", str(args.threads)] if args.threads else [])
+    common = ["--threads", str(args.threads)] if args.threads else []
     m = args.minutes
     vae_run, voc_run = runs / "vae-recipe", runs / "vocoder-recipe"
     resume_vae = ["--resume"] if args.resume and (vae_run / "run.json").is_file() else []
