@@ -73,7 +73,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         prog="sonolatent",
         description="sonolatent: morph between sounds through a learned latent space, offline or live.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        # room for the longest command name beside its help
+        formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(prog, max_help_position=30),
     )
     parser.add_argument("--version", action="version", version=f"sonolatent {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
