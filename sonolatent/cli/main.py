@@ -61,6 +61,14 @@ class Parser(argparse.ArgumentParser):
             self.description = text
 
 
+class _TopFormatter(argparse.RawDescriptionHelpFormatter):
+    """Room for the longest command name beside its help line."""
+
+    def __init__(self, prog):
+        super().__init__(prog, max_help_position=30)
+        self._action_max_length = 17
+
+
 def _wanted(argv: list[str]) -> str | None:
     for a in argv:
         if not a.startswith("-"):
@@ -73,8 +81,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         prog="sonolatent",
         description="sonolatent: morph between sounds through a learned latent space, offline or live.",
         epilog=EPILOG,
-        # room for the longest command name beside its help
-        formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(prog, max_help_position=30),
+        formatter_class=_TopFormatter,
     )
     parser.add_argument("--version", action="version", version=f"sonolatent {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
