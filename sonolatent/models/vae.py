@@ -40,6 +40,7 @@ class VAEConfig:
     dec_kernel: int = 3
     mel_offset: float = -5.0    # log-mel is normalised as (x - offset) / scale
     mel_scale: float = 2.5
+    mel_max: float = 4.0        # decoded log-mel is clamped to [log(log_floor), mel_max]
 
     def __post_init__(self):
         check_positive(self, "vae", ("channels", "dec_layers", "dec_kernel", "mel_scale"))
@@ -165,7 +166,10 @@ class MelVAE(nn.Module):
         h = self.dec_in(zf, state)
         for layer in self.dec_layers:
             h = layer(h, state)
-        return self.denormalize(self.dec_out(self.dec_act(h), state))
+        mel = self.denormalize(self.dec_out(self.dec_act(h), state))
+        # Bound what reaches the vocoder to what audio can have: on latent paths far from
+        # training (e.g. some time-stretched trajectories) the decoder can run away.
+        return mel.clamp(math.log(self.mel_config.log_floor), self.config.mel_max)
 
     def decode(self, z: torch.Tensor, n_frames: int | None = None) -> torch.Tensor:
         """Latent-rate latents ``(B, D, L)`` -> log-mel ``(B, n_mels, n_frames)`` (default ``L * ds``)."""
