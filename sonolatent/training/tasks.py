@@ -84,11 +84,16 @@ class _Task:
     kind = ""
     picture_pairs: list = []  # (target, model) log-mels from the last validation, for valid.png
 
-    def __init__(self, data: list[str], out: str | Path, provenance: dict, ddp, progress: bool = True):
+    def __init__(self, data: list[str], out: str | Path, mel_config: MelConfig, tcfg, provenance: dict, ddp,
+                 progress: bool = True):
         self.out, self.ddp = Path(out), ddp
         self.provenance = dict(provenance)
         self.data = [str(d) for d in data]
         self.progress = progress
+        self.tcfg = tcfg
+        self.melspec = MelSpectrogram(mel_config)
+        self.train_bank = ClipBank(data, "train", mel_config.sample_rate, progress)
+        self.valid_bank = ClipBank(data, "valid", mel_config.sample_rate, progress) if ddp.main else None
 
     def _wrap(self, model, init: str | None):
         """Start from ``init``'s weights if given; wrap in DDP when distributed."""
@@ -119,13 +124,9 @@ class VAETask(_Task):
 
     def __init__(self, data, out, mel_config: MelConfig, model_config: VAEConfig, tcfg: VAETrainConfig,
                  provenance, ddp, init: str | None = None, progress=True):
-        super().__init__(data, out, provenance, ddp, progress)
-        self.tcfg = tcfg
+        super().__init__(data, out, mel_config, tcfg, provenance, ddp, progress)
         self.model = self._wrap(MelVAE(mel_config, model_config), init)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=tcfg.lr, betas=(0.9, 0.99), weight_decay=1e-4)
-        self.melspec = MelSpectrogram(mel_config)
-        self.train_bank = ClipBank(data, "train", mel_config.sample_rate, progress)
-        self.valid_bank = ClipBank(data, "valid", mel_config.sample_rate, progress) if ddp.main else None
         self.seg = (tcfg.frames - 1) * mel_config.hop_length
 
     def modules(self):
@@ -193,11 +194,9 @@ class VocoderTask(_Task):
 
     def __init__(self, data, out, mel_config: MelConfig, model_config: VocoderConfig, tcfg: VocoderTrainConfig,
                  provenance, ddp, init: str | None = None, progress=True):
-        super().__init__(data, out, provenance, ddp, progress)
-        self.tcfg = tcfg
+        super().__init__(data, out, mel_config, tcfg, provenance, ddp, progress)
         self.model = self._wrap(Vocoder(mel_config, model_config), init)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=tcfg.lr, betas=(0.8, 0.99), weight_decay=1e-4)
-        self.melspec = MelSpectrogram(mel_config)
         self.mel_loss = MelLoss(self.melspec)
         self.stft_loss = MultiResolutionSTFTLoss()
         self.disc = self.opt_d = None
@@ -205,8 +204,6 @@ class VocoderTask(_Task):
             disc = MultiResolutionDiscriminator()
             self.disc = DDP(disc) if ddp.world > 1 else disc
             self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=tcfg.lr, betas=(0.8, 0.99))
-        self.train_bank = ClipBank(data, "train", mel_config.sample_rate, progress)
-        self.valid_bank = ClipBank(data, "valid", mel_config.sample_rate, progress) if ddp.main else None
 
     def modules(self):
         mods = {"model": _unwrap(self.model)}
