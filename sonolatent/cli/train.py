@@ -59,6 +59,9 @@ def register(sub) -> None:
                            help="residual blocks per encoder stage, 0..2 (default: 2)")
             k.add_argument("--kl-beta", type=float, metavar="B", help="KL weight after warm-up (default: 0.02)")
             k.add_argument("--kl-warmup", type=int, metavar="STEPS", help="KL warm-up steps (default: 5000)")
+            k.add_argument("--stretch-prob", type=float, metavar="P",
+                           help="share of crops time-stretched 0.5x..4x, so slow or frozen latent paths "
+                                "decode well (default: 0.5; 0 turns it off)")
             k.add_argument("--frames", type=int, metavar="N",
                            help="mel frames per training crop, at least 16 (default: 128, 1.5 s)")
         else:
@@ -131,7 +134,8 @@ def run(args) -> int:
         model_over = _pick(args, {"latent_dim": "latent_dim", "channels": "channels", "dec_layers": "dec_layers",
                                   "enc_blocks": "enc_blocks"})
         train_over = _pick(args, {"batch_size": "batch_size", "lr": "lr", "kl_beta": "kl_beta",
-                                  "kl_warmup": "kl_warmup_steps", "frames": "frames"})
+                                  "kl_warmup": "kl_warmup_steps", "frames": "frames",
+                                  "stretch_prob": "stretch_prob"})
     else:
         mcls, tcls, task_cls = VocoderConfig, VocoderTrainConfig, VocoderTask
         model_over = _pick(args, {"dim": "dim", "layers": "n_layers"})

@@ -47,6 +47,7 @@ LOG_FORMAT = "sonolatent-performance"
 LOG_VERSION = 1
 _CB_LOG = 16384  # callbacks remembered for latency measurement (power of two)
 _PROBES = 100_000
+GIL_SWITCH_S = 0.0005  # GIL hand-over interval while the engine runs (Python's default: 5 ms)
 
 
 class Engine:
@@ -128,6 +129,7 @@ class Engine:
         self._threads: list[threading.Thread] = []
         self._t_start = None
         self.error: BaseException | None = None
+        self._switch_interval = None    # the interpreter's GIL switch interval before start()
         self.patch = None               # the patch loaded last (its description and [midi] map are saved on)
 
     # ===== ControlTarget ===========================================================================
@@ -222,6 +224,12 @@ class Engine:
         # callback) scans only what is new: ~100 ms -> ~1 ms with torch loaded.
         gc.collect()
         gc.freeze()
+        # The callback needs the GIL. A thread that wants it waits up to the switch interval
+        # (5 ms by default) before the holder is asked to let go: as long as a whole 256-frame
+        # period at 48 kHz. Ask for the hand-over sooner while the engine runs.
+        if self.mode != "freewheel" and self._switch_interval is None:
+            self._switch_interval = sys.getswitchinterval()
+            sys.setswitchinterval(min(self._switch_interval, GIL_SWITCH_S))
         self._t_start = time.time()
         self._spawn(self._loader, "sonolatent-loader")
         if self.mode == "freewheel":
@@ -283,6 +291,9 @@ class Engine:
             if t is not threading.current_thread():
                 t.join(timeout=5.0)
         gc.unfreeze()                     # let what start() froze be collected again
+        if self._switch_interval is not None:
+            sys.setswitchinterval(self._switch_interval)
+            self._switch_interval = None
         self.core.resampler.stream = None  # the soxr state, now, not at interpreter exit
         if self._writer is None:
             return

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from ..audio.mel import MelConfig, check_positive, config_from_dict
 from ..errors import ConfigError
-from .streaming import CausalConv1d, StreamState
+from .streaming import CausalConv1d, ChannelLayerNorm, StreamState
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class VAEConfig:
     mel_offset: float = -5.0    # log-mel is normalised as (x - offset) / scale
     mel_scale: float = 2.5
     mel_max: float = 4.0        # decoded log-mel is clamped to [log(log_floor), mel_max]
+    dec_norm: bool = True       # per-frame LayerNorm in the decoder (keeps unfamiliar latent paths bounded)
 
     def __post_init__(self):
         check_positive(self, "vae", ("channels", "dec_layers", "dec_kernel", "mel_scale"))
@@ -72,14 +73,18 @@ class ResBlock(nn.Module):
 
 
 class CausalResLayer(nn.Module):
-    def __init__(self, c: int, kernel: int, dilation: int):
+    """Pre-norm causal residual layer. The norm (when on) is per frame, so it streams statelessly
+    and bounds what each layer adds to the residual stream, whatever the latent path."""
+
+    def __init__(self, c: int, kernel: int, dilation: int, norm: bool = True):
         super().__init__()
+        self.norm = ChannelLayerNorm(c) if norm else nn.Identity()
         self.conv = CausalConv1d(c, c, kernel, dilation=dilation)
         self.act = nn.GELU()
         self.proj = CausalConv1d(c, c, 1)  # a 1x1 conv; this class streams it as one matmul
 
     def forward(self, x, state: StreamState | None = None):
-        return x + self.proj(self.act(self.conv(self.act(x), state)), state)
+        return x + self.proj(self.act(self.conv(self.act(self.norm(x)), state)), state)
 
 
 def latents_to_frames(z: torch.Tensor, n_frames: int, downsample: int) -> torch.Tensor:
@@ -114,8 +119,9 @@ class MelVAE(nn.Module):
         self.encoder = nn.Sequential(*enc)
         self.dec_in = CausalConv1d(D, c, config.dec_kernel)
         self.dec_layers = nn.ModuleList(
-            CausalResLayer(c, config.dec_kernel, 2 ** (i % 4)) for i in range(config.dec_layers)
+            CausalResLayer(c, config.dec_kernel, 2 ** (i % 4), config.dec_norm) for i in range(config.dec_layers)
         )
+        self.dec_norm = ChannelLayerNorm(c) if config.dec_norm else nn.Identity()
         self.dec_act = nn.GELU()
         self.dec_out = CausalConv1d(c, n_mels, config.dec_kernel)
         self.register_buffer("pca_mean", torch.zeros(D))
@@ -166,7 +172,7 @@ class MelVAE(nn.Module):
         h = self.dec_in(zf, state)
         for layer in self.dec_layers:
             h = layer(h, state)
-        mel = self.denormalize(self.dec_out(self.dec_act(h), state))
+        mel = self.denormalize(self.dec_out(self.dec_act(self.dec_norm(h)), state))
         # Bound what reaches the vocoder to what audio can have: on latent paths far from
         # training (e.g. some time-stretched trajectories) the decoder can run away.
         return mel.clamp(math.log(self.mel_config.log_floor), self.config.mel_max)

@@ -37,10 +37,16 @@ class VAETrainConfig:
     kl_warmup_steps: int = 5000     # beta rises linearly from 0
     gain_db: tuple = (-9.0, 0.0)    # random gain of each crop
     grad_clip: float = 1.0
+    stretch_prob: float = 0.5       # share of crops time-stretched (mel frames resampled in time) ...
+    stretch: tuple = (0.5, 4.0)     # ... by a log-uniform factor in this range (> 1: slower)
 
     def __post_init__(self):
         check_positive(self, "train", ("batch_size", "lr", "grad_clip"))
-        _at_least(self, "train", frames=16, kl_beta=0, kl_warmup_steps=0)
+        _at_least(self, "train", frames=16, kl_beta=0, kl_warmup_steps=0, stretch_prob=0)
+        lo, hi = self.stretch
+        if not (self.stretch_prob <= 1 and 0 < lo <= 1 <= hi <= 16):
+            raise ConfigError(f"train: stretch must be (low <= 1, high >= 1) within (0, 16] and "
+                              f"stretch_prob in 0..1, got {self.stretch!r}, {self.stretch_prob!r}")
 
     def to_dict(self):
         return asdict(self)
@@ -100,7 +106,18 @@ class _Task:
         if init:
             src, _ = load_checkpoint(init, model.kind)
             model.mel_config.check_compatible(src.mel_config, "the --init checkpoint and this run")
-            model.load_state_dict(src.state_dict())
+            own, theirs = set(model.state_dict()), set(src.state_dict())
+            if theirs - own:
+                raise ConfigError(f"--init {init}: its weights do not fit this model "
+                                  f"(e.g. {sorted(theirs - own)[0]}); give the same model options")
+            try:
+                model.load_state_dict(src.state_dict(), strict=False)
+            except RuntimeError as e:
+                raise ConfigError(f"--init {init}: its weights do not fit this model "
+                                  f"({str(e).splitlines()[-1].strip()}); give the same model options") from None
+            if own - theirs:   # a model grown from an older one: the new parts start from scratch
+                print(f"sonolatent: --init: {len(own - theirs)} tensors are new in this model and start "
+                      f"fresh (e.g. {sorted(own - theirs)[0]})", flush=True)
         return DDP(model) if self.ddp.world > 1 else model
 
     def resumed(self, info: dict) -> None:
@@ -117,6 +134,31 @@ class _Task:
         p = dict(self.provenance)
         p.update({"data": self.data, "steps": step, "train": self.tcfg.to_dict()})
         return p
+
+
+def stretch_crops(mel: torch.Tensor, frames: int, rng: np.random.Generator, prob: float,
+                  factors: tuple[float, float]) -> torch.Tensor:
+    """``frames`` log-mel frames from each of the longer crops ``mel`` ``(B, n_mels, T)``; a share
+    ``prob`` of them time-stretched by a log-uniform factor in ``factors`` (> 1: slower).
+
+    Stretching resamples the frames in time (linear interpolation): a slowed-down
+    or sped-up sound's spectral envelope, so that the VAE decoder also learns
+    latent paths that move slower or faster than any training sound (the paths a
+    performer makes with rate, freeze and morph). ``T`` must be at least
+    ``frames / factors[0] + 1``; unstretched crops are the first ``frames``.
+    """
+    out = mel[..., :frames].clone()
+    lo, hi = factors
+    for i in range(mel.shape[0]):
+        if rng.random() >= prob:
+            continue
+        s = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+        src = min(mel.shape[-1], int(np.ceil(frames / s)) + 1)   # source frames covering the output
+        res = F.interpolate(mel[i:i + 1, :, :src], scale_factor=s, mode="linear", align_corners=False)
+        if res.shape[-1] >= frames:
+            start = int(rng.integers(0, res.shape[-1] - frames + 1))
+            out[i] = res[0, :, start:start + frames]
+    return out
 
 
 class VAETask(_Task):
@@ -149,7 +191,11 @@ class VAETask(_Task):
         self.model.train()
         beta = self.tcfg.kl_beta * min(1.0, step / max(1, self.tcfg.kl_warmup_steps))
         with torch.no_grad():
-            mel = self.melspec(self.train_bank.batch(rng, self.tcfg.batch_size, self.seg, self.tcfg.gain_db))
+            long = self.seg   # with stretching, room for the speed-ups' extra frames
+            if self.tcfg.stretch_prob > 0:
+                long = int(np.ceil((self.tcfg.frames / self.tcfg.stretch[0] + 2) * self.melspec.config.hop_length))
+            mel = self.melspec(self.train_bank.batch(rng, self.tcfg.batch_size, long, self.tcfg.gain_db))
+            mel = stretch_crops(mel, self.tcfg.frames, rng, self.tcfg.stretch_prob, self.tcfg.stretch)
         recon, kl, loss = self._loss(mel, beta)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()

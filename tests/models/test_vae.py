@@ -90,3 +90,28 @@ def test_decoded_mel_is_bounded_even_for_wild_latents():
     mel = vae.decode_frames(zf)
     assert mel.max() <= CFG.mel_max and mel.min() >= math.log(MelConfig().log_floor) - 1e-6
     assert mel.std() > 0  # bounded, not flattened
+
+
+@pytest.mark.parametrize("norm", [True, False])
+def test_the_decoder_norm_bounds_the_output_before_the_clamp(norm):
+    """With ``dec_norm`` the last layer sees a normalised frame, so what it outputs does not grow
+    with the latents, however far off they are (without it, it grows with them)."""
+    torch.manual_seed(0)
+    cfg = VAEConfig(channels=32, dec_layers=2, enc_blocks=1, dec_norm=norm, mel_max=1e12)
+    vae = MelVAE(MelConfig(), cfg)
+    zf = torch.randn(1, cfg.latent_dim, 40)
+    with torch.no_grad():
+        peak = [float(vae.decode_frames(zf * s).abs().max()) for s in (1e2, 1e5)]
+    if norm:
+        assert peak[1] < 100 and abs(peak[1] - peak[0]) < 0.05 * peak[0]
+    else:
+        assert peak[1] > 100 * peak[0]
+
+
+def test_the_decoder_norm_is_a_config_switch():
+    """Checkpoints from before ``dec_norm`` (config without it says false) keep their decoder."""
+    torch.manual_seed(0)
+    old = MelVAE(MelConfig(), VAEConfig(channels=32, dec_layers=2, enc_blocks=1, dec_norm=False))
+    assert not any("norm" in k for k in old.state_dict() if k.startswith("dec"))
+    new = MelVAE(MelConfig(), CFG)
+    assert sum(k.startswith("dec") and "norm" in k for k in new.state_dict()) == 2 * (CFG.dec_layers + 1)

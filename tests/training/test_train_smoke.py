@@ -98,6 +98,31 @@ def test_bad_options_are_one_line_and_create_nothing(dataset, tmp_path, capsys, 
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
+def test_init_grows_an_older_model_and_refuses_a_different_one(dataset, tmp_path, capsys):
+    """``--init`` from a VAE without the decoder norm: the shared weights carry over, the norms
+    start fresh (and say so); a checkpoint of another shape is a one-line error."""
+    import torch
+    from sonolatent.audio.mel import MelConfig
+    from sonolatent.models import MelVAE, VAEConfig, save_checkpoint
+    old = MelVAE(MelConfig(), VAEConfig(channels=32, dec_layers=2, enc_blocks=1, latent_dim=8, dec_norm=False))
+    save_checkpoint(tmp_path / "old", old)
+    out = tmp_path / "grown"
+    base = ["train", "vae", "--data", str(dataset), "--out", str(out), "--no-progress", "--lr", "1e-9"]
+    assert main(base + ["--run-dir", str(tmp_path / "r1"), "--init", str(tmp_path / "old"), "--max-steps", "1"]
+                + TINY_VAE) == 0
+    assert "6 tensors are new in this model and start fresh" in capsys.readouterr().out
+    grown, meta = load_checkpoint(out, "vae")
+    assert meta["model"]["dec_norm"] is True
+    assert torch.allclose(grown.encoder[0].weight, old.encoder[0].weight, atol=1e-6)   # carried over
+    wide = MelVAE(MelConfig(), VAEConfig(channels=48, dec_layers=2, enc_blocks=1, latent_dim=8))
+    save_checkpoint(tmp_path / "wide", wide)
+    assert main(base + ["--run-dir", str(tmp_path / "r2"), "--init", str(tmp_path / "wide"), "--max-steps", "1"]
+                + TINY_VAE) == 2
+    err = capsys.readouterr().err.strip()
+    assert "its weights do not fit this model" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "r2").exists()
+
+
 def test_a_corrupted_training_state_is_one_line(tmp_path):
     from sonolatent.errors import CheckpointError
     from sonolatent.training.state import save_state
