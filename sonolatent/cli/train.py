@@ -69,6 +69,10 @@ def register(sub) -> None:
             k.add_argument("--layers", type=int, metavar="N", help="ConvNeXt blocks (default: 8)")
             k.add_argument("--segment", type=int, metavar="SAMPLES",
                            help="samples per training crop, at least 4096 (default: 16384, 0.37 s)")
+            k.add_argument("--vae", metavar="DIR",
+                           help="also learn from this VAE's decoded mels (the full model's path live)")
+            k.add_argument("--vae-share", type=float, metavar="P",
+                           help="share of crops vocoded from the --vae decoder's mel (default: 0.5)")
             k.add_argument("--adversarial", action="store_true",
                            help="add the adversarial stage (multi-resolution spectrogram discriminator)")
             k.add_argument("--gan-start", type=int, metavar="STEP",
@@ -140,7 +144,10 @@ def run(args) -> int:
         mcls, tcls, task_cls = VocoderConfig, VocoderTrainConfig, VocoderTask
         model_over = _pick(args, {"dim": "dim", "layers": "n_layers"})
         train_over = _pick(args, {"batch_size": "batch_size", "lr": "lr", "segment": "segment",
-                                  "gan_start": "gan_start"})
+                                  "gan_start": "gan_start", "vae_share": "vae_share"})
+        if args.vae:
+            read_config(args.vae)   # a missing or broken --vae is named before anything is created
+            train_over["vae"] = str(args.vae)
         if args.adversarial:
             train_over["adversarial"] = True
     if saved:

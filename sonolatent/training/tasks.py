@@ -69,10 +69,15 @@ class VocoderTrainConfig:
     fm_weight: float = 0.2
     gain_db: tuple = (-24.0, 0.0)   # wide loudness augmentation
     grad_clip: float = 5.0
+    vae: str = ""                   # a VAE checkpoint: a share of crops is vocoded from its decoded mel ...
+    vae_share: float = 0.5          # ... (encode -> decode) against the original audio
 
     def __post_init__(self):
         check_positive(self, "train", ("batch_size", "lr", "grad_clip"))
-        _at_least(self, "train", segment=4096, gan_start=0, mel_weight=0, stft_weight=0, adv_weight=0, fm_weight=0)
+        _at_least(self, "train", segment=4096, gan_start=0, mel_weight=0, stft_weight=0, adv_weight=0, fm_weight=0,
+                  vae_share=0)
+        if self.vae_share > 1:
+            raise ConfigError(f"train: vae_share must be 0..1, got {self.vae_share!r}")
 
     def to_dict(self):
         return asdict(self)
@@ -245,6 +250,13 @@ class VocoderTask(_Task):
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=tcfg.lr, betas=(0.8, 0.99), weight_decay=1e-4)
         self.mel_loss = MelLoss(self.melspec)
         self.stft_loss = MultiResolutionSTFTLoss()
+        self.vae = None
+        if tcfg.vae and tcfg.vae_share > 0:
+            # The vocoder plays the decoder's mels live, which are smoother than real ones:
+            # learning from them too brings the full model's sound closer to the vocoder's.
+            vae, _ = load_checkpoint(tcfg.vae, "vae")
+            mel_config.check_compatible(vae.mel_config, "the --vae checkpoint and this run")
+            self.vae = vae.eval().requires_grad_(False)
         self.disc = self.opt_d = None
         if tcfg.adversarial:
             disc = MultiResolutionDiscriminator()
@@ -269,6 +281,10 @@ class VocoderTask(_Task):
         x = self.train_bank.batch(rng, t.batch_size, t.segment, t.gain_db)
         with torch.no_grad():
             mel = self.melspec(x)
+            if self.vae is not None:
+                pick = torch.from_numpy(rng.random(x.shape[0]) < t.vae_share)
+                if pick.any():
+                    mel[pick] = self._through_vae(mel[pick])
         y = self.model(mel)[:, : x.shape[-1]]
         out = {}
         adv_on = self.disc is not None and step >= t.gan_start
@@ -294,15 +310,24 @@ class VocoderTask(_Task):
         out.update({"mel": l_mel.item(), "stft": l_stft.item()})
         return out
 
+    def _through_vae(self, mel: torch.Tensor) -> torch.Tensor:
+        """What the VAE decoder makes of ``mel`` (posterior mean), the same length."""
+        return self.vae.decode(self.vae.encode(mel), mel.shape[-1])
+
     @torch.no_grad()
     def validate(self):
         m = _unwrap(self.model)
         m.eval()
         x = self.valid_bank.fixed_batch(16, 4 * self.tcfg.segment)
-        y = m(self.melspec(x))[:, : x.shape[-1]]
+        mel = self.melspec(x)
+        y = m(mel)[:, : x.shape[-1]]
         self.picture_pairs = [(self.melspec(x[i])[..., :160].numpy(), self.melspec(y[i])[..., :160].numpy())
                               for i in range(0, 16, 4)]
-        return {"mel_l1": self.mel_loss(y, x).item(), "stft": self.stft_loss(y, x).item()}
+        out = {"mel_l1": self.mel_loss(y, x).item(), "stft": self.stft_loss(y, x).item()}
+        if self.vae is not None:   # the full model's path: encode -> decode -> vocode
+            yv = m(self._through_vae(mel))[:, : x.shape[-1]]
+            out.update({"vae_mel_l1": self.mel_loss(yv, x).item(), "vae_stft": self.stft_loss(yv, x).item()})
+        return out
 
     def export(self, step, final):
         save_checkpoint(self.out, _unwrap(self.model), self._provenance(step))

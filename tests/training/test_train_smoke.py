@@ -62,6 +62,30 @@ def test_train_vocoder_with_adversarial_stage_and_resume(dataset, tmp_path):
     assert torch.equal(m.embed.weight, voc.embed.weight)
 
 
+def test_vocoder_learns_from_a_vae_decoder_too(dataset, tmp_path, capsys):
+    """``--vae``: a share of the crops is vocoded from the VAE's decoded mel; validation reports that path."""
+    from sonolatent.audio.mel import MelConfig
+    from sonolatent.models import MelVAE, VAEConfig, save_checkpoint
+    save_checkpoint(tmp_path / "vae", MelVAE(MelConfig(), VAEConfig(channels=16, dec_layers=1, enc_blocks=0)))
+    out, run = tmp_path / "voc", tmp_path / "run"
+    base = ["train", "vocoder", "--data", str(dataset), "--out", str(out), "--run-dir", str(run), "--no-progress",
+            "--valid-every", "2", "--save-every", "100"] + TINY_VOC
+    assert main(base + ["--vae", str(tmp_path / "vae"), "--vae-share", "1", "--max-steps", "2"]) == 0
+    _, meta = load_checkpoint(out, "vocoder")
+    assert meta["provenance"]["train"]["vae"] == str(tmp_path / "vae")
+    valid = [json.loads(x)["valid"] for x in (run / "log.jsonl").read_text().splitlines() if "valid" in x]
+    assert {"mel_l1", "vae_mel_l1", "vae_stft"} <= set(valid[-1])
+    assert valid[-1]["vae_mel_l1"] != valid[-1]["mel_l1"]
+    assert main(base[:-len(TINY_VOC)] + ["--resume", "--max-steps", "3"]) == 0   # the VAE comes back on resume
+    valid = [json.loads(x)["valid"] for x in (run / "log.jsonl").read_text().splitlines() if "valid" in x]
+    assert "vae_mel_l1" in valid[-1]
+    capsys.readouterr()
+    assert main(base + ["--run-dir", str(tmp_path / "r2"), "--vae", str(tmp_path / "vae"), "--vae-share", "2",
+                        "--max-steps", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "vae_share must be 0..1" in err and len(err.splitlines()) == 1, err
+
+
 def test_time_budget_stops_and_saves(dataset, tmp_path):
     out = tmp_path / "v"
     assert main(["train", "vae", "--data", str(dataset), "--out", str(out), "--run-dir", str(tmp_path / "r"),
