@@ -208,3 +208,17 @@ def test_the_audio_callback_allocates_nothing_per_call(bundle, samples_dir):
         assert peak_copy > frames * 2 * 4, peak_copy
     finally:
         e.close()
+
+
+def test_a_running_engine_hands_the_gil_over_quickly_and_restores_it(bundle, samples_dir):
+    """The callback must not wait Python's default 5 ms (a whole 256-frame period) for the GIL."""
+    import sys
+    before = sys.getswitchinterval()
+    e = Engine(bundle, samples_dir=samples_dir, mode="headless", device_rate=48000, duration=0.3)
+    e.start()
+    try:
+        assert sys.getswitchinterval() <= 0.0005 < before
+    finally:
+        assert e.wait(30)
+        e.close()
+    assert sys.getswitchinterval() == before
