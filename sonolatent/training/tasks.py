@@ -111,15 +111,16 @@ class _Task:
         if init:
             src, _ = load_checkpoint(init, model.kind)
             model.mel_config.check_compatible(src.mel_config, "the --init checkpoint and this run")
+            def misfit(why: str) -> ConfigError:
+                return ConfigError(f"--init {init}: its weights do not fit this model ({why}); "
+                                   "give the same model options")
             own, theirs = set(model.state_dict()), set(src.state_dict())
             if theirs - own:
-                raise ConfigError(f"--init {init}: its weights do not fit this model "
-                                  f"(e.g. {sorted(theirs - own)[0]}); give the same model options")
+                raise misfit(f"e.g. {sorted(theirs - own)[0]}")
             try:
                 model.load_state_dict(src.state_dict(), strict=False)
             except RuntimeError as e:
-                raise ConfigError(f"--init {init}: its weights do not fit this model "
-                                  f"({str(e).splitlines()[-1].strip()}); give the same model options") from None
+                raise misfit(str(e).splitlines()[-1].strip()) from None
             if own - theirs:   # a model grown from an older one: the new parts start from scratch
                 print(f"sonolatent: --init: {len(own - theirs)} tensors are new in this model and start "
                       f"fresh (e.g. {sorted(own - theirs)[0]})", flush=True)
@@ -321,7 +322,7 @@ class VocoderTask(_Task):
         x = self.valid_bank.fixed_batch(16, 4 * self.tcfg.segment)
         mel = self.melspec(x)
         y = m(mel)[:, : x.shape[-1]]
-        self.picture_pairs = [(self.melspec(x[i])[..., :160].numpy(), self.melspec(y[i])[..., :160].numpy())
+        self.picture_pairs = [(mel[i, :, :160].numpy(), self.melspec(y[i])[..., :160].numpy())
                               for i in range(0, 16, 4)]
         out = {"mel_l1": self.mel_loss(y, x).item(), "stft": self.stft_loss(y, x).item()}
         if self.vae is not None:   # the full model's path: encode -> decode -> vocode
