@@ -103,6 +103,29 @@ def config_from_dict(cls, d: dict, what: str):
         raise ConfigError(f"{what}: {e}") from None
 
 
+def mel_envelope_matrix(config: MelConfig, n_fft: int) -> np.ndarray:
+    """``(n_fft // 2 + 1, n_mels)``: a non-negative map from a linear-magnitude mel
+    back to a smooth magnitude envelope on the bins of an ``n_fft``-point STFT.
+
+    Each linear bin takes the filter-weighted mean of the mel bands that cover
+    it, each band divided by its filter's sum, so a flat spectrum maps back to
+    the same flat spectrum. Bins no filter covers (0 Hz, above ``fmax``) take
+    their nearest covered neighbour's row. It is a prior, not an inverse: the
+    detail inside a band (harmonics) is left to whoever uses it.
+    """
+    fb = librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels, fmin=config.fmin,
+                             fmax=config.fmax, htk=config.mel_scale == "htk", norm="slaney").astype(np.float64)
+    cover = fb.sum(axis=0)                                     # (bins,)
+    rows = fb.T / np.where(cover > 0, cover, 1.0)[:, None]     # each bin: its bands' weights, summing to 1
+    weights = rows / fb.sum(axis=1)[None, :]                   # a flat spectrum gives band value = filter sum
+    covered = np.flatnonzero(cover > 0)
+    src_f = np.arange(fb.shape[1]) * config.sample_rate / config.n_fft
+    dst_f = np.arange(n_fft // 2 + 1) * config.sample_rate / n_fft
+    src_idx = np.clip(np.rint(dst_f / (config.sample_rate / config.n_fft)).astype(int), 0, fb.shape[1] - 1)
+    nearest = covered[np.abs(src_f[covered][None, :] - src_f[src_idx][:, None]).argmin(axis=1)]
+    return np.where(cover[src_idx, None] > 0, weights[src_idx], weights[nearest]).astype(np.float32)
+
+
 class MelSpectrogram(torch.nn.Module):
     """Log-mel spectrogram, ``(B, samples) -> (B, n_mels, samples // hop + 1)``."""
 

@@ -62,11 +62,16 @@ def register(sub) -> None:
             k.add_argument("--stretch-prob", type=float, metavar="P",
                            help="share of crops time-stretched 0.5x..4x, so slow or frozen latent paths "
                                 "decode well (default: 0.5; 0 turns it off)")
+            k.add_argument("--interp-weight", type=float, metavar="W",
+                           help="weight of the morph term: decoded blends of two sounds' latents must move "
+                                "their brightness and loudness in proportion (default: 0, off)")
             k.add_argument("--frames", type=int, metavar="N",
                            help="mel frames per training crop, at least 16 (default: 128, 1.5 s)")
         else:
             k.add_argument("--dim", type=int, metavar="N", help="backbone width (default: 192)")
             k.add_argument("--layers", type=int, metavar="N", help="ConvNeXt blocks (default: 8)")
+            k.add_argument("--mel-prior", action="store_const", const=True,
+                           help="predict the magnitude as a correction to the mel's own envelope")
             k.add_argument("--segment", type=int, metavar="SAMPLES",
                            help="samples per training crop, at least 4096 (default: 16384, 0.37 s)")
             k.add_argument("--vae", metavar="DIR",
@@ -139,10 +144,10 @@ def run(args) -> int:
                                   "enc_blocks": "enc_blocks"})
         train_over = _pick(args, {"batch_size": "batch_size", "lr": "lr", "kl_beta": "kl_beta",
                                   "kl_warmup": "kl_warmup_steps", "frames": "frames",
-                                  "stretch_prob": "stretch_prob"})
+                                  "stretch_prob": "stretch_prob", "interp_weight": "interp_weight"})
     else:
         mcls, tcls, task_cls = VocoderConfig, VocoderTrainConfig, VocoderTask
-        model_over = _pick(args, {"dim": "dim", "layers": "n_layers"})
+        model_over = _pick(args, {"dim": "dim", "layers": "n_layers", "mel_prior": "mel_prior"})
         train_over = _pick(args, {"batch_size": "batch_size", "lr": "lr", "segment": "segment",
                                   "gan_start": "gan_start", "vae_share": "vae_share"})
         if args.vae:

@@ -2,7 +2,10 @@
 
 A causal ConvNeXt backbone runs at the mel frame rate; an inverse-STFT head
 predicts ``upsample`` short-time spectra (magnitude and phase) per mel frame
-and overlap-adds them. Nothing looks ahead, so the only delay is the
+and overlap-adds them. With ``mel_prior`` the predicted log-magnitude is a
+correction to the mel's own envelope mapped back onto the STFT bins (a fixed
+matrix), so the network spends its width on harmonic detail and phase rather
+than on re-deriving the envelope. Nothing looks ahead, so the only delay is the
 overlap-add's ``istft_n_fft // 2`` samples.
 
 Shapes: ``forward(mel)``: ``(B, n_mels, T)`` -> ``(B, T * hop_length)``.
@@ -17,7 +20,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 
-from ..audio.mel import MelConfig, check_positive, config_from_dict
+from ..audio.mel import MelConfig, check_positive, config_from_dict, mel_envelope_matrix
 from ..errors import ConfigError
 from .streaming import CausalConv1d, ChannelLayerNorm, OverlapAdd, StreamState
 
@@ -32,6 +35,7 @@ class VocoderConfig:
     istft_n_fft: int = 1024    # must be >= 4 * (hop_length / upsample)
     input_offset: float = -5.0  # log-mel is shifted and scaled before the first layer
     input_scale: float = 2.5
+    mel_prior: bool = False     # log-magnitude = mel envelope (fixed map) + the network's correction
 
     def __post_init__(self):
         check_positive(self, "vocoder", ("dim", "mlp_ratio", "n_layers", "kernel_size", "upsample", "istft_n_fft",
@@ -84,6 +88,9 @@ class Vocoder(nn.Module):
         self.n_bins = config.istft_n_fft // 2 + 1
         self.head = nn.Linear(d, 2 * self.n_bins * config.upsample)
         self.ola = OverlapAdd(config.istft_n_fft, self.istft_hop)
+        if config.mel_prior:   # fixed (derived from the mel definition), so not part of the weights
+            env = torch.from_numpy(mel_envelope_matrix(mel_config, config.istft_n_fft))
+            self.register_buffer("envelope", env, persistent=False)
 
     @property
     def delay(self) -> int:
@@ -101,6 +108,10 @@ class Vocoder(nn.Module):
         B, T, _ = h.shape
         h = h.reshape(B, T * c.upsample, 2, self.n_bins)
         logmag, phase = h[:, :, 0], h[:, :, 1]
+        if c.mel_prior:   # the network only corrects the mel's own spectral envelope
+            env = torch.matmul(self.envelope, torch.exp(mel))                     # (B, bins, T)
+            prior = torch.log(env.clamp(min=self.mel_config.log_floor)).transpose(1, 2)
+            logmag = logmag + torch.repeat_interleave(prior, c.upsample, dim=1)
         mag = torch.exp(torch.clamp(logmag, max=6.0))
         spec = torch.polar(mag, phase)  # (B, T*up, bins)
         return spec.transpose(1, 2)

@@ -39,10 +39,12 @@ class VAETrainConfig:
     grad_clip: float = 1.0
     stretch_prob: float = 0.5       # share of crops time-stretched (mel frames resampled in time) ...
     stretch: tuple = (0.5, 4.0)     # ... by a log-uniform factor in this range (> 1: slower)
+    interp_weight: float = 0.0      # weight of the morph term: blends of two crops' latents must decode
+                                    # to a brightness and loudness between theirs, in proportion
 
     def __post_init__(self):
         check_positive(self, "train", ("batch_size", "lr", "grad_clip"))
-        _at_least(self, "train", frames=16, kl_beta=0, kl_warmup_steps=0, stretch_prob=0)
+        _at_least(self, "train", frames=16, kl_beta=0, kl_warmup_steps=0, stretch_prob=0, interp_weight=0)
         lo, hi = self.stretch
         if not (self.stretch_prob <= 1 and 0 < lo <= 1 <= hi <= 16):
             raise ConfigError(f"train: stretch must be (low <= 1, high >= 1) within (0, 16] and "
@@ -167,6 +169,48 @@ def stretch_crops(mel: torch.Tensor, frames: int, rng: np.random.Generator, prob
     return out
 
 
+class SpectralShape(torch.nn.Module):
+    """Spectral centroid (Hz) and log energy of log-mels ``(B, n_mels, T)``, over the whole crop.
+
+    Each band's power is weighted by its bandwidth, so the figures approximate
+    those of the linear spectrum the mel came from (what a listener, and the
+    morph benchmark, measure on the audio).
+    """
+
+    def __init__(self, config: MelConfig):
+        super().__init__()
+        import librosa
+
+        f = librosa.mel_frequencies(config.n_mels + 2, fmin=config.fmin, fmax=config.fmax,
+                                    htk=config.mel_scale == "htk")
+        self.register_buffer("freqs", torch.tensor(f[1:-1], dtype=torch.float32), persistent=False)
+        self.register_buffer("widths", torch.tensor(f[2:] - f[:-2], dtype=torch.float32), persistent=False)
+
+    def forward(self, logmel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        power = (torch.exp(2.0 * logmel) * self.widths[:, None]).mean(-1)   # (B, n_mels)
+        total = power.sum(-1).clamp(min=1e-12)
+        return (power * self.freqs).sum(-1) / total, torch.log(total)
+
+
+def blend_latents(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, center: torch.Tensor,
+                  spherical: bool) -> torch.Tensor:
+    """Torch twin of :mod:`sonolatent.latent.interp` for training: ``(B, D, L)`` latents,
+    ``t`` ``(B,)``. Spherical blends rotate about ``center`` ``(D,)``; nearly parallel
+    vectors fall back to a straight line. Differentiable everywhere."""
+    t = t[:, None, None]
+    if not spherical:
+        return a + t * (b - a)
+    c = center[None, :, None]
+    u, v = a - c, b - c
+    nu, nv = u.norm(dim=1, keepdim=True), v.norm(dim=1, keepdim=True)
+    cos = ((u * v).sum(1, keepdim=True) / (nu * nv).clamp(min=1e-8)).clamp(-0.9999, 0.9999)
+    omega = torch.acos(cos)
+    so = torch.sin(omega)
+    arc = c + (torch.sin((1 - t) * omega) * u + torch.sin(t * omega) * v) / so
+    line = a + t * (b - a)
+    return torch.where((so > 0.02) & (nu > 1e-6) & (nv > 1e-6), arc, line)
+
+
 class VAETask(_Task):
     kind = "vae"
 
@@ -176,6 +220,7 @@ class VAETask(_Task):
         self.model = self._wrap(MelVAE(mel_config, model_config), init)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=tcfg.lr, betas=(0.9, 0.99), weight_decay=1e-4)
         self.seg = (tcfg.frames - 1) * mel_config.hop_length
+        self.shape = SpectralShape(mel_config)
 
     def modules(self):
         return {"model": _unwrap(self.model)}
@@ -183,14 +228,17 @@ class VAETask(_Task):
     def optimizers(self):
         return {"opt": self.opt}
 
-    def _loss(self, mel, beta, net=None):
-        """Reconstruction, KL and total loss. ``net``: the module to run (validation on
-        rank 0 passes the unwrapped model, so that no collective is started)."""
+    def _loss(self, mel, beta, net=None, keep=False):
+        """Reconstruction, KL and total loss (and, with ``keep``, the reconstruction and the
+        posterior mean). ``net``: the module to run (validation on rank 0 passes the
+        unwrapped model, so that no collective is started)."""
         m = _unwrap(self.model)
         rec, mu, logvar = (net or self.model)(mel)
         recon = F.l1_loss(m.normalize(rec), m.normalize(mel))
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)
         kl = kl.sum(1).mean() / (m.config.downsample * m.mel_config.n_mels)
+        if keep:
+            return recon, kl, recon + beta * kl, rec, mu
         return recon, kl, recon + beta * kl
 
     def train_step(self, rng, step):
@@ -202,12 +250,36 @@ class VAETask(_Task):
                 long = int(np.ceil((self.tcfg.frames / self.tcfg.stretch[0] + 2) * self.melspec.config.hop_length))
             mel = self.melspec(self.train_bank.batch(rng, self.tcfg.batch_size, long, self.tcfg.gain_db))
             mel = stretch_crops(mel, self.tcfg.frames, rng, self.tcfg.stretch_prob, self.tcfg.stretch)
-        recon, kl, loss = self._loss(mel, beta)
+        recon, kl, loss, rec, mu = self._loss(mel, beta, keep=True)
+        out = {"recon": recon.item(), "kl": kl.item()}
+        if self.tcfg.interp_weight > 0:
+            spherical = bool(rng.random() < 0.5)
+            interp = self.interp_error(rec, mu, torch.from_numpy(rng.uniform(0.1, 0.9, mel.shape[0])).float(),
+                                       spherical)
+            loss = loss + self.tcfg.interp_weight * interp
+            out["interp"] = interp.item()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tcfg.grad_clip)
         self.opt.step()
-        return {"recon": recon.item(), "kl": kl.item()}
+        return out
+
+    def interp_error(self, rec, mu, t, spherical: bool, net=None):
+        """How far the decoded blends of each crop with the next one (in the batch) stray from
+        moving in proportion: the centroid's error relative to the pair's own spread (plus
+        500 Hz, so near-equal pairs count without dominating), and the log energy's error.
+        The ends (``rec``, decoded from the same latents) are the targets, held fixed."""
+        m = net or _unwrap(self.model)
+        other = torch.roll(torch.arange(mu.shape[0]), 1)
+        z = blend_latents(mu, mu[other], t, m.pca_mean.detach(), spherical)
+        mix = m.decode(z, rec.shape[-1])
+        with torch.no_grad():
+            ca, la = self.shape(rec)
+            want_c = ca + t * (ca[other] - ca)
+            want_l = la + t * (la[other] - la)
+            spread = (ca[other] - ca).abs() + 500.0
+        c, energy = self.shape(mix)
+        return ((c - want_c).abs() / spread).mean() + 0.1 * (energy - want_l).abs().mean()
 
     @torch.no_grad()
     def validate(self):
@@ -218,7 +290,9 @@ class VAETask(_Task):
         rec = m.decode(mu, mel.shape[-1])
         kl = self._loss(mel, 0.0, net=m)[1]
         self.picture_pairs = [(mel[i].numpy(), rec[i].numpy()) for i in range(0, 32, 8)]
-        return {"mel_l1": F.l1_loss(rec, mel).item(), "kl": kl.item()}
+        half = torch.full((mel.shape[0],), 0.5)
+        return {"mel_l1": F.l1_loss(rec, mel).item(), "kl": kl.item(),
+                "interp": self.interp_error(rec, mu, half, True, net=m).item()}
 
     @torch.no_grad()
     def fit_pca(self, max_clips: int = 1500) -> None:

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from sonolatent.audio.mel import MelConfig, MelSpectrogram
+from sonolatent.audio.mel import MelConfig, MelSpectrogram, mel_envelope_matrix
 from sonolatent.errors import ConfigError
 
 
@@ -39,3 +39,19 @@ def test_config_round_trip_and_mismatch_refused():
         MelConfig.from_dict({**c.to_dict(), "hopsize": 3})
     with pytest.raises(ConfigError):
         MelConfig(hop_length=4096, n_fft=2048)
+
+
+def test_envelope_matrix_maps_a_flat_spectrum_back_flat_and_finds_a_tone():
+    c = MelConfig()
+    W = mel_envelope_matrix(c, 1024)
+    assert W.shape == (513, c.n_mels) and (W >= 0).all()
+    fb = MelSpectrogram(c).filterbank.numpy()
+    flat = W @ fb.sum(axis=1)            # the mel of a flat magnitude spectrum of 1
+    assert np.allclose(flat, 1.0, atol=1e-4)
+    sr = c.sample_rate
+    t = np.arange(sr) / sr
+    tone = torch.from_numpy((0.5 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32))[None]
+    env = W @ MelSpectrogram(c).magnitude(tone)[0, :, 40].numpy()
+    peak_hz = env.argmax() * sr / 1024
+    assert abs(peak_hz - 1000) < 150     # within the 1 kHz mel band
+    assert env[(np.arange(513) * sr / 1024) > 4000].max() < 1e-3 * env.max()

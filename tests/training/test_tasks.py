@@ -40,3 +40,38 @@ def test_a_crop_too_short_to_speed_up_stays_as_it_is():
     rate = slopes(out)
     kept = np.abs(rate - 1) < 1e-4
     assert np.all(kept | (rate > 1)) and kept.any() and (~kept).any()
+
+
+def test_training_blends_match_the_morph_interpolation():
+    """The morph term trains on the same blends the renderer makes (sonolatent.latent.interp)."""
+    from sonolatent.latent.interp import lerp, slerp
+    from sonolatent.training.tasks import blend_latents
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 3, 6, 5)).astype(np.float32)
+    center = rng.standard_normal(6).astype(np.float32)
+    t = np.array([0.0, 0.3, 1.0], np.float32)
+    A, B, T, C = map(torch.from_numpy, (a, b, t, center))
+    for spherical, ref in ((False, lerp), (True, slerp)):
+        got = blend_latents(A, B, T, C, spherical).numpy()
+        for i in range(3):
+            want = ref(a[i], b[i], t[i], center=center) if spherical else ref(a[i], b[i], t[i])
+            assert np.allclose(got[i], want, atol=1e-4)
+    A.requires_grad_(True)
+    got = blend_latents(A, A.detach().clone(), T, C, True)   # parallel: the straight line, finite gradients
+    assert torch.allclose(got, A, atol=1e-5)
+    got.sum().backward()
+    assert torch.isfinite(A.grad).all()
+
+
+def test_spectral_shape_finds_a_tones_centroid_and_level():
+    from sonolatent.audio.mel import MelConfig, MelSpectrogram
+    from sonolatent.training.tasks import SpectralShape
+
+    c = MelConfig()
+    t = torch.arange(c.sample_rate) / c.sample_rate
+    tones = torch.stack([0.5 * torch.sin(2 * torch.pi * f * t) for f in (300.0, 3000.0)])
+    tones = torch.cat([tones, tones[:1] * 0.1])
+    cent, energy = SpectralShape(c)(MelSpectrogram(c)(tones))
+    assert abs(cent[0] - 300) < 60 and abs(cent[1] - 3000) < 400
+    assert abs((energy[0] - energy[2]) - 2 * np.log(10)) < 0.05   # 20 dB quieter
