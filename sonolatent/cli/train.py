@@ -46,6 +46,8 @@ def register(sub) -> None:
         k.add_argument("--threads", type=int, metavar="N", help="torch threads (default: torch's choice)")
         k.add_argument("--batch-size", type=int, metavar="N", help=f"crops per step (default: {batch})")
         k.add_argument("--lr", type=float, help=f"AdamW learning rate (default: {lr})")
+        k.add_argument("--lr-half-life", type=int, metavar="STEPS",
+                       help="halve the learning rate every STEPS steps, smoothly (default: 0, constant)")
         k.add_argument("--valid-every", type=int, default=500, metavar="STEPS",
                        help="validate every STEPS steps (default: 500)")
         k.add_argument("--save-every", type=int, default=2000, metavar="STEPS",
@@ -144,12 +146,14 @@ def run(args) -> int:
                                   "enc_blocks": "enc_blocks"})
         train_over = _pick(args, {"batch_size": "batch_size", "lr": "lr", "kl_beta": "kl_beta",
                                   "kl_warmup": "kl_warmup_steps", "frames": "frames",
-                                  "stretch_prob": "stretch_prob", "interp_weight": "interp_weight"})
+                                  "stretch_prob": "stretch_prob", "interp_weight": "interp_weight",
+                                  "lr_half_life": "lr_half_life"})
     else:
         mcls, tcls, task_cls = VocoderConfig, VocoderTrainConfig, VocoderTask
         model_over = _pick(args, {"dim": "dim", "layers": "n_layers", "mel_prior": "mel_prior"})
         train_over = _pick(args, {"batch_size": "batch_size", "lr": "lr", "segment": "segment",
-                                  "gan_start": "gan_start", "vae_share": "vae_share"})
+                                  "gan_start": "gan_start", "vae_share": "vae_share",
+                                  "lr_half_life": "lr_half_life"})
         if args.vae:
             read_config(args.vae)   # a missing or broken --vae is named before anything is created
             train_over["vae"] = str(args.vae)

@@ -41,10 +41,12 @@ class VAETrainConfig:
     stretch: tuple = (0.5, 4.0)     # ... by a log-uniform factor in this range (> 1: slower)
     interp_weight: float = 0.0      # weight of the morph term: blends of two crops' latents must decode
                                     # to a brightness and loudness between theirs, in proportion
+    lr_half_life: int = 0           # steps over which the learning rate halves (0: constant)
 
     def __post_init__(self):
         check_positive(self, "train", ("batch_size", "lr", "grad_clip"))
-        _at_least(self, "train", frames=16, kl_beta=0, kl_warmup_steps=0, stretch_prob=0, interp_weight=0)
+        _at_least(self, "train", frames=16, kl_beta=0, kl_warmup_steps=0, stretch_prob=0, interp_weight=0,
+                  lr_half_life=0)
         lo, hi = self.stretch
         if not (self.stretch_prob <= 1 and 0 < lo <= 1 <= hi <= 16):
             raise ConfigError(f"train: stretch must be (low <= 1, high >= 1) within (0, 16] and "
@@ -73,11 +75,12 @@ class VocoderTrainConfig:
     grad_clip: float = 5.0
     vae: str = ""                   # a VAE checkpoint: a share of crops is vocoded from its decoded mel ...
     vae_share: float = 0.5          # ... (encode -> decode) against the original audio
+    lr_half_life: int = 0           # steps over which the learning rate halves (0: constant)
 
     def __post_init__(self):
         check_positive(self, "train", ("batch_size", "lr", "grad_clip"))
         _at_least(self, "train", segment=4096, gan_start=0, mel_weight=0, stft_weight=0, adv_weight=0, fm_weight=0,
-                  vae_share=0)
+                  vae_share=0, lr_half_life=0)
         if self.vae_share > 1:
             raise ConfigError(f"train: vae_share must be 0..1, got {self.vae_share!r}")
 
@@ -130,6 +133,15 @@ class _Task:
 
     def resumed(self, info: dict) -> None:
         pass
+
+    def schedule(self, step: int) -> None:
+        """Set every optimizer's learning rate for ``step`` (a function of the step alone, so a
+        resumed run continues the same schedule)."""
+        hl = self.tcfg.lr_half_life
+        lr = self.tcfg.lr * (0.5 ** (step / hl) if hl else 1.0)
+        for opt in self.optimizers().values():
+            for group in opt.param_groups:
+                group["lr"] = lr
 
     def state_info(self) -> dict:
         return {}
@@ -243,6 +255,7 @@ class VAETask(_Task):
 
     def train_step(self, rng, step):
         self.model.train()
+        self.schedule(step)
         beta = self.tcfg.kl_beta * min(1.0, step / max(1, self.tcfg.kl_warmup_steps))
         with torch.no_grad():
             long = self.seg   # with stretching, room for the speed-ups' extra frames
@@ -352,6 +365,7 @@ class VocoderTask(_Task):
 
     def train_step(self, rng, step):
         self.model.train()
+        self.schedule(step)
         t = self.tcfg
         x = self.train_bank.batch(rng, t.batch_size, t.segment, t.gain_db)
         with torch.no_grad():

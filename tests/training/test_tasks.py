@@ -75,3 +75,21 @@ def test_spectral_shape_finds_a_tones_centroid_and_level():
     cent, energy = SpectralShape(c)(MelSpectrogram(c)(tones))
     assert abs(cent[0] - 300) < 60 and abs(cent[1] - 3000) < 400
     assert abs((energy[0] - energy[2]) - 2 * np.log(10)) < 0.05   # 20 dB quieter
+
+
+def test_learning_rate_halves_smoothly_and_depends_on_the_step_alone():
+    from types import SimpleNamespace
+
+    from sonolatent.training.tasks import VAETask, VAETrainConfig, VocoderTrainConfig
+
+    p = torch.nn.Parameter(torch.zeros(1))
+    for tcfg, lr0 in ((VAETrainConfig(lr=1e-3, lr_half_life=1000), 1e-3),
+                      (VocoderTrainConfig(lr=4e-4, lr_half_life=1000), 4e-4)):
+        opts = {"opt": torch.optim.AdamW([p], lr=123.0)}   # e.g. a resumed optimizer's saved rate
+        task = SimpleNamespace(tcfg=tcfg, optimizers=lambda: opts)
+        for step, want in ((0, lr0), (500, lr0 / 2 ** 0.5), (1000, lr0 / 2), (3000, lr0 / 8)):
+            VAETask.schedule(task, step)
+            assert abs(opts["opt"].param_groups[0]["lr"] - want) < 1e-12
+    opts = {"opt": torch.optim.AdamW([p], lr=123.0)}
+    VAETask.schedule(SimpleNamespace(tcfg=VAETrainConfig(lr=2e-3), optimizers=lambda: opts), 10 ** 6)
+    assert opts["opt"].param_groups[0]["lr"] == 2e-3   # 0: constant
