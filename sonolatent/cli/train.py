@@ -72,8 +72,9 @@ def register(sub) -> None:
         else:
             k.add_argument("--dim", type=int, metavar="N", help="backbone width (default: 192)")
             k.add_argument("--layers", type=int, metavar="N", help="ConvNeXt blocks (default: 8)")
-            k.add_argument("--mel-prior", action="store_const", const=True,
-                           help="predict the magnitude as a correction to the mel's own envelope")
+            k.add_argument("--no-mel-prior", dest="mel_prior", action="store_const", const=False,
+                           help="predict the whole magnitude, not a correction to the mel's own envelope "
+                                "(the layout of vocoders made before it)")
             k.add_argument("--segment", type=int, metavar="SAMPLES",
                            help="samples per training crop, at least 4096 (default: 16384, 0.37 s)")
             k.add_argument("--vae", metavar="DIR",

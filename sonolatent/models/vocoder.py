@@ -35,7 +35,7 @@ class VocoderConfig:
     istft_n_fft: int = 1024    # must be >= 4 * (hop_length / upsample)
     input_offset: float = -5.0  # log-mel is shifted and scaled before the first layer
     input_scale: float = 2.5
-    mel_prior: bool = False     # log-magnitude = mel envelope (fixed map) + the network's correction
+    mel_prior: bool = True      # log-magnitude = mel envelope (fixed map) + the network's correction
 
     def __post_init__(self):
         check_positive(self, "vocoder", ("dim", "mlp_ratio", "n_layers", "kernel_size", "upsample", "istft_n_fft",

@@ -87,8 +87,8 @@ def test_vocoder_learns_from_a_vae_decoder_too(dataset, tmp_path, capsys):
 
 
 def test_vae_morph_term_and_vocoder_mel_prior_train(dataset, tmp_path):
-    """``--interp-weight``: the VAE trains and validates the morph term; ``--mel-prior`` is saved
-    with the vocoder and loads back."""
+    """``--interp-weight``: the VAE trains and validates the morph term; the vocoder's mel prior
+    (on by default, ``--no-mel-prior`` turns it off) is saved with it and loads back."""
     run = tmp_path / "rv"
     assert main(["train", "vae", "--data", str(dataset), "--out", str(tmp_path / "vae"), "--run-dir", str(run),
                  "--no-progress", "--valid-every", "2", "--interp-weight", "0.5", "--max-steps", "2"] + TINY_VAE) == 0
@@ -98,9 +98,9 @@ def test_vae_morph_term_and_vocoder_mel_prior_train(dataset, tmp_path):
     _, meta = load_checkpoint(tmp_path / "vae", "vae")
     assert meta["provenance"]["train"]["interp_weight"] == 0.5
     assert main(["train", "vocoder", "--data", str(dataset), "--out", str(tmp_path / "voc"), "--run-dir",
-                 str(tmp_path / "rc"), "--no-progress", "--mel-prior", "--max-steps", "1"] + TINY_VOC) == 0
+                 str(tmp_path / "rc"), "--no-progress", "--no-mel-prior", "--max-steps", "1"] + TINY_VOC) == 0
     voc, _ = load_checkpoint(tmp_path / "voc", "vocoder")
-    assert voc.config.mel_prior
+    assert not voc.config.mel_prior and not hasattr(voc, "envelope")
 
 
 def test_time_budget_stops_and_saves(dataset, tmp_path):
