@@ -75,8 +75,6 @@ def register(sub) -> None:
             k.add_argument("--no-mel-prior", dest="mel_prior", action="store_const", const=False,
                            help="predict the whole magnitude, not a correction to the mel's own envelope "
                                 "(the layout of vocoders made before it)")
-            k.add_argument("--phase-advance", action="store_const", const=True,
-                           help="predict each frame's phase advance (summed over frames) instead of the phase")
             k.add_argument("--segment", type=int, metavar="SAMPLES",
                            help="samples per training crop, at least 4096 (default: 16384, 0.37 s)")
             k.add_argument("--vae", metavar="DIR",
@@ -153,8 +151,7 @@ def run(args) -> int:
                                   "lr_half_life": "lr_half_life"})
     else:
         mcls, tcls, task_cls = VocoderConfig, VocoderTrainConfig, VocoderTask
-        model_over = _pick(args, {"dim": "dim", "layers": "n_layers", "mel_prior": "mel_prior",
-                                   "phase_advance": "phase_advance"})
+        model_over = _pick(args, {"dim": "dim", "layers": "n_layers", "mel_prior": "mel_prior"})
         train_over = _pick(args, {"batch_size": "batch_size", "lr": "lr", "segment": "segment",
                                   "gan_start": "gan_start", "vae_share": "vae_share",
                                   "lr_half_life": "lr_half_life"})

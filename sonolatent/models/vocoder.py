@@ -5,9 +5,7 @@ predicts ``upsample`` short-time spectra (magnitude and phase) per mel frame
 and overlap-adds them. With ``mel_prior`` the predicted log-magnitude is a
 correction to the mel's own envelope mapped back onto the STFT bins (a fixed
 matrix), so the network spends its width on harmonic detail and phase rather
-than on re-deriving the envelope. With ``phase_advance`` it predicts how far
-each bin's phase turns per frame (an instantaneous frequency) instead of the
-phase itself, so a steady partial needs only a steady output. Nothing looks ahead, so the only delay is the
+than on re-deriving the envelope. Nothing looks ahead, so the only delay is the
 overlap-add's ``istft_n_fft // 2`` samples.
 
 Shapes: ``forward(mel)``: ``(B, n_mels, T)`` -> ``(B, T * hop_length)``.
@@ -17,7 +15,6 @@ Streaming: ``stream(mel_chunk, state)`` returns the samples that are final;
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -39,7 +36,6 @@ class VocoderConfig:
     input_offset: float = -5.0  # log-mel is shifted and scaled before the first layer
     input_scale: float = 2.5
     mel_prior: bool = True      # log-magnitude = mel envelope (fixed map) + the network's correction
-    phase_advance: bool = False  # the network predicts each frame's phase advance, summed over frames
 
     def __post_init__(self):
         check_positive(self, "vocoder", ("dim", "mlp_ratio", "n_layers", "kernel_size", "upsample", "istft_n_fft",
@@ -95,9 +91,6 @@ class Vocoder(nn.Module):
         if config.mel_prior:   # fixed (derived from the mel definition), so not part of the weights
             env = torch.from_numpy(mel_envelope_matrix(mel_config, config.istft_n_fft))
             self.register_buffer("envelope", env, persistent=False)
-        if config.phase_advance:   # pi * bin: every bin's frame-start phase of a pulse at the frame's centre
-            k = torch.arange(self.n_bins, dtype=torch.float64)
-            self.register_buffer("centre", torch.remainder(math.pi * k, 2 * math.pi), persistent=False)
 
     @property
     def delay(self) -> int:
@@ -119,28 +112,9 @@ class Vocoder(nn.Module):
             env = torch.matmul(self.envelope, torch.exp(mel))                     # (B, bins, T)
             prior = torch.log(env.clamp(min=self.mel_config.log_floor)).transpose(1, 2)
             logmag = logmag + torch.repeat_interleave(prior, c.upsample, dim=1)
-        if c.phase_advance:
-            phase = self._integrate(phase, state)
         mag = torch.exp(torch.clamp(logmag, max=6.0))
         spec = torch.polar(mag, phase)  # (B, T*up, bins)
         return spec.transpose(1, 2)
-
-    def _integrate(self, advance: torch.Tensor, state: StreamState | None) -> torch.Tensor:
-        """Phases ``(B, frames, bins)`` from the network's per-frame phase advances: each bin's
-        phase is the sum of its advances so far, plus pi times the bin (so that bins with equal
-        sums make a partial centred in the frame, where the window is). A steady partial is
-        then a steady output (equal advances across its bins, its frequency times the hop),
-        which a time-invariant network can hold; an absolute phase it cannot, as that must
-        turn with time. Summed in float64 and wrapped, so a stream of any length stays exact
-        and chunked output equals whole output."""
-        phase = torch.cumsum(advance.double(), dim=1)
-        if state is not None:
-            last = state.get(self)
-            if last is not None:
-                phase = phase + last[:, None, :]
-            if phase.shape[1]:
-                state.set(self, torch.remainder(phase[:, -1], 2 * math.pi))
-        return torch.remainder(phase + self.centre, 2 * math.pi).to(advance.dtype)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         return self.ola(self.spectra(mel))

@@ -98,10 +98,9 @@ def test_vae_morph_term_and_vocoder_mel_prior_train(dataset, tmp_path):
     _, meta = load_checkpoint(tmp_path / "vae", "vae")
     assert meta["provenance"]["train"]["interp_weight"] == 0.5
     assert main(["train", "vocoder", "--data", str(dataset), "--out", str(tmp_path / "voc"), "--run-dir",
-                 str(tmp_path / "rc"), "--no-progress", "--no-mel-prior", "--phase-advance", "--max-steps", "1"]
-                + TINY_VOC) == 0
+                 str(tmp_path / "rc"), "--no-progress", "--no-mel-prior", "--max-steps", "1"] + TINY_VOC) == 0
     voc, _ = load_checkpoint(tmp_path / "voc", "vocoder")
-    assert not voc.config.mel_prior and not hasattr(voc, "envelope") and voc.config.phase_advance
+    assert not voc.config.mel_prior and not hasattr(voc, "envelope")
 
 
 def test_time_budget_stops_and_saves(dataset, tmp_path):
