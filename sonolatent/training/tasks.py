@@ -182,7 +182,7 @@ def stretch_crops(mel: torch.Tensor, frames: int, rng: np.random.Generator, prob
 
 
 class SpectralShape(torch.nn.Module):
-    """Spectral centroid (Hz) and log energy of log-mels ``(B, n_mels, T)``, over the whole crop.
+    """Per-frame spectral centroid (Hz) and log energy of log-mels ``(B, n_mels, T)`` -> two ``(B, T)``.
 
     Each band's power is weighted by its bandwidth, so the figures approximate
     those of the linear spectrum the mel came from (what a listener, and the
@@ -199,9 +199,9 @@ class SpectralShape(torch.nn.Module):
         self.register_buffer("widths", torch.tensor(f[2:] - f[:-2], dtype=torch.float32), persistent=False)
 
     def forward(self, logmel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        power = (torch.exp(2.0 * logmel) * self.widths[:, None]).mean(-1)   # (B, n_mels)
-        total = power.sum(-1).clamp(min=1e-12)
-        return (power * self.freqs).sum(-1) / total, torch.log(total)
+        power = torch.exp(2.0 * logmel) * self.widths[:, None]          # (B, n_mels, T)
+        total = power.sum(1).clamp(min=1e-20)
+        return (power * self.freqs[:, None]).sum(1) / total, torch.log(total)
 
 
 def blend_latents(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, center: torch.Tensor,
@@ -277,22 +277,27 @@ class VAETask(_Task):
         self.opt.step()
         return out
 
-    def interp_error(self, rec, mu, t, spherical: bool, net=None):
+    def interp_error(self, rec, mu, t, spherical: bool, net=None, warmup: int = 8):
         """How far the decoded blends of each crop with the next one (in the batch) stray from
-        moving in proportion: the centroid's error relative to the pair's own spread (plus
-        500 Hz, so near-equal pairs count without dominating), and the log energy's error.
-        The ends (``rec``, decoded from the same latents) are the targets, held fixed."""
+        moving in proportion, frame by frame: the centroid's error relative to the pair's own
+        spread (plus 500 Hz, so near-equal pairs count without dominating) and the log energy's
+        error. Frames are weighted by the ends' loudness, held fixed, so the blend cannot buy a
+        better figure with a loud burst somewhere; the decoder's first ``warmup`` frames (no
+        history yet) are left out. The ends (``rec``) are the targets, held fixed."""
         m = net or _unwrap(self.model)
         other = torch.roll(torch.arange(mu.shape[0]), 1)
         z = blend_latents(mu, mu[other], t, m.pca_mean.detach(), spherical)
-        mix = m.decode(z, rec.shape[-1])
+        mix = m.decode(z, rec.shape[-1])[..., warmup:]
         with torch.no_grad():
-            ca, la = self.shape(rec)
-            want_c = ca + t * (ca[other] - ca)
-            want_l = la + t * (la[other] - la)
-            spread = (ca[other] - ca).abs() + 500.0
-        c, energy = self.shape(mix)
-        return ((c - want_c).abs() / spread).mean() + 0.1 * (energy - want_l).abs().mean()
+            ca, ea = self.shape(rec[..., warmup:])
+            cb, eb = ca[other], ea[other]
+            tt = t[:, None]
+            want_c, want_e = ca + tt * (cb - ca), ea + tt * (eb - ea)
+            spread = (cb - ca).abs() + 500.0
+            w = torch.exp(0.5 * ea) + torch.exp(0.5 * eb)             # the ends' loudness (magnitude)
+            w = w / w.sum(-1, keepdim=True)
+        c, e = self.shape(mix)
+        return ((w * (c - want_c).abs() / spread).sum(-1) + 0.1 * (w * (e - want_e).abs()).sum(-1)).mean()
 
     @torch.no_grad()
     def validate(self):

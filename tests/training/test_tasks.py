@@ -73,8 +73,34 @@ def test_spectral_shape_finds_a_tones_centroid_and_level():
     tones = torch.stack([0.5 * torch.sin(2 * torch.pi * f * t) for f in (300.0, 3000.0)])
     tones = torch.cat([tones, tones[:1] * 0.1])
     cent, energy = SpectralShape(c)(MelSpectrogram(c)(tones))
-    assert abs(cent[0] - 300) < 60 and abs(cent[1] - 3000) < 400
-    assert abs((energy[0] - energy[2]) - 2 * np.log(10)) < 0.05   # 20 dB quieter
+    assert cent.shape == energy.shape == (3, 87)                 # frame by frame
+    assert abs(cent[0, 40] - 300) < 60 and abs(cent[1, 40] - 3000) < 400
+    assert abs((energy[0, 40] - energy[2, 40]) - 2 * np.log(10)) < 0.05   # 20 dB quieter
+
+
+def test_the_morph_term_cannot_be_bought_with_a_burst():
+    """A blend that sits exactly between its ends scores ~0; the same blend with one loud frame
+    (what a decoder could learn to emit to drag a crop-wide average) scores worse, not better."""
+    from types import SimpleNamespace
+
+    from sonolatent.audio.mel import MelConfig, MelSpectrogram
+    from sonolatent.training.tasks import SpectralShape, VAETask
+
+    c = MelConfig()
+    t = torch.arange(c.sample_rate) / c.sample_rate
+    rec = MelSpectrogram(c)(torch.stack([0.3 * torch.sin(2 * torch.pi * 500 * t)] * 2))   # equal ends
+    mu = torch.zeros(2, 4, rec.shape[-1] // 4)
+
+    def score(mix):
+        net = SimpleNamespace(pca_mean=torch.zeros(4), decode=lambda z, n: mix)
+        task = SimpleNamespace(shape=SpectralShape(c))
+        return float(VAETask.interp_error(task, rec, mu, torch.full((2,), 0.5), True, net=net))
+
+    assert score(rec.clone()) < 1e-4
+    burst = rec.clone()
+    burst[:, 60, 50] = 4.0
+    assert score(burst) > 0.05
+
 
 
 def test_learning_rate_halves_smoothly_and_depends_on_the_step_alone():
