@@ -17,10 +17,13 @@ steps (each one a sonolatent command you can also run by hand):
                      8 drum kits; 10% of programs and kits held out for validation
   2. dataset folder  the real drum recordings of Debian's hydrogen-drumkits (if installed),
                      whole kits held out for validation
-  3. train vae       25% of the budget (half of the crops time-stretched 0.5-4x)
-  4. train vocoder   45% of the budget (mel + multi-resolution STFT losses; half of the crops
-                     vocoded from the new VAE's decoded mel, the path the instrument plays)
-  5. train vocoder   30% of the budget, resumed with the adversarial stage
+  3. train vae       30% of the budget (half of the crops time-stretched 0.5-4x)
+  4. train vae       15% more, resumed with the morph term (--interp-weight 0.2) and a
+                     decaying learning rate
+  5. train vocoder   40% of the budget (mel prior; mel + multi-resolution STFT losses; 30% of
+                     the crops vocoded from the new VAE's decoded mel, the path the instrument
+                     plays; decaying learning rate)
+  6. train vocoder   15% more, resumed with the adversarial stage
 The default budget (180 min) fits 2 CPU cores; give a GPU machine more. Interrupted? Run the
 same command with --resume: finished datasets are kept and training continues from its state."""
 
@@ -93,10 +96,13 @@ def _steps(args, step, data: Path, runs: Path, out: Path) -> None:
     vae_run, voc_run = runs / "vae-recipe", runs / "vocoder-recipe"
     resume_vae = ["--resume"] if args.resume and (vae_run / "run.json").is_file() else []
     step(["train", "vae", *data_args, "--out", str(out / "vae"), "--run-dir", str(vae_run),
-          "--max-minutes", f"{0.25 * m:.2f}", "--kl-warmup", "3000", *common, *resume_vae])
+          "--max-minutes", f"{0.30 * m:.2f}", "--kl-warmup", "3000", *common, *resume_vae])
+    step(["train", "vae", *data_args, "--out", str(out / "vae"), "--run-dir", str(vae_run),   # the morph term
+          "--max-minutes", f"{0.45 * m:.2f}", "--resume", "--interp-weight", "0.2", "--lr-half-life", "20000",
+          *common])
     resume_voc = ["--resume"] if args.resume and (voc_run / "run.json").is_file() else []
-    vae_mels = ["--vae", str(out / "vae")]   # half the crops through the new VAE's decoder
+    vae_mels = ["--vae", str(out / "vae"), "--vae-share", "0.3"]   # some crops through the new VAE's decoder
     step(["train", "vocoder", *data_args, "--out", str(out / "vocoder"), "--run-dir", str(voc_run),
-          "--max-minutes", f"{0.45 * m:.2f}", *vae_mels, *common, *resume_voc])
+          "--max-minutes", f"{0.40 * m:.2f}", "--lr-half-life", "15000", *vae_mels, *common, *resume_voc])
     step(["train", "vocoder", *data_args, "--out", str(out / "vocoder"), "--run-dir", str(voc_run),
-          "--max-minutes", f"{0.75 * m:.2f}", "--resume", "--adversarial", *common])
+          "--max-minutes", f"{0.55 * m:.2f}", "--resume", "--adversarial", *common])

@@ -116,3 +116,21 @@ def test_recipe_stops_at_the_first_step_that_fails_or_is_interrupted(tmp_path, m
     assert rc == expect and calls == [["dataset", "sf2"]]
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and ("--resume" in err if status > 128 else "failed" in err), err
+
+
+def test_recipe_runs_its_documented_steps_in_order(tmp_path, monkeypatch):
+    """The recipe's steps, each a sonolatent command: datasets, the VAE and then its morph-term stage,
+    the vocoder (from the new VAE's decoded mels too) and then its adversarial stage."""
+    import sonolatent.cli.main as cli_main
+    calls = []
+    monkeypatch.setattr(cli_main, "main", lambda argv: calls.append(argv) or 0)
+    assert main(["recipe", "default", "--data-dir", str(tmp_path / "d"), "--runs-dir", str(tmp_path / "r"),
+                 "--out", str(tmp_path / "o"), "--minutes", "100"]) == 0
+    trains = [c for c in calls if c[0] == "train"]
+    assert [c[:2] for c in calls if c[0] == "dataset"][0] == ["dataset", "sf2"]
+    assert [c[1] for c in trains] == ["vae", "vae", "vocoder", "vocoder"]
+    budgets = [float(c[c.index("--max-minutes") + 1]) for c in trains]
+    assert budgets == sorted(budgets[:2]) + sorted(budgets[2:]) and budgets[1] + budgets[3] == 100
+    assert "--interp-weight" in trains[1] and "--resume" in trains[1]
+    assert trains[2][trains[2].index("--vae") + 1] == str(tmp_path / "o" / "vae")
+    assert "--adversarial" in trains[3] and "--resume" in trains[3]
