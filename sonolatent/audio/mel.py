@@ -103,6 +103,12 @@ def config_from_dict(cls, d: dict, what: str):
         raise ConfigError(f"{what}: {e}") from None
 
 
+def mel_filterbank(config: MelConfig) -> np.ndarray:
+    """The mel filterbank ``(n_mels, n_fft // 2 + 1)`` of the project's one mel definition."""
+    return librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels, fmin=config.fmin,
+                               fmax=config.fmax, htk=config.mel_scale == "htk", norm="slaney")
+
+
 def mel_envelope_matrix(config: MelConfig, n_fft: int) -> np.ndarray:
     """``(n_fft // 2 + 1, n_mels)``: a non-negative map from a linear-magnitude mel
     back to a smooth magnitude envelope on the bins of an ``n_fft``-point STFT.
@@ -113,8 +119,7 @@ def mel_envelope_matrix(config: MelConfig, n_fft: int) -> np.ndarray:
     their nearest covered neighbour's row. It is a prior, not an inverse: the
     detail inside a band (harmonics) is left to whoever uses it.
     """
-    fb = librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels, fmin=config.fmin,
-                             fmax=config.fmax, htk=config.mel_scale == "htk", norm="slaney").astype(np.float64)
+    fb = mel_filterbank(config).astype(np.float64)
     cover = fb.sum(axis=0)                                     # (bins,)
     rows = fb.T / np.where(cover > 0, cover, 1.0)[:, None]     # each bin: its bands' weights, summing to 1
     weights = rows / fb.sum(axis=1)[None, :]                   # a flat spectrum gives band value = filter sum
@@ -132,15 +137,7 @@ class MelSpectrogram(torch.nn.Module):
     def __init__(self, config: MelConfig = MelConfig()):
         super().__init__()
         self.config = config
-        fb = librosa.filters.mel(
-            sr=config.sample_rate,
-            n_fft=config.n_fft,
-            n_mels=config.n_mels,
-            fmin=config.fmin,
-            fmax=config.fmax,
-            htk=config.mel_scale == "htk",
-            norm="slaney",
-        )
+        fb = mel_filterbank(config)
         self.register_buffer("filterbank", torch.from_numpy(fb.astype(np.float32)), persistent=False)
         self.register_buffer("window", torch.hann_window(config.n_fft), persistent=False)
 
