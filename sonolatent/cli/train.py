@@ -72,6 +72,16 @@ def register(sub) -> None:
         else:
             k.add_argument("--dim", type=int, metavar="N", help="backbone width (default: 192)")
             k.add_argument("--layers", type=int, metavar="N", help="ConvNeXt blocks (default: 8)")
+            k.add_argument("--istft-n-fft", type=int, metavar="N",
+                           help="inverse-STFT size of the head (default: 1024)")
+            k.add_argument("--upsample", type=int, metavar="N",
+                           help="inverse-STFT frames per mel frame; hop = mel hop / N (default: 2)")
+            k.add_argument("--prior-iters", type=int, metavar="N",
+                           help="sharpen the mel prior with N non-negative least-squares steps, so its own mel "
+                                "matches the input (needs --istft-n-fft = the mel's n_fft, 2048; default: 0)")
+            k.add_argument("--mel-weight", type=float, metavar="W", help="weight of the log-mel L1 loss (default: 1)")
+            k.add_argument("--stft-weight", type=float, metavar="W",
+                           help="weight of the multi-resolution STFT loss (default: 1)")
             k.add_argument("--no-mel-prior", dest="mel_prior", action="store_const", const=False,
                            help="predict the whole magnitude, not a correction to the mel's own envelope "
                                 "(the layout of vocoders made before it)")
@@ -151,9 +161,12 @@ def run(args) -> int:
                                   "lr_half_life": "lr_half_life"})
     else:
         mcls, tcls, task_cls = VocoderConfig, VocoderTrainConfig, VocoderTask
-        model_over = _pick(args, {"dim": "dim", "layers": "n_layers", "mel_prior": "mel_prior"})
+        model_over = _pick(args, {"dim": "dim", "layers": "n_layers", "mel_prior": "mel_prior",
+                                  "istft_n_fft": "istft_n_fft", "upsample": "upsample",
+                                  "prior_iters": "prior_iters"})
         train_over = _pick(args, {"batch_size": "batch_size", "lr": "lr", "segment": "segment",
                                   "gan_start": "gan_start", "vae_share": "vae_share",
+                                  "mel_weight": "mel_weight", "stft_weight": "stft_weight",
                                   "lr_half_life": "lr_half_life"})
         if args.vae:
             read_config(args.vae)   # a missing or broken --vae is named before anything is created

@@ -87,20 +87,25 @@ class StreamingSynth:
         self.state = StreamState()
         self.frames_in = 0
 
-    @torch.no_grad()
+    @torch.inference_mode()   # cheaper per op than no_grad; the state never meets autograd
     def process(self, zf, semitones: float = 0.0) -> np.ndarray:
         z = torch.as_tensor(np.asarray(zf, dtype=np.float32))
         if z.ndim != 2 or z.shape[0] != self.latent_dim:
             raise ValueError(f"expected latents of shape ({self.latent_dim}, n), got {tuple(z.shape)}")
         if z.shape[1] == 0:
             return np.zeros(0, np.float32)
+        self.frames_in += z.shape[1]
+        if z.shape[1] == 1:   # the live engine's case: the single-frame path, same state, same output
+            mel = self.vae.decode_step(z[:, 0], self.state)
+            if semitones:
+                mel = self.transposer(mel[None, :, None], semitones)[0, :, 0]
+            return self.vocoder.step(mel, self.state).numpy()
         mel = self.vae.decode_frames(z[None], self.state)
         mel = self.transposer(mel, semitones)
         y = self.vocoder.stream(mel, self.state)
-        self.frames_in += z.shape[1]
         return y[0].numpy()
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def flush(self) -> np.ndarray:
         y = self.vocoder.flush(self.state)
         return y[0].numpy() if y.numel() else np.zeros(0, np.float32)

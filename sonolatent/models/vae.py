@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from ..audio.mel import MelConfig, check_positive, config_from_dict
 from ..errors import ConfigError
-from .streaming import CausalConv1d, ChannelLayerNorm, StreamState
+from .streaming import CausalConv1d, ChannelLayerNorm, StreamState, check_gelu, make_gelu
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class VAEConfig:
     mel_scale: float = 2.5
     mel_max: float = 4.0        # decoded log-mel is clamped to [log(log_floor), mel_max]
     dec_norm: bool = True       # per-frame LayerNorm in the decoder (keeps unfamiliar latent paths bounded)
+    gelu: str = "tanh"          # "tanh" (its approximation: 5x cheaper per frame live) or "exact" (erf)
 
     def __post_init__(self):
         check_positive(self, "vae", ("channels", "dec_layers", "dec_kernel", "mel_scale"))
@@ -49,6 +50,7 @@ class VAEConfig:
             raise ConfigError(f"vae: enc_blocks must be 0..2, got {self.enc_blocks}")
         if not 1 <= self.latent_dim <= 32:
             raise ConfigError(f"vae: latent_dim must be 1..32, got {self.latent_dim}")
+        check_gelu(self, "vae")
         if self.downsample not in (1, 2, 4, 8):
             raise ConfigError(f"vae: downsample must be 1, 2, 4 or 8, got {self.downsample}")
 
@@ -61,11 +63,11 @@ class VAEConfig:
 
 
 class ResBlock(nn.Module):
-    def __init__(self, c: int, dilation: int = 1):
+    def __init__(self, c: int, dilation: int = 1, gelu: str = "tanh"):
         super().__init__()
         self.net = nn.Sequential(
-            nn.GroupNorm(1, c), nn.GELU(), nn.Conv1d(c, c, 3, padding=dilation, dilation=dilation),
-            nn.GroupNorm(1, c), nn.GELU(), nn.Conv1d(c, c, 1),
+            nn.GroupNorm(1, c), make_gelu(gelu), nn.Conv1d(c, c, 3, padding=dilation, dilation=dilation),
+            nn.GroupNorm(1, c), make_gelu(gelu), nn.Conv1d(c, c, 1),
         )
 
     def forward(self, x):
@@ -76,15 +78,22 @@ class CausalResLayer(nn.Module):
     """Pre-norm causal residual layer. The norm (when on) is per frame, so it streams statelessly
     and bounds what each layer adds to the residual stream, whatever the latent path."""
 
-    def __init__(self, c: int, kernel: int, dilation: int, norm: bool = True):
+    def __init__(self, c: int, kernel: int, dilation: int, norm: bool = True, gelu: str = "tanh"):
         super().__init__()
         self.norm = ChannelLayerNorm(c) if norm else nn.Identity()
         self.conv = CausalConv1d(c, c, kernel, dilation=dilation)
-        self.act = nn.GELU()
+        self.act = make_gelu(gelu)
         self.proj = CausalConv1d(c, c, 1)  # a 1x1 conv; this class streams it as one matmul
 
     def forward(self, x, state: StreamState | None = None):
         return x + self.proj(self.act(self.conv(self.act(self.norm(x)), state)), state)
+
+    def step(self, x: torch.Tensor, state: StreamState) -> torch.Tensor:
+        """One frame ``(C,)`` of one stream (see :mod:`.streaming`)."""
+        h = self.norm.step(x) if isinstance(self.norm, ChannelLayerNorm) else x
+        a = self.act.approximate
+        h = F.gelu(self.conv.step(F.gelu(h, approximate=a), state), approximate=a)
+        return torch.addmv(x + self.proj.bias, self.proj._flat_weight(), h)
 
 
 def latents_to_frames(z: torch.Tensor, n_frames: int, downsample: int) -> torch.Tensor:
@@ -111,18 +120,19 @@ class MelVAE(nn.Module):
         c, n_mels, D = config.channels, mel_config.n_mels, config.latent_dim
         n_down = int(math.log2(config.downsample))
         enc = [nn.Conv1d(n_mels, c, 5, padding=2)]
+        g = config.gelu
         for _ in range(n_down):
-            enc += [ResBlock(c, d) for d in (1, 3)[: config.enc_blocks]]
-            enc += [nn.GroupNorm(1, c), nn.GELU(), nn.Conv1d(c, c, 4, stride=2, padding=1)]
-        enc += [ResBlock(c, d) for d in (1, 3)[: config.enc_blocks]]
-        enc += [nn.GroupNorm(1, c), nn.GELU(), nn.Conv1d(c, 2 * D, 3, padding=1)]
+            enc += [ResBlock(c, d, g) for d in (1, 3)[: config.enc_blocks]]
+            enc += [nn.GroupNorm(1, c), make_gelu(g), nn.Conv1d(c, c, 4, stride=2, padding=1)]
+        enc += [ResBlock(c, d, g) for d in (1, 3)[: config.enc_blocks]]
+        enc += [nn.GroupNorm(1, c), make_gelu(g), nn.Conv1d(c, 2 * D, 3, padding=1)]
         self.encoder = nn.Sequential(*enc)
         self.dec_in = CausalConv1d(D, c, config.dec_kernel)
         self.dec_layers = nn.ModuleList(
-            CausalResLayer(c, config.dec_kernel, 2 ** (i % 4), config.dec_norm) for i in range(config.dec_layers)
+            CausalResLayer(c, config.dec_kernel, 2 ** (i % 4), config.dec_norm, g) for i in range(config.dec_layers)
         )
         self.dec_norm = ChannelLayerNorm(c) if config.dec_norm else nn.Identity()
-        self.dec_act = nn.GELU()
+        self.dec_act = make_gelu(g)
         self.dec_out = CausalConv1d(c, n_mels, config.dec_kernel)
         self.register_buffer("pca_mean", torch.zeros(D))
         self.register_buffer("pca_components", torch.eye(D))
@@ -176,6 +186,17 @@ class MelVAE(nn.Module):
         # Bound what reaches the vocoder to what audio can have: on latent paths far from
         # training (e.g. some time-stretched trajectories) the decoder can run away.
         return mel.clamp(math.log(self.mel_config.log_floor), self.config.mel_max)
+
+    def decode_step(self, z: torch.Tensor, state: StreamState) -> torch.Tensor:
+        """One mel-rate latent frame ``(D,)`` -> log-mel ``(n_mels,)``: :meth:`decode_frames` for a
+        single frame of one stream, with the same state and output."""
+        h = self.dec_in.step(z, state)
+        for layer in self.dec_layers:
+            h = layer.step(h, state)
+        h = self.dec_norm.step(h) if isinstance(self.dec_norm, ChannelLayerNorm) else h
+        out = self.dec_out.step(F.gelu(h, approximate=self.dec_act.approximate), state)
+        c = self.config
+        return out.mul_(c.mel_scale).add_(c.mel_offset).clamp_(math.log(self.mel_config.log_floor), c.mel_max)
 
     def decode(self, z: torch.Tensor, n_frames: int | None = None) -> torch.Tensor:
         """Latent-rate latents ``(B, D, L)`` -> log-mel ``(B, n_mels, n_frames)`` (default ``L * ds``)."""

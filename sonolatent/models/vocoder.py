@@ -19,10 +19,11 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from ..audio.mel import MelConfig, check_positive, config_from_dict, mel_envelope_matrix
+from ..audio.mel import MelConfig, check_positive, config_from_dict, mel_envelope_matrix, mel_filterbank
 from ..errors import ConfigError
-from .streaming import CausalConv1d, ChannelLayerNorm, OverlapAdd, StreamState
+from .streaming import CausalConv1d, ChannelLayerNorm, OverlapAdd, StreamState, check_gelu, make_gelu
 
 
 @dataclass(frozen=True)
@@ -36,10 +37,16 @@ class VocoderConfig:
     input_offset: float = -5.0  # log-mel is shifted and scaled before the first layer
     input_scale: float = 2.5
     mel_prior: bool = True      # log-magnitude = mel envelope (fixed map) + the network's correction
+    gelu: str = "tanh"          # "tanh" (its approximation: 5x cheaper per frame live) or "exact" (erf)
+    prior_iters: int = 0        # refine the mel prior so that its own mel matches the input (needs istft_n_fft
+    #                             == the mel's n_fft): multiplicative non-negative least-squares steps
 
     def __post_init__(self):
         check_positive(self, "vocoder", ("dim", "mlp_ratio", "n_layers", "kernel_size", "upsample", "istft_n_fft",
                                          "input_scale"))
+        check_gelu(self, "vocoder")
+        if self.prior_iters < 0:
+            raise ConfigError(f"vocoder: prior_iters must be 0 or more, got {self.prior_iters}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -50,12 +57,12 @@ class VocoderConfig:
 
 
 class ConvNeXtBlock(nn.Module):
-    def __init__(self, dim: int, hidden: int, kernel_size: int, layer_scale: float):
+    def __init__(self, dim: int, hidden: int, kernel_size: int, layer_scale: float, gelu: str = "tanh"):
         super().__init__()
         self.dwconv = CausalConv1d(dim, dim, kernel_size, groups=dim)
         self.norm = nn.LayerNorm(dim)
         self.pw1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
+        self.act = make_gelu(gelu)
         self.pw2 = nn.Linear(hidden, dim)
         self.gamma = nn.Parameter(torch.full((dim,), layer_scale))
 
@@ -63,6 +70,14 @@ class ConvNeXtBlock(nn.Module):
         h = self.dwconv(x, state).transpose(1, 2)
         h = self.pw2(self.act(self.pw1(self.norm(h))))
         return x + (self.gamma * h).transpose(1, 2)
+
+    def step(self, x: torch.Tensor, state: StreamState) -> torch.Tensor:
+        """One frame ``(C,)`` of one stream (see :mod:`.streaming`)."""
+        h = self.dwconv.step(x, state)
+        h = F.layer_norm(h, self.norm.normalized_shape, self.norm.weight, self.norm.bias, self.norm.eps)
+        h = F.gelu(torch.addmv(self.pw1.bias, self.pw1.weight, h), approximate=self.act.approximate)
+        h = torch.addmv(self.pw2.bias, self.pw2.weight, h)
+        return torch.addcmul(x, self.gamma, h)
 
 
 class Vocoder(nn.Module):
@@ -81,7 +96,7 @@ class Vocoder(nn.Module):
         self.embed = CausalConv1d(mel_config.n_mels, d, config.kernel_size)
         self.norm_in = ChannelLayerNorm(d)
         self.blocks = nn.ModuleList(
-            ConvNeXtBlock(d, int(d * config.mlp_ratio), config.kernel_size, 1.0 / config.n_layers)
+            ConvNeXtBlock(d, int(d * config.mlp_ratio), config.kernel_size, 1.0 / config.n_layers, config.gelu)
             for _ in range(config.n_layers)
         )
         self.norm_out = nn.LayerNorm(d)
@@ -91,6 +106,13 @@ class Vocoder(nn.Module):
         if config.mel_prior:   # fixed (derived from the mel definition), so not part of the weights
             env = torch.from_numpy(mel_envelope_matrix(mel_config, config.istft_n_fft))
             self.register_buffer("envelope", env, persistent=False)
+        if config.prior_iters:
+            if not config.mel_prior or config.istft_n_fft != mel_config.n_fft:
+                raise ConfigError(f"vocoder: prior_iters needs mel_prior and istft_n_fft = the mel's n_fft "
+                                  f"({mel_config.n_fft})")
+            fb = torch.from_numpy(mel_filterbank(mel_config))
+            self.register_buffer("filterbank", fb, persistent=False)            # (n_mels, bins)
+            self.register_buffer("filterbank_t", fb.T.contiguous(), persistent=False)
 
     @property
     def delay(self) -> int:
@@ -109,12 +131,44 @@ class Vocoder(nn.Module):
         h = h.reshape(B, T * c.upsample, 2, self.n_bins)
         logmag, phase = h[:, :, 0], h[:, :, 1]
         if c.mel_prior:   # the network only corrects the mel's own spectral envelope
-            env = torch.matmul(self.envelope, torch.exp(mel))                     # (B, bins, T)
-            prior = torch.log(env.clamp(min=self.mel_config.log_floor)).transpose(1, 2)
+            prior = torch.log(self._prior(torch.exp(mel)).clamp(min=self.mel_config.log_floor)).transpose(1, 2)
             logmag = logmag + torch.repeat_interleave(prior, c.upsample, dim=1)
         mag = torch.exp(torch.clamp(logmag, max=6.0))
         spec = torch.polar(mag, phase)  # (B, T*up, bins)
         return spec.transpose(1, 2)
+
+    def _prior(self, e: torch.Tensor) -> torch.Tensor:
+        """Linear mel ``(..., n_mels[, T])`` -> magnitude prior on the STFT bins ``(..., bins[, T])``.
+
+        The envelope map spreads each band over its bins; ``prior_iters`` multiplicative
+        updates (NNLS for ``filterbank @ s = e``, s >= 0) then move it towards a spectrum
+        whose own mel is the input, sharpening what the map blurs across neighbouring bands.
+        """
+        s = torch.matmul(self.envelope, e)
+        if self.config.prior_iters:
+            target = torch.matmul(self.filterbank_t, e)
+            for _ in range(self.config.prior_iters):
+                s = s * target / torch.matmul(self.filterbank_t, torch.matmul(self.filterbank, s)).clamp(min=1e-9)
+        return s
+
+    def step_spectra(self, mel: torch.Tensor, state: StreamState) -> torch.Tensor:
+        """:meth:`spectra` for one frame ``(n_mels,)`` of one stream -> ``(n_bins, upsample)``."""
+        c = self.config
+        x = self.norm_in.step(self.embed.step(torch.sub(mel, c.input_offset).div_(c.input_scale), state))
+        for blk in self.blocks:
+            x = blk.step(x, state)
+        n = self.norm_out
+        h = torch.addmv(self.head.bias, self.head.weight,
+                        F.layer_norm(x, n.normalized_shape, n.weight, n.bias, n.eps))
+        h = h.view(c.upsample, 2, self.n_bins)
+        logmag, phase = h[:, 0], h[:, 1]
+        if c.mel_prior:
+            logmag = logmag + self._prior(torch.exp(mel)).clamp_(min=self.mel_config.log_floor).log_()
+        return torch.polar(torch.exp(logmag.clamp(max=6.0)), phase).T
+
+    def step(self, mel: torch.Tensor, state: StreamState) -> torch.Tensor:
+        """:meth:`stream` for one frame ``(n_mels,)`` of one stream -> ``(m,)`` samples."""
+        return self.ola(self.step_spectra(mel, state)[None], state)[0]
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         return self.ola(self.spectra(mel))

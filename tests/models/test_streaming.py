@@ -95,3 +95,70 @@ def test_synth_chunking_invariant_and_reports_delay(tiny_bundle_dir):
     assert y.shape == whole.shape == (60 * 512,)
     assert np.abs(y - whole).max() <= 1e-4
     assert synth.delay == bundle.delay == 512
+
+
+def _mixed(total, rng, hi):
+    """Chunks where about half are single frames (the live engine's case)."""
+    for s in _chunks(total, rng, hi):
+        if rng.random() < 0.5:
+            yield from (slice(i, i + 1) for i in range(s.start, s.stop))
+        else:
+            yield s
+
+
+@pytest.mark.parametrize("groups,dilation,kernel", [(1, 1, 3), (1, 4, 3), (6, 1, 7), (3, 2, 5), (1, 1, 1)])
+def test_causal_conv_single_frame_step_shares_state_with_chunks(groups, dilation, kernel):
+    torch.manual_seed(groups + dilation)
+    conv = CausalConv1d(6, 6, kernel, dilation=dilation, groups=groups).eval()
+    x = torch.randn(1, 6, 50)
+    with torch.no_grad():
+        ref = conv(x)
+        st = StreamState()
+        out = []
+        for s in _mixed(50, np.random.default_rng(0), 6):
+            out.append(conv.step(x[0, :, s.start], st)[None, :, None] if s.stop - s.start == 1
+                       else conv(x[..., s], st))
+    y = torch.cat(out, -1)
+    assert y.shape == ref.shape and (y - ref).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("seed,mel_prior,upsample,n_fft,iters", [(0, False, 2, 1024, 0), (1, True, 2, 1024, 0),
+                                                                 (2, True, 1, 2048, 0), (3, True, 1, 2048, 3)])
+def test_vocoder_single_frame_step_equals_offline(seed, mel_prior, upsample, n_fft, iters):
+    torch.manual_seed(seed)
+    voc = Vocoder(MelConfig(), VocoderConfig(dim=48, n_layers=3, mel_prior=mel_prior, upsample=upsample,
+                                             istft_n_fft=n_fft, prior_iters=iters)).eval()
+    mel = torch.randn(1, 100, 40) - 5
+    with torch.no_grad():
+        ref = voc(mel)
+        st = StreamState()
+        parts = [voc.step(mel[0, :, s.start], st)[None] if s.stop - s.start == 1 else voc.stream(mel[..., s], st)
+                 for s in _mixed(40, np.random.default_rng(seed), 5)]
+        y = torch.cat(parts + [voc.flush(st)], -1)
+    assert y.shape == ref.shape
+    assert (y - ref).abs().max() <= 1e-4 * max(1.0, float(ref.abs().max()))
+
+
+@pytest.mark.parametrize("norm", [True, False])
+def test_decoder_single_frame_step_equals_offline(norm):
+    torch.manual_seed(int(norm))
+    vae = MelVAE(MelConfig(), VAEConfig(channels=48, dec_layers=5, enc_blocks=1, dec_norm=norm)).eval()
+    zf = torch.randn(1, 16, 60)
+    with torch.no_grad():
+        ref = vae.decode_frames(zf)
+        st = StreamState()
+        y = torch.cat([vae.decode_step(zf[0, :, s.start], st)[None, :, None] if s.stop - s.start == 1
+                       else vae.decode_frames(zf[..., s], st) for s in _mixed(60, np.random.default_rng(4), 8)], -1)
+    assert (y - ref).abs().max() <= 1e-4
+
+
+def test_synth_frame_by_frame_equals_the_offline_render(tiny_bundle_dir):
+    """The live engine feeds one frame per call (the single-frame path); a bounce feeds chunks."""
+    bundle = load_bundle(tiny_bundle_dir)
+    zf = np.random.default_rng(1).standard_normal((bundle.vae.latent_dim, 40)).astype(np.float32)
+    for semitones in (0.0, -5.0):
+        whole = render_frames(bundle, zf, chunk=64, semitones=semitones)
+        synth = StreamingSynth(bundle)
+        y = np.concatenate([synth.process(zf[:, i:i + 1], semitones) for i in range(40)] + [synth.flush()])
+        assert y.shape == whole.shape
+        assert np.abs(y - whole).max() <= 1e-4

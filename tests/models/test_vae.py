@@ -64,7 +64,16 @@ def test_pca_orders_by_variance_and_round_trips():
 def test_config_limits():
     with pytest.raises(ConfigError):
         VAEConfig(latent_dim=33)
+    with pytest.raises(ConfigError, match="gelu must be one of exact, tanh"):
+        VAEConfig(gelu="erf")
     assert VAEConfig.from_dict(CFG.to_dict()) == CFG
+
+
+def test_gelu_kind_reaches_every_activation():
+    for kind, approx in (("exact", "none"), ("tanh", "tanh")):
+        vae = MelVAE(MelConfig(), VAEConfig(channels=16, dec_layers=2, enc_blocks=1, gelu=kind))
+        acts = [m for m in vae.modules() if isinstance(m, torch.nn.GELU)]
+        assert acts and all(m.approximate == approx for m in acts)
 
 
 def test_transpose_moves_a_peak_up_an_octave():
