@@ -44,19 +44,38 @@ def make_gelu(kind: str) -> nn.GELU:
 class StreamState:
     """Caches of every streaming layer for one stream, keyed by the layer."""
 
-    __slots__ = ("_caches",)
+    __slots__ = ("caches",)
 
     def __init__(self):
-        self._caches: dict[int, torch.Tensor] = {}
+        self.caches: dict[int, torch.Tensor] = {}   # id(layer) -> that layer's history
 
     def get(self, layer: nn.Module):
-        return self._caches.get(id(layer))
+        return self.caches.get(id(layer))
 
     def set(self, layer: nn.Module, value) -> None:
-        self._caches[id(layer)] = value
+        self.caches[id(layer)] = value
 
     def clear(self) -> None:
-        self._caches.clear()
+        self.caches.clear()
+
+
+class FramePlanned(nn.Module):
+    """A model with a single-frame path whose weights are bound once (``self._frame_plan``).
+
+    The plan holds views of the weights, so in-place updates (``load_state_dict``) show;
+    anything that may replace tensors (``.to()``, ``.float()``) or a switch between training
+    and evaluation drops it, and the next single frame builds it again.
+    """
+
+    _frame_plan = None
+
+    def _apply(self, fn, *args, **kwargs):
+        self._frame_plan = None
+        return super()._apply(fn, *args, **kwargs)
+
+    def train(self, mode: bool = True):
+        self._frame_plan = None
+        return super().train(mode)
 
 
 class CausalConv1d(nn.Conv1d):
@@ -88,25 +107,35 @@ class CausalConv1d(nn.Conv1d):
 
     def step(self, x: torch.Tensor, state: StreamState) -> torch.Tensor:
         """One frame of one stream: ``(C_in,)`` -> ``(C_out,)``."""
-        h = self.history
-        if h:
-            prev = state.get(self)
-            if prev is None:
-                prev = x.new_zeros(1, x.shape[0], h)
-            full = torch.cat([prev[0], x[:, None]], dim=1)     # (C_in, h + 1), oldest first
-            state.set(self, full[None, :, 1:])
-        else:
-            full = x[:, None]
+        return self.step_fn()(x, state.caches)
+
+    def step_fn(self):
+        """``f(x, caches)`` for one frame, with this layer's weights bound once (as views, so
+        in-place weight updates show). ``caches`` is :attr:`StreamState.caches`."""
+        key, h, d, k = id(self), self.history, self.dilation[0], self.kernel_size[0]
+        bias = self.bias.detach() if self.bias is not None else None
+
+        def taps(x, caches):
+            if not h:
+                return x[:, None]
+            prev = caches.get(key)
+            full = torch.cat([prev[0], x[:, None]], dim=1) if prev is not None else F.pad(x[:, None], (h, 0))
+            caches[key] = full[None, :, 1:]                 # what forward(x, state) keeps, too
+            return full                                      # (C_in, h + 1), oldest first
+
         if self.groups == self.in_channels == self.out_channels:   # depthwise: one batched dot per channel
-            C, k = full.shape[0], self.kernel_size[0]
-            return torch.baddbmm(self.bias.view(C, 1, 1), full.view(C, 1, k), self.weight.view(C, k, 1)).view(C)
+            C = self.in_channels
+            w = self.weight.detach().view(C, k, 1)
+            b = bias.view(C, 1, 1) if bias is not None else torch.zeros(C, 1, 1)
+            return lambda x, caches: torch.baddbmm(b, taps(x, caches).view(C, 1, k), w).view(C)
         if self.groups != 1:
-            return self._taps(full[None])[0, :, 0]
-        d = self.dilation[0]
-        taps = (full[:, ::d] if d > 1 else full).reshape(-1)
-        if self.bias is None:
-            return torch.mv(self._flat_weight(), taps)
-        return torch.addmv(self.bias, self._flat_weight(), taps)
+            return lambda x, caches: self._taps(taps(x, caches)[None])[0, :, 0]
+        w = self._flat_weight().detach()
+        if bias is None:
+            bias = torch.zeros(self.out_channels)
+        if d > 1:
+            return lambda x, caches: torch.addmv(bias, w, taps(x, caches)[:, ::d].reshape(-1))
+        return lambda x, caches: torch.addmv(bias, w, taps(x, caches).reshape(-1))
 
     def _taps(self, x: torch.Tensor) -> torch.Tensor:
         """The same convolution as gathered taps and one matmul.
@@ -150,7 +179,11 @@ class ChannelLayerNorm(nn.LayerNorm):
 
     def step(self, x: torch.Tensor) -> torch.Tensor:
         """One frame ``(C,)``."""
-        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return self.step_fn()(x)
+
+    def step_fn(self):
+        shape, w, b, eps = self.normalized_shape, self.weight.detach(), self.bias.detach(), self.eps
+        return lambda x: F.layer_norm(x, shape, w, b, eps)
 
 
 class OverlapAdd(nn.Module):
@@ -206,6 +239,24 @@ class OverlapAdd(nn.Module):
         ready = T * self.hop
         state.set(self, (y[:, ready:].clone(), max(0, skip - ready)))
         return y[:, min(skip, ready): ready]
+
+    def step(self, spec: torch.Tensor, state: StreamState) -> torch.Tensor:
+        """:meth:`forward` with a state for the frames of one mel frame of one stream:
+        ``spec`` ``(n_fft//2+1, k)`` -> the samples that became final ``(m,)``. Adds each
+        frame onto the held tail directly instead of folding."""
+        frames = torch.fft.irfft(spec.T, n=self.n_fft, dim=1).mul_(self.window)   # (k, n_fft), ours to edit
+        tail, skip = state.get(self) or (None, self.n_fft // 2)
+        hop, keep = self.hop, self.n_fft - self.hop
+        outs = []
+        for y in frames:
+            if tail is not None:
+                y[:keep] += tail if tail.dim() == 1 else tail[0]
+            outs.append(y[:hop])
+            tail = y[hop:]
+        ready = len(outs) * hop
+        state.set(self, (tail[None], max(0, skip - ready)))
+        y = outs[0] if len(outs) == 1 else torch.cat(outs)
+        return y[min(skip, ready):]
 
     def flush(self, state: StreamState) -> torch.Tensor:
         """The samples still held after the last frame, so that the streamed

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from ..audio.mel import MelConfig, check_positive, config_from_dict
 from ..errors import ConfigError
-from .streaming import CausalConv1d, ChannelLayerNorm, StreamState, check_gelu, make_gelu
+from .streaming import CausalConv1d, ChannelLayerNorm, FramePlanned, StreamState, check_gelu, make_gelu
 
 
 @dataclass(frozen=True)
@@ -90,10 +90,17 @@ class CausalResLayer(nn.Module):
 
     def step(self, x: torch.Tensor, state: StreamState) -> torch.Tensor:
         """One frame ``(C,)`` of one stream (see :mod:`.streaming`)."""
-        h = self.norm.step(x) if isinstance(self.norm, ChannelLayerNorm) else x
-        a = self.act.approximate
-        h = F.gelu(self.conv.step(F.gelu(h, approximate=a), state), approximate=a)
-        return torch.addmv(x + self.proj.bias, self.proj._flat_weight(), h)
+        return self.step_fn()(x, state.caches)
+
+    def step_fn(self):
+        """``f(x, caches)`` for one frame with the weights bound (see :meth:`CausalConv1d.step_fn`)."""
+        conv, gelu, a = self.conv.step_fn(), F.gelu, self.act.approximate
+        pw, pb = self.proj._flat_weight().detach(), self.proj.bias.detach()
+        if isinstance(self.norm, ChannelLayerNorm):
+            norm = self.norm.step_fn()
+            return lambda x, caches: torch.addmv(x + pb, pw, gelu(conv(gelu(norm(x), approximate=a), caches),
+                                                                  approximate=a))
+        return lambda x, caches: torch.addmv(x + pb, pw, gelu(conv(gelu(x, approximate=a), caches), approximate=a))
 
 
 def latents_to_frames(z: torch.Tensor, n_frames: int, downsample: int) -> torch.Tensor:
@@ -111,7 +118,7 @@ def latents_to_frames(z: torch.Tensor, n_frames: int, downsample: int) -> torch.
     return z[..., i0] * (1 - w) + z[..., i1] * w
 
 
-class MelVAE(nn.Module):
+class MelVAE(FramePlanned):
     kind = "vae"
 
     def __init__(self, mel_config: MelConfig, config: VAEConfig = VAEConfig()):
@@ -189,14 +196,25 @@ class MelVAE(nn.Module):
 
     def decode_step(self, z: torch.Tensor, state: StreamState) -> torch.Tensor:
         """One mel-rate latent frame ``(D,)`` -> log-mel ``(n_mels,)``: :meth:`decode_frames` for a
-        single frame of one stream, with the same state and output."""
-        h = self.dec_in.step(z, state)
-        for layer in self.dec_layers:
-            h = layer.step(h, state)
-        h = self.dec_norm.step(h) if isinstance(self.dec_norm, ChannelLayerNorm) else h
-        out = self.dec_out.step(F.gelu(h, approximate=self.dec_act.approximate), state)
-        c = self.config
-        return out.mul_(c.mel_scale).add_(c.mel_offset).clamp_(math.log(self.mel_config.log_floor), c.mel_max)
+        single frame of one stream, with the same state and output (the live engine's path)."""
+        if self._frame_plan is None or self.training:
+            self._frame_plan = self._decoder_step_fn()
+        return self._frame_plan(z, state.caches)
+
+    def _decoder_step_fn(self):
+        first, last = self.dec_in.step_fn(), self.dec_out.step_fn()
+        layers = [layer.step_fn() for layer in self.dec_layers]
+        norm = self.dec_norm.step_fn() if isinstance(self.dec_norm, ChannelLayerNorm) else (lambda h: h)
+        gelu, a, c = F.gelu, self.dec_act.approximate, self.config
+        lo = math.log(self.mel_config.log_floor)
+
+        def run(z, caches):
+            h = first(z, caches)
+            for layer in layers:
+                h = layer(h, caches)
+            out = last(gelu(norm(h), approximate=a), caches)
+            return out.mul_(c.mel_scale).add_(c.mel_offset).clamp_(lo, c.mel_max)
+        return run
 
     def decode(self, z: torch.Tensor, n_frames: int | None = None) -> torch.Tensor:
         """Latent-rate latents ``(B, D, L)`` -> log-mel ``(B, n_mels, n_frames)`` (default ``L * ds``)."""

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 
 from ..audio.mel import MelConfig, check_positive, config_from_dict, mel_envelope_matrix, mel_filterbank
 from ..errors import ConfigError
-from .streaming import CausalConv1d, ChannelLayerNorm, OverlapAdd, StreamState, check_gelu, make_gelu
+from .streaming import (CausalConv1d, ChannelLayerNorm, FramePlanned, OverlapAdd, StreamState, check_gelu,
+                        make_gelu)
 
 
 @dataclass(frozen=True)
@@ -73,14 +74,22 @@ class ConvNeXtBlock(nn.Module):
 
     def step(self, x: torch.Tensor, state: StreamState) -> torch.Tensor:
         """One frame ``(C,)`` of one stream (see :mod:`.streaming`)."""
-        h = self.dwconv.step(x, state)
-        h = F.layer_norm(h, self.norm.normalized_shape, self.norm.weight, self.norm.bias, self.norm.eps)
-        h = F.gelu(torch.addmv(self.pw1.bias, self.pw1.weight, h), approximate=self.act.approximate)
-        h = torch.addmv(self.pw2.bias, self.pw2.weight, h)
-        return torch.addcmul(x, self.gamma, h)
+        return self.step_fn()(x, state.caches)
+
+    def step_fn(self):
+        """``f(x, caches)`` for one frame with the weights bound (see :meth:`CausalConv1d.step_fn`)."""
+        dw, n, gelu, a = self.dwconv.step_fn(), self.norm, F.gelu, self.act.approximate
+        shape, nw, nb, eps = n.normalized_shape, n.weight.detach(), n.bias.detach(), n.eps
+        w1, b1, w2, b2 = (t.detach() for t in (self.pw1.weight, self.pw1.bias, self.pw2.weight, self.pw2.bias))
+        gamma = self.gamma.detach()
+
+        def run(x, caches):
+            h = F.layer_norm(dw(x, caches), shape, nw, nb, eps)
+            return torch.addcmul(x, gamma, torch.addmv(b2, w2, gelu(torch.addmv(b1, w1, h), approximate=a)))
+        return run
 
 
-class Vocoder(nn.Module):
+class Vocoder(FramePlanned):
     kind = "vocoder"
 
     def __init__(self, mel_config: MelConfig, config: VocoderConfig = VocoderConfig()):
@@ -153,22 +162,33 @@ class Vocoder(nn.Module):
 
     def step_spectra(self, mel: torch.Tensor, state: StreamState) -> torch.Tensor:
         """:meth:`spectra` for one frame ``(n_mels,)`` of one stream -> ``(n_bins, upsample)``."""
+        if self._frame_plan is None or self.training:
+            self._frame_plan = self._spectra_step_fn()
+        return self._frame_plan(mel, state.caches)
+
+    def _spectra_step_fn(self):
         c = self.config
-        x = self.norm_in.step(self.embed.step(torch.sub(mel, c.input_offset).div_(c.input_scale), state))
-        for blk in self.blocks:
-            x = blk.step(x, state)
+        embed, norm_in = self.embed.step_fn(), self.norm_in.step_fn()
+        blocks = [blk.step_fn() for blk in self.blocks]
         n = self.norm_out
-        h = torch.addmv(self.head.bias, self.head.weight,
-                        F.layer_norm(x, n.normalized_shape, n.weight, n.bias, n.eps))
-        h = h.view(c.upsample, 2, self.n_bins)
-        logmag, phase = h[:, 0], h[:, 1]
-        if c.mel_prior:
-            logmag = logmag + self._prior(torch.exp(mel)).clamp_(min=self.mel_config.log_floor).log_()
-        return torch.polar(torch.exp(logmag.clamp(max=6.0)), phase).T
+        shape, nw, nb, eps = n.normalized_shape, n.weight.detach(), n.bias.detach(), n.eps
+        hw, hb = self.head.weight.detach(), self.head.bias.detach()
+        up, bins, floor, prior = c.upsample, self.n_bins, self.mel_config.log_floor, self._prior
+
+        def run(mel, caches):
+            x = norm_in(embed(torch.sub(mel, c.input_offset).div_(c.input_scale), caches))
+            for blk in blocks:
+                x = blk(x, caches)
+            h = torch.addmv(hb, hw, F.layer_norm(x, shape, nw, nb, eps)).view(up, 2, bins)
+            logmag, phase = h[:, 0], h[:, 1]
+            if c.mel_prior:
+                logmag = logmag + prior(torch.exp(mel)).clamp_(min=floor).log_()
+            return torch.polar(torch.exp(logmag.clamp(max=6.0)), phase).T
+        return run
 
     def step(self, mel: torch.Tensor, state: StreamState) -> torch.Tensor:
         """:meth:`stream` for one frame ``(n_mels,)`` of one stream -> ``(m,)`` samples."""
-        return self.ola(self.step_spectra(mel, state)[None], state)[0]
+        return self.ola.step(self.step_spectra(mel, state), state)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         return self.ola(self.spectra(mel))

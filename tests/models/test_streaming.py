@@ -162,3 +162,25 @@ def test_synth_frame_by_frame_equals_the_offline_render(tiny_bundle_dir):
         y = np.concatenate([synth.process(zf[:, i:i + 1], semitones) for i in range(40)] + [synth.flush()])
         assert y.shape == whole.shape
         assert np.abs(y - whole).max() <= 1e-4
+
+
+def test_single_frame_plan_follows_weight_updates():
+    """The step path binds weights once; loading new weights in place (or .train()/.eval()) must show."""
+    torch.manual_seed(7)
+    cfg = VocoderConfig(dim=32, n_layers=2)
+    voc = Vocoder(MelConfig(), cfg).eval()
+    other = Vocoder(MelConfig(), cfg).eval()
+    mel = torch.randn(100) - 5
+    with torch.no_grad():
+        voc.step_spectra(mel, StreamState())            # builds the plan
+        voc.load_state_dict(other.state_dict())
+        assert torch.allclose(voc.step_spectra(mel, StreamState()), other.spectra(mel[None, :, None])[0], atol=1e-5)
+        vae = MelVAE(MelConfig(), VAEConfig(channels=32, dec_layers=2, enc_blocks=1)).eval()
+        z = torch.randn(16)
+        vae.decode_step(z, StreamState())
+        vae.train()
+        with torch.no_grad():
+            for p in vae.parameters():
+                p.mul_(1.5)
+        vae.eval()
+        assert torch.allclose(vae.decode_step(z, StreamState()), vae.decode_frames(z[None, :, None])[0, :, 0], atol=1e-5)
