@@ -127,8 +127,8 @@ def run(args) -> int:
 
     from ..audio.mel import MelConfig
     from ..models.checkpoint import read_config
-    from ..models.vae import VAEConfig
-    from ..models.vocoder import VocoderConfig
+    from ..models.vae import MelVAE, VAEConfig
+    from ..models.vocoder import Vocoder, VocoderConfig
     from ..training.loop import LoopConfig, run as run_loop, setup_distributed
     from ..training.tasks import VAETask, VAETrainConfig, VocoderTask, VocoderTrainConfig
 
@@ -181,6 +181,8 @@ def run(args) -> int:
     else:
         mcfg = replace(mcls(), **model_over)
         tcfg = replace(tcls(), **train_over)
+    model_cls = MelVAE if args.kind == "vae" else Vocoder
+    model_cls(mel_cfg, mcfg)   # a layout the model refuses is named before any data is read
     ddp = setup_distributed()
     loop = LoopConfig(max_steps=args.max_steps, max_minutes=args.max_minutes, valid_every=args.valid_every,
                       save_every=args.save_every, seed=args.seed, threads=args.threads,

@@ -224,3 +224,23 @@ def test_sigterm_saves_state_and_exports(dataset, tmp_path):
     assert info["step"] > 0
     _, meta = load_checkpoint(out, "vae")
     assert meta["provenance"]["steps"] == info["step"]
+
+
+def test_vocoder_layout_options_train_and_load_back(dataset, tmp_path, capsys):
+    """The shipped layout (one 2048-point inverse STFT per mel frame, the sharpened prior)
+    and loss weights come from the command line; a layout the model refuses is one line, nothing made."""
+    assert main(["train", "vocoder", "--data", str(dataset), "--out", str(tmp_path / "voc"), "--run-dir",
+                 str(tmp_path / "r"), "--no-progress", "--max-steps", "1", "--istft-n-fft", "2048",
+                 "--upsample", "1", "--prior-iters", "2", "--stft-weight", "2", "--mel-weight", "0.5"]
+                + TINY_VOC) == 0
+    voc, meta = load_checkpoint(tmp_path / "voc", "vocoder")
+    c = voc.config
+    assert (c.n_layers, c.istft_n_fft, c.upsample, c.prior_iters) == (2, 2048, 1, 2) and voc.delay == 1024
+    assert meta["provenance"]["train"]["stft_weight"] == 2 and meta["provenance"]["train"]["mel_weight"] == 0.5
+    capsys.readouterr()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["train", "vocoder", "--data", str(dataset), "--out", str(tmp_path / "v2"), "--run-dir",
+                 str(tmp_path / "r2"), "--no-progress", "--max-steps", "1", "--prior-iters", "3"] + TINY_VOC) == 2
+    err = capsys.readouterr().err.strip()
+    assert "prior_iters needs mel_prior and istft_n_fft" in err and len(err.splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
