@@ -83,6 +83,16 @@ class StreamingSynth:
     def sample_rate(self) -> int:
         return self.bundle.sample_rate
 
+    # Up to this many frames per call, the single-frame path is cheaper than the chunk path
+    # (measured per frame, 1 thread: 1 frame 0.43 ms; chunks of 2/4/8: 1.01/0.55/0.31 ms).
+    STEP_FRAMES = 4
+
+    def _step(self, z: torch.Tensor, semitones: float) -> torch.Tensor:
+        mel = self.vae.decode_step(z, self.state)
+        if semitones:
+            mel = self.transposer(mel[None, :, None], semitones)[0, :, 0]
+        return self.vocoder.step(mel, self.state)
+
     def reset(self) -> None:
         self.state = StreamState()
         self.frames_in = 0
@@ -95,11 +105,9 @@ class StreamingSynth:
         if z.shape[1] == 0:
             return np.zeros(0, np.float32)
         self.frames_in += z.shape[1]
-        if z.shape[1] == 1:   # the live engine's case: the single-frame path, same state, same output
-            mel = self.vae.decode_step(z[:, 0], self.state)
-            if semitones:
-                mel = self.transposer(mel[None, :, None], semitones)[0, :, 0]
-            return self.vocoder.step(mel, self.state).numpy()
+        if z.shape[1] <= self.STEP_FRAMES:   # live blocks: frame by frame, same state, same output
+            out = [self._step(z[:, i], semitones) for i in range(z.shape[1])]
+            return (out[0] if len(out) == 1 else torch.cat(out)).numpy()
         mel = self.vae.decode_frames(z[None], self.state)
         mel = self.transposer(mel, semitones)
         y = self.vocoder.stream(mel, self.state)
