@@ -69,6 +69,16 @@ class FramePlanned(nn.Module):
 
     _frame_plan = None
 
+    def _planned(self):
+        """The bound single-frame function, built on first use (rebuilt every call while training,
+        where weights are not views one can trust to stay put across optimizer steps)."""
+        if self._frame_plan is None or self.training:
+            self._frame_plan = self._build_frame_plan()
+        return self._frame_plan
+
+    def _build_frame_plan(self):
+        raise NotImplementedError
+
     def _apply(self, fn, *args, **kwargs):
         self._frame_plan = None
         return super()._apply(fn, *args, **kwargs)
@@ -182,8 +192,13 @@ class ChannelLayerNorm(nn.LayerNorm):
         return self.step_fn()(x)
 
     def step_fn(self):
-        shape, w, b, eps = self.normalized_shape, self.weight.detach(), self.bias.detach(), self.eps
-        return lambda x: F.layer_norm(x, shape, w, b, eps)
+        return layer_norm_fn(self)
+
+
+def layer_norm_fn(norm: nn.LayerNorm):
+    """``f(x)``: the LayerNorm of one frame ``(C,)``, its weights bound once."""
+    shape, w, b, eps = norm.normalized_shape, norm.weight.detach(), norm.bias.detach(), norm.eps
+    return lambda x: F.layer_norm(x, shape, w, b, eps)
 
 
 class OverlapAdd(nn.Module):
@@ -245,12 +260,13 @@ class OverlapAdd(nn.Module):
         ``spec`` ``(n_fft//2+1, k)`` -> the samples that became final ``(m,)``. Adds each
         frame onto the held tail directly instead of folding."""
         frames = torch.fft.irfft(spec.T, n=self.n_fft, dim=1).mul_(self.window)   # (k, n_fft), ours to edit
-        tail, skip = state.get(self) or (None, self.n_fft // 2)
+        held, skip = state.get(self) or (None, self.n_fft // 2)
+        tail = held[0] if held is not None else None                                # (n_fft - hop,)
         hop, keep = self.hop, self.n_fft - self.hop
         outs = []
         for y in frames:
             if tail is not None:
-                y[:keep] += tail if tail.dim() == 1 else tail[0]
+                y[:keep] += tail
             outs.append(y[:hop])
             tail = y[hop:]
         ready = len(outs) * hop

@@ -197,11 +197,9 @@ class MelVAE(FramePlanned):
     def decode_step(self, z: torch.Tensor, state: StreamState) -> torch.Tensor:
         """One mel-rate latent frame ``(D,)`` -> log-mel ``(n_mels,)``: :meth:`decode_frames` for a
         single frame of one stream, with the same state and output (the live engine's path)."""
-        if self._frame_plan is None or self.training:
-            self._frame_plan = self._decoder_step_fn()
-        return self._frame_plan(z, state.caches)
+        return self._planned()(z, state.caches)
 
-    def _decoder_step_fn(self):
+    def _build_frame_plan(self):
         first, last = self.dec_in.step_fn(), self.dec_out.step_fn()
         layers = [layer.step_fn() for layer in self.dec_layers]
         norm = self.dec_norm.step_fn() if isinstance(self.dec_norm, ChannelLayerNorm) else (lambda h: h)

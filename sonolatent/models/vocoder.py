@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from ..audio.mel import MelConfig, check_positive, config_from_dict, mel_envelope_matrix, mel_filterbank
 from ..errors import ConfigError
 from .streaming import (CausalConv1d, ChannelLayerNorm, FramePlanned, OverlapAdd, StreamState, check_gelu,
-                        make_gelu)
+                        layer_norm_fn, make_gelu)
 
 
 @dataclass(frozen=True)
@@ -78,13 +78,12 @@ class ConvNeXtBlock(nn.Module):
 
     def step_fn(self):
         """``f(x, caches)`` for one frame with the weights bound (see :meth:`CausalConv1d.step_fn`)."""
-        dw, n, gelu, a = self.dwconv.step_fn(), self.norm, F.gelu, self.act.approximate
-        shape, nw, nb, eps = n.normalized_shape, n.weight.detach(), n.bias.detach(), n.eps
+        dw, norm, gelu, a = self.dwconv.step_fn(), layer_norm_fn(self.norm), F.gelu, self.act.approximate
         w1, b1, w2, b2 = (t.detach() for t in (self.pw1.weight, self.pw1.bias, self.pw2.weight, self.pw2.bias))
         gamma = self.gamma.detach()
 
         def run(x, caches):
-            h = F.layer_norm(dw(x, caches), shape, nw, nb, eps)
+            h = norm(dw(x, caches))
             return torch.addcmul(x, gamma, torch.addmv(b2, w2, gelu(torch.addmv(b1, w1, h), approximate=a)))
         return run
 
@@ -162,16 +161,12 @@ class Vocoder(FramePlanned):
 
     def step_spectra(self, mel: torch.Tensor, state: StreamState) -> torch.Tensor:
         """:meth:`spectra` for one frame ``(n_mels,)`` of one stream -> ``(n_bins, upsample)``."""
-        if self._frame_plan is None or self.training:
-            self._frame_plan = self._spectra_step_fn()
-        return self._frame_plan(mel, state.caches)
+        return self._planned()(mel, state.caches)
 
-    def _spectra_step_fn(self):
+    def _build_frame_plan(self):
         c = self.config
-        embed, norm_in = self.embed.step_fn(), self.norm_in.step_fn()
+        embed, norm_in, norm_out = self.embed.step_fn(), self.norm_in.step_fn(), layer_norm_fn(self.norm_out)
         blocks = [blk.step_fn() for blk in self.blocks]
-        n = self.norm_out
-        shape, nw, nb, eps = n.normalized_shape, n.weight.detach(), n.bias.detach(), n.eps
         hw, hb = self.head.weight.detach(), self.head.bias.detach()
         up, bins, floor, prior = c.upsample, self.n_bins, self.mel_config.log_floor, self._prior
 
@@ -179,7 +174,7 @@ class Vocoder(FramePlanned):
             x = norm_in(embed(torch.sub(mel, c.input_offset).div_(c.input_scale), caches))
             for blk in blocks:
                 x = blk(x, caches)
-            h = torch.addmv(hb, hw, F.layer_norm(x, shape, nw, nb, eps)).view(up, 2, bins)
+            h = torch.addmv(hb, hw, norm_out(x)).view(up, 2, bins)
             logmag, phase = h[:, 0], h[:, 1]
             if c.mel_prior:
                 logmag = logmag + prior(torch.exp(mel)).clamp_(min=floor).log_()
