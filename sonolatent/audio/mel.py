@@ -14,6 +14,7 @@ on sample ``t * hop_length``).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, fields
 
 import librosa
@@ -103,10 +104,14 @@ def config_from_dict(cls, d: dict, what: str):
         raise ConfigError(f"{what}: {e}") from None
 
 
-def mel_filterbank(config: MelConfig) -> np.ndarray:
-    """The mel filterbank ``(n_mels, n_fft // 2 + 1)`` of the project's one mel definition."""
-    return librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels, fmin=config.fmin,
-                               fmax=config.fmax, htk=config.mel_scale == "htk", norm="slaney")
+def mel_filterbank(config: MelConfig, n_fft: int | None = None) -> np.ndarray:
+    """The mel filterbank ``(n_mels, n_fft // 2 + 1)`` of the project's one mel definition; with ``n_fft``,
+    the same bands laid on the bins of an STFT of that size instead of the mel's own."""
+    n_fft = config.n_fft if n_fft is None else n_fft
+    with warnings.catch_warnings():   # bands narrower than a bin of a smaller STFT are expected there
+        warnings.simplefilter("ignore", UserWarning)
+        return librosa.filters.mel(sr=config.sample_rate, n_fft=n_fft, n_mels=config.n_mels, fmin=config.fmin,
+                                   fmax=config.fmax, htk=config.mel_scale == "htk", norm="slaney")
 
 
 def mel_envelope_matrix(config: MelConfig, n_fft: int) -> np.ndarray:

@@ -78,7 +78,7 @@ def register(sub) -> None:
                            help="inverse-STFT frames per mel frame; hop = mel hop / N (default: 2)")
             k.add_argument("--prior-iters", type=int, metavar="N",
                            help="sharpen the mel prior with N non-negative least-squares steps, so its own mel "
-                                "matches the input (needs --istft-n-fft = the mel's n_fft, 2048; default: 0)")
+                                "matches the input (needs the mel prior; default: 0)")
             k.add_argument("--mel-weight", type=float, metavar="W", help="weight of the log-mel L1 loss (default: 1)")
             k.add_argument("--stft-weight", type=float, metavar="W",
                            help="weight of the multi-resolution STFT loss (default: 1)")

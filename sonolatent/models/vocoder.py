@@ -39,8 +39,8 @@ class VocoderConfig:
     input_scale: float = 2.5
     mel_prior: bool = True      # log-magnitude = mel envelope (fixed map) + the network's correction
     gelu: str = "tanh"          # "tanh" (its approximation: 5x cheaper per frame live) or "exact" (erf)
-    prior_iters: int = 0        # refine the mel prior so that its own mel matches the input (needs istft_n_fft
-    #                             == the mel's n_fft): multiplicative non-negative least-squares steps
+    prior_iters: int = 0        # refine the mel prior so that its own mel (the same bands on the synthesis STFT's
+    #                             bins) matches the input: multiplicative non-negative least-squares steps
 
     def __post_init__(self):
         check_positive(self, "vocoder", ("dim", "mlp_ratio", "n_layers", "kernel_size", "upsample", "istft_n_fft",
@@ -115,12 +115,15 @@ class Vocoder(FramePlanned):
             env = torch.from_numpy(mel_envelope_matrix(mel_config, config.istft_n_fft))
             self.register_buffer("envelope", env, persistent=False)
         if config.prior_iters:
-            if not config.mel_prior or config.istft_n_fft != mel_config.n_fft:
-                raise ConfigError(f"vocoder: prior_iters needs mel_prior and istft_n_fft = the mel's n_fft "
-                                  f"({mel_config.n_fft})")
-            fb = torch.from_numpy(mel_filterbank(mel_config))
+            if not config.mel_prior:
+                raise ConfigError("vocoder: prior_iters needs mel_prior")
+            fb = torch.from_numpy(mel_filterbank(mel_config, config.istft_n_fft))
             self.register_buffer("filterbank", fb, persistent=False)            # (n_mels, bins)
             self.register_buffer("filterbank_t", fb.T.contiguous(), persistent=False)
+            # The mel was taken with the mel's own n_fft; the same bands over an r times shorter STFT's bins see
+            # r times the magnitude of a steady tone but r**1.5 that of noise. The target sits between the two
+            # (r**1.25); what a given sound needs beyond that is the network's correction.
+            self.prior_target_scale = (config.istft_n_fft / mel_config.n_fft) ** 1.25
 
     @property
     def delay(self) -> int:
@@ -149,12 +152,13 @@ class Vocoder(FramePlanned):
         """Linear mel ``(..., n_mels[, T])`` -> magnitude prior on the STFT bins ``(..., bins[, T])``.
 
         The envelope map spreads each band over its bins; ``prior_iters`` multiplicative
-        updates (NNLS for ``filterbank @ s = e``, s >= 0) then move it towards a spectrum
-        whose own mel is the input, sharpening what the map blurs across neighbouring bands.
+        updates (NNLS for ``filterbank @ s = e``, s >= 0, with the bands laid on the synthesis
+        STFT's bins) then move it towards a spectrum whose own mel is the input, sharpening
+        what the map blurs across neighbouring bands.
         """
         s = torch.matmul(self.envelope, e)
         if self.config.prior_iters:
-            target = torch.matmul(self.filterbank_t, e)
+            target = torch.matmul(self.filterbank_t, e * self.prior_target_scale)
             for _ in range(self.config.prior_iters):
                 s = s * target / torch.matmul(self.filterbank_t, torch.matmul(self.filterbank, s)).clamp(min=1e-9)
         return s
