@@ -67,6 +67,10 @@ def register(sub) -> None:
             k.add_argument("--interp-weight", type=float, metavar="W",
                            help="weight of the morph term: decoded blends of two sounds' latents must move "
                                 "their brightness and loudness in proportion (default: 0, off)")
+            k.add_argument("--eq-prob", type=float, metavar="P",
+                           help="share of crops given a random smooth EQ (tilt and three bells), so the VAE "
+                                "meets timbres its instruments lack (default: 0, off)")
+            k.add_argument("--eq-db", type=float, metavar="DB", help="most boost or cut of that EQ (default: 12)")
             k.add_argument("--frames", type=int, metavar="N",
                            help="mel frames per training crop, at least 16 (default: 128, 1.5 s)")
         else:
@@ -158,6 +162,7 @@ def run(args) -> int:
         train_over = _pick(args, {"batch_size": "batch_size", "lr": "lr", "kl_beta": "kl_beta",
                                   "kl_warmup": "kl_warmup_steps", "frames": "frames",
                                   "stretch_prob": "stretch_prob", "interp_weight": "interp_weight",
+                                  "eq_prob": "eq_prob", "eq_db": "eq_db",
                                   "lr_half_life": "lr_half_life"})
     else:
         mcls, tcls, task_cls = VocoderConfig, VocoderTrainConfig, VocoderTask

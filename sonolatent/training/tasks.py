@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -42,11 +43,15 @@ class VAETrainConfig:
     interp_weight: float = 0.0      # weight of the morph term: blends of two crops' latents must decode
                                     # to a brightness and loudness between theirs, in proportion
     lr_half_life: int = 0           # steps over which the learning rate halves (0: constant)
+    eq_prob: float = 0.0            # share of crops given a random smooth EQ (new timbres from known ones) ...
+    eq_db: float = 12.0             # ... of at most this many dB of boost or cut
 
     def __post_init__(self):
         check_positive(self, "train", ("batch_size", "lr", "grad_clip"))
         _at_least(self, "train", frames=16, kl_beta=0, kl_warmup_steps=0, stretch_prob=0, interp_weight=0,
-                  lr_half_life=0)
+                  lr_half_life=0, eq_prob=0, eq_db=0)
+        if self.eq_prob > 1:
+            raise ConfigError(f"train: eq_prob must be within 0..1, got {self.eq_prob!r}")
         lo, hi = self.stretch
         if not (self.stretch_prob <= 1 and 0 < lo <= 1 <= hi <= 16):
             raise ConfigError(f"train: stretch must be (low <= 1, high >= 1) within (0, 16] and "
@@ -181,6 +186,37 @@ def stretch_crops(mel: torch.Tensor, frames: int, rng: np.random.Generator, prob
     return out
 
 
+def eq_crops(mel: torch.Tensor, rng: np.random.Generator, prob: float, max_db: float,
+             log_floor: float) -> torch.Tensor:
+    """A share ``prob`` of the log-mel crops ``(B, n_mels, T)`` through a random smooth EQ.
+
+    Each curve is a tilt plus three bells (random centre, width and gain) over the mel
+    bands, within +-``max_db``, the same for every frame of its crop: what a different
+    body, pickup or microphone does to a sound. The VAE reconstructs the equalised
+    crop, so it meets spectral envelopes its instruments never had. The EQ acts on
+    the magnitude above the floor, so silence stays silent.
+    """
+    b, n, _ = mel.shape
+    chosen = rng.random(b) < prob
+    if not chosen.any():
+        return mel
+    x = np.linspace(-1.0, 1.0, n)
+    curves = np.zeros((b, n))
+    for i in np.flatnonzero(chosen):
+        c = rng.uniform(-0.5, 0.5) * x
+        for _ in range(3):
+            centre, width = rng.uniform(-1.0, 1.0), rng.uniform(0.05, 0.5)
+            c += rng.uniform(-1.0, 1.0) * np.exp(-0.5 * ((x - centre) / width) ** 2)
+        curves[i] = np.clip(c, -1.0, 1.0) * max_db
+    idx = torch.from_numpy(np.flatnonzero(chosen))
+    gain = torch.from_numpy(curves[chosen] * (np.log(10.0) / 20.0)).to(mel.dtype)[:, :, None]   # dB -> ln
+    floor = math.exp(log_floor)
+    above = (torch.exp(mel[idx]) - floor).clamp(min=0.0)
+    out = mel.clone()
+    out[idx] = torch.where(mel[idx] > log_floor, torch.log(above * torch.exp(gain) + floor), mel[idx])
+    return out
+
+
 class SpectralShape(torch.nn.Module):
     """Per-frame spectral centroid (Hz) and log energy of log-mels ``(B, n_mels, T)`` -> two ``(B, T)``.
 
@@ -263,6 +299,8 @@ class VAETask(_Task):
                 long = int(np.ceil((self.tcfg.frames / self.tcfg.stretch[0] + 2) * self.melspec.config.hop_length))
             mel = self.melspec(self.train_bank.batch(rng, self.tcfg.batch_size, long, self.tcfg.gain_db))
             mel = stretch_crops(mel, self.tcfg.frames, rng, self.tcfg.stretch_prob, self.tcfg.stretch)
+            if self.tcfg.eq_prob > 0:
+                mel = eq_crops(mel, rng, self.tcfg.eq_prob, self.tcfg.eq_db, math.log(self.melspec.config.log_floor))
         recon, kl, loss, rec, mu = self._loss(mel, beta, keep=True)
         out = {"recon": recon.item(), "kl": kl.item()}
         if self.tcfg.interp_weight > 0:

@@ -1,9 +1,9 @@
-"""Pieces of the training tasks that are plain functions: the VAE's time-stretch augmentation."""
+"""Pieces of the training tasks that are plain functions: the VAE's time-stretch and EQ augmentations."""
 
 import numpy as np
 import torch
 
-from sonolatent.training.tasks import stretch_crops
+from sonolatent.training.tasks import eq_crops, stretch_crops
 
 
 def ramp(batch=64, frames=200):
@@ -40,6 +40,25 @@ def test_a_crop_too_short_to_speed_up_stays_as_it_is():
     rate = slopes(out)
     kept = np.abs(rate - 1) < 1e-4
     assert np.all(kept | (rate > 1)) and kept.any() and (~kept).any()
+
+
+def test_eq_is_a_smooth_bounded_curve_per_crop_and_leaves_silence_silent():
+    import math
+    floor = math.log(1e-5)
+    rng = np.random.default_rng(3)
+    mel = torch.from_numpy(rng.uniform(-4.0, 1.0, (200, 100, 20))).float()
+    mel[:, :, :5] = floor                                  # each crop starts with digital silence
+    out = eq_crops(mel, np.random.default_rng(4), 0.5, 12.0, floor)
+    gain_db = (out - mel)[:, :, 5:] * 20 / math.log(10)     # where there is sound: the EQ in dB
+    changed = gain_db.abs().amax(dim=(1, 2)) > 0.01
+    assert 0.4 < changed.float().mean() < 0.6              # about half the crops
+    # mel well above the floor: the curve is the gain, the same for every frame, within +-12 dB
+    curve = gain_db[changed].mean(-1)
+    assert torch.allclose(gain_db[changed], curve[..., None].expand_as(gain_db[changed]), atol=0.2)
+    assert curve.abs().max() <= 12.0 + 1e-3 and curve.abs().max() > 6.0
+    assert (curve[:, 1:] - curve[:, :-1]).abs().max() < 3.5   # smooth: no band steps by a third of the range
+    assert torch.equal(out[:, :, :5], mel[:, :, :5])        # silence stays at the floor
+    assert torch.equal(eq_crops(mel, np.random.default_rng(4), 0.0, 12.0, floor), mel)
 
 
 def test_training_blends_match_the_morph_interpolation():

@@ -87,16 +87,18 @@ def test_vocoder_learns_from_a_vae_decoder_too(dataset, tmp_path, capsys):
 
 
 def test_vae_morph_term_and_vocoder_mel_prior_train(dataset, tmp_path):
-    """``--interp-weight``: the VAE trains and validates the morph term; the vocoder's mel prior
+    """``--interp-weight``: the VAE trains and validates the morph term (here with ``--eq-prob``: every crop
+    equalised); the vocoder's mel prior
     (on by default, ``--no-mel-prior`` turns it off) is saved with it and loads back."""
     run = tmp_path / "rv"
     assert main(["train", "vae", "--data", str(dataset), "--out", str(tmp_path / "vae"), "--run-dir", str(run),
-                 "--no-progress", "--valid-every", "2", "--interp-weight", "0.5", "--max-steps", "2"] + TINY_VAE) == 0
+                 "--no-progress", "--valid-every", "2", "--interp-weight", "0.5", "--max-steps", "2", "--eq-prob", "1", "--eq-db", "9"] + TINY_VAE) == 0
     log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     last = [r for r in log if "valid" in r][-1]
     assert last["train"]["interp"] > 0 and last["valid"]["interp"] > 0
     _, meta = load_checkpoint(tmp_path / "vae", "vae")
     assert meta["provenance"]["train"]["interp_weight"] == 0.5
+    assert (meta["provenance"]["train"]["eq_prob"], meta["provenance"]["train"]["eq_db"]) == (1.0, 9.0)
     assert main(["train", "vocoder", "--data", str(dataset), "--out", str(tmp_path / "voc"), "--run-dir",
                  str(tmp_path / "rc"), "--no-progress", "--no-mel-prior", "--max-steps", "1"] + TINY_VOC) == 0
     voc, _ = load_checkpoint(tmp_path / "voc", "vocoder")
