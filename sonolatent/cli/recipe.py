@@ -103,7 +103,8 @@ def _steps(args, step, data: Path, runs: Path, out: Path) -> None:
     resume_voc = ["--resume"] if args.resume and (voc_run / "run.json").is_file() else []
     vae_mels = ["--vae", str(out / "vae"), "--vae-share", "0.3"]   # some crops through the new VAE's decoder
     step(["train", "vocoder", *data_args, "--out", str(out / "vocoder"), "--run-dir", str(voc_run),
-          "--max-minutes", f"{0.40 * m:.2f}", "--layers", "4", "--stft-weight", "2", "--lr-half-life", "15000",
+          "--max-minutes", f"{0.40 * m:.2f}", "--layers", "4", "--prior-iters", "3", "--stft-weight", "2",
+          "--lr-half-life", "15000",
           *vae_mels, *common, *resume_voc])
     step(["train", "vocoder", *data_args, "--out", str(out / "vocoder"), "--run-dir", str(voc_run),
           "--max-minutes", f"{0.55 * m:.2f}", "--resume", "--adversarial", *common])
