@@ -145,13 +145,17 @@ def run(args) -> int:
     run_json = run_dir / "run.json"
     check_output_folder(out, "--out")
     check_output_folder(run_dir, "--run-dir")
-    if args.init:
-        read_config(args.init)   # a missing or broken --init is named before anything is created
+    init = None
+    if args.init:   # a missing or broken --init is named before anything is created
+        prov = read_config(args.init).get("provenance")
+        prov = prov if isinstance(prov, dict) else {}
+        init = {"from": str(args.init), "steps": prov.get("steps"), "sha256": prov.get("sha256")}
     if args.resume:
         if not run_json.is_file():
             raise SonolatentError(f"{run_dir}: nothing to resume (no run.json)")
         saved = _read_run(run_json)
         mel_cfg = MelConfig.from_dict(saved["mel"])
+        init = init or saved.get("init")   # where the run's weights first came from
     else:
         saved = None
         mel_cfg = MelConfig()
@@ -192,8 +196,8 @@ def run(args) -> int:
     loop = LoopConfig(max_steps=args.max_steps, max_minutes=args.max_minutes, valid_every=args.valid_every,
                       save_every=args.save_every, seed=args.seed, threads=args.threads,
                       progress=not args.no_progress)
-    task = task_cls(args.data, out, mel_cfg, mcfg, tcfg, {"world_size": ddp.world, "seed": args.seed}, ddp,
-                    init=args.init, progress=not args.no_progress)
+    provenance = {"world_size": ddp.world, "seed": args.seed, **({"init": init} if init else {})}
+    task = task_cls(args.data, out, mel_cfg, mcfg, tcfg, provenance, ddp, init=args.init, progress=not args.no_progress)
     if ddp.main:   # only now that the data and the models are ready: a failed start leaves nothing
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -201,7 +205,8 @@ def run(args) -> int:
         except OSError as e:
             raise SonolatentError(f"cannot create {run_dir} or {out.parent}: {e.strerror}") from None
         write_text_atomic(run_json, json.dumps({"kind": args.kind, "mel": mel_cfg.to_dict(), "model": mcfg.to_dict(),
-                                                "train": tcfg.to_dict(), "data": args.data, "out": str(out)}, indent=2))
+                                                "train": tcfg.to_dict(), "data": args.data, "out": str(out),
+                                                "init": init}, indent=2))
     summary = run_loop(task, run_dir, loop, args.resume, ddp)
     if ddp.main:
         val = ", ".join(f"{k} {v:.4f}" for k, v in summary["valid"].items())

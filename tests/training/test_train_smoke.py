@@ -157,6 +157,12 @@ def test_init_grows_an_older_model_and_refuses_a_different_one(dataset, tmp_path
     grown, meta = load_checkpoint(out, "vae")
     assert meta["model"]["dec_norm"] is True
     assert torch.allclose(grown.encoder[0].weight, old.encoder[0].weight, atol=1e-6)   # carried over
+    _, old_meta = load_checkpoint(tmp_path / "old", "vae")
+    init = {"from": str(tmp_path / "old"), "steps": old_meta["provenance"].get("steps"),
+            "sha256": old_meta["provenance"]["sha256"]}
+    assert meta["provenance"]["init"] == init                  # where the weights came from, kept on resume
+    assert main(base + ["--run-dir", str(tmp_path / "r1"), "--resume", "--max-steps", "2"] + TINY_VAE) == 0
+    assert load_checkpoint(out, "vae")[1]["provenance"]["init"] == init
     wide = MelVAE(MelConfig(), VAEConfig(channels=48, dec_layers=2, enc_blocks=1, latent_dim=8))
     save_checkpoint(tmp_path / "wide", wide)
     assert main(base + ["--run-dir", str(tmp_path / "r2"), "--init", str(tmp_path / "wide"), "--max-steps", "1"]
