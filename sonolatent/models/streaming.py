@@ -76,8 +76,8 @@ class FramePlanned(nn.Module):
             self._frame_plan = self._build_frame_plan()
         return self._frame_plan
 
-    def _build_frame_plan(self):
-        raise NotImplementedError
+    def _build_frame_plan(self):   # each subclass binds its own weights (MelVAE, Vocoder)
+        raise NotImplementedError(f"{type(self).__name__} has no single-frame path")
 
     def _apply(self, fn, *args, **kwargs):
         self._frame_plan = None

@@ -201,15 +201,15 @@ def eq_crops(mel: torch.Tensor, rng: np.random.Generator, prob: float, max_db: f
     if not chosen.any():
         return mel
     x = np.linspace(-1.0, 1.0, n)
-    curves = np.zeros((b, n))
-    for i in np.flatnonzero(chosen):
-        c = rng.uniform(-0.5, 0.5) * x
+    rows = np.flatnonzero(chosen)
+    curves = np.empty((len(rows), n))
+    for c in curves:
+        c[:] = rng.uniform(-0.5, 0.5) * x
         for _ in range(3):
             centre, width = rng.uniform(-1.0, 1.0), rng.uniform(0.05, 0.5)
             c += rng.uniform(-1.0, 1.0) * np.exp(-0.5 * ((x - centre) / width) ** 2)
-        curves[i] = np.clip(c, -1.0, 1.0) * max_db
-    idx = torch.from_numpy(np.flatnonzero(chosen))
-    gain = torch.from_numpy(curves[chosen] * (np.log(10.0) / 20.0)).to(mel.dtype)[:, :, None]   # dB -> ln
+    gain = torch.from_numpy(np.clip(curves, -1.0, 1.0) * max_db * (np.log(10.0) / 20.0)).to(mel.dtype)[:, :, None]
+    idx = torch.from_numpy(rows)
     floor = math.exp(log_floor)
     above = (torch.exp(mel[idx]) - floor).clamp(min=0.0)
     out = mel.clone()
