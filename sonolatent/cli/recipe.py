@@ -20,7 +20,7 @@ steps (each one a sonolatent command you can also run by hand):
   3. train vae       30% of the budget (half of the crops time-stretched 0.5-4x)
   4. train vae       15% more, resumed with the morph term (--interp-weight 0.2) and a
                      decaying learning rate
-  5. train vocoder   40% of the budget (4 blocks, mel prior; mel + multi-resolution STFT
+  5. train vocoder   40% of the budget (4 blocks, mel prior, carried phase; mel + multi-resolution STFT
                      losses, STFT weighted 2; 30% of the crops vocoded from the new VAE's
                      decoded mel, the path the instrument plays; decaying learning rate)
   6. train vocoder   15% more, resumed with the adversarial stage
@@ -103,7 +103,8 @@ def _steps(args, step, data: Path, runs: Path, out: Path) -> None:
     resume_voc = ["--resume"] if args.resume and (voc_run / "run.json").is_file() else []
     vae_mels = ["--vae", str(out / "vae"), "--vae-share", "0.3"]   # some crops through the new VAE's decoder
     step(["train", "vocoder", *data_args, "--out", str(out / "vocoder"), "--run-dir", str(voc_run),
-          "--max-minutes", f"{0.40 * m:.2f}", "--layers", "4", "--prior-iters", "3", "--stft-weight", "2",
+          "--max-minutes", f"{0.40 * m:.2f}", "--layers", "4", "--prior-iters", "3", "--phase-carry",
+          "--stft-weight", "2",
           "--lr-half-life", "15000",
           *vae_mels, *common, *resume_voc])
     step(["train", "vocoder", *data_args, "--out", str(out / "vocoder"), "--run-dir", str(voc_run),

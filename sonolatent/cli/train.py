@@ -83,6 +83,10 @@ def register(sub) -> None:
             k.add_argument("--prior-iters", type=int, metavar="N",
                            help="sharpen the mel prior with N non-negative least-squares steps, so its own mel "
                                 "matches the input (needs the mel prior; default: 0)")
+            k.add_argument("--phase-carry", dest="phase_carry", action="store_const", const=True,
+                           help="let each bin carry its phase on from the last frame at a learned frequency, "
+                                "so steady partials keep their pitch instead of snapping to multiples of "
+                                "sample rate / hop (86 Hz); grows it onto an --init vocoder without it")
             k.add_argument("--mel-weight", type=float, metavar="W", help="weight of the log-mel L1 loss (default: 1)")
             k.add_argument("--stft-weight", type=float, metavar="W",
                            help="weight of the multi-resolution STFT loss (default: 1)")
@@ -172,7 +176,7 @@ def run(args) -> int:
         mcls, tcls, task_cls = VocoderConfig, VocoderTrainConfig, VocoderTask
         model_over = _pick(args, {"dim": "dim", "layers": "n_layers", "mel_prior": "mel_prior",
                                   "istft_n_fft": "istft_n_fft", "upsample": "upsample",
-                                  "prior_iters": "prior_iters"})
+                                  "prior_iters": "prior_iters", "phase_carry": "phase_carry"})
         train_over = _pick(args, {"batch_size": "batch_size", "lr": "lr", "segment": "segment",
                                   "gan_start": "gan_start", "vae_share": "vae_share",
                                   "mel_weight": "mel_weight", "stft_weight": "stft_weight",

@@ -8,6 +8,16 @@ matrix), so the network spends its width on harmonic detail and phase rather
 than on re-deriving the envelope. Nothing looks ahead, so the only delay is the
 overlap-add's ``istft_n_fft // 2`` samples.
 
+A network that sees only the local mel is the same function at every frame, so
+on a steady input it makes the same spectrum, phase included, at every frame:
+its output repeats every mel hop, and every steady partial is pulled onto the
+grid of multiples of ``sample_rate / hop_length`` (86 Hz here: a 440 Hz tone
+comes out at 431 Hz). With ``phase_carry`` each bin keeps its last phase and
+advances it like an oscillator, by the bin's own frequency plus a learned offset
+(within +-pi per synthesis hop, i.e. +-2 bins); a learned gate per bin chooses
+between that carried phase (sustained partials) and the network's own phase
+(attacks, noise). It is a recurrence over frames, carried in the stream state.
+
 Shapes: ``forward(mel)``: ``(B, n_mels, T)`` -> ``(B, T * hop_length)``.
 Streaming: ``stream(mel_chunk, state)`` returns the samples that are final;
 ``flush(state)`` the rest. Concatenated they equal ``forward(mel)``.
@@ -41,6 +51,7 @@ class VocoderConfig:
     gelu: str = "tanh"          # "tanh" (its approximation: 5x cheaper per frame live) or "exact" (erf)
     prior_iters: int = 0        # refine the mel prior so that its own mel (the same bands on the synthesis STFT's
     #                             bins) matches the input: multiplicative non-negative least-squares steps
+    phase_carry: bool = False   # each bin may carry its phase on from the last frame at a learned frequency
 
     def __post_init__(self):
         check_positive(self, "vocoder", ("dim", "mlp_ratio", "n_layers", "kernel_size", "upsample", "istft_n_fft",
@@ -124,6 +135,19 @@ class Vocoder(FramePlanned):
             # r times the magnitude of a steady tone but r**1.5 that of noise. The target sits between the two
             # (r**1.25); what a given sound needs beyond that is the network's correction.
             self.prior_target_scale = (config.istft_n_fft / mel_config.n_fft) ** 1.25
+        if config.phase_carry:
+            # per mel frame and bin: a frequency offset and a gate. It starts at offset 0 and the gate nearly
+            # shut, so a vocoder grown from one without it (``--init``) starts out making the same sound.
+            self.carry = nn.Linear(d, 2 * self.n_bins)
+            with torch.no_grad():
+                self.carry.weight.zero_()
+                self.carry.bias[: self.n_bins] = 0.0
+                self.carry.bias[self.n_bins:] = self.GATE_START
+            k = torch.arange(self.n_bins, dtype=torch.float32)
+            self.register_buffer("bin_advance", 2 * torch.pi * k * self.istft_hop / config.istft_n_fft,
+                                 persistent=False)
+
+    GATE_START = -4.0   # sigmoid(-4) = 0.018
 
     @property
     def delay(self) -> int:
@@ -137,7 +161,8 @@ class Vocoder(FramePlanned):
         x = self.norm_in(self.embed(x, state))
         for blk in self.blocks:
             x = blk(x, state)
-        h = self.head(self.norm_out(x.transpose(1, 2)))  # (B, T, 2*bins*up)
+        feats = self.norm_out(x.transpose(1, 2))
+        h = self.head(feats)  # (B, T, 2*bins*up)
         B, T, _ = h.shape
         h = h.reshape(B, T * c.upsample, 2, self.n_bins)
         logmag, phase = h[:, :, 0], h[:, :, 1]
@@ -145,8 +170,34 @@ class Vocoder(FramePlanned):
             prior = torch.log(self._prior(torch.exp(mel)).clamp(min=self.mel_config.log_floor)).transpose(1, 2)
             logmag = logmag + torch.repeat_interleave(prior, c.upsample, dim=1)
         mag = torch.exp(torch.clamp(logmag, max=6.0))
+        if c.phase_carry:
+            unit = self._carry_phase(phase, self.carry(feats), state)
+            return (mag * unit).transpose(1, 2)
         spec = torch.polar(mag, phase)  # (B, T*up, bins)
         return spec.transpose(1, 2)
+
+    def _carry_phase(self, phase: torch.Tensor, ctl: torch.Tensor, state: StreamState | None) -> torch.Tensor:
+        """Unit phasors ``(B, T*up, bins)``: per synthesis frame, the gate mixes the network's own
+        phase with the last frame's phase advanced by the bin's frequency plus the learned offset."""
+        bins, up = self.n_bins, self.config.upsample
+        B, T = ctl.shape[:2]
+        advance = self.bin_advance + torch.pi * torch.tanh(ctl[..., :bins])          # (B, T, bins)
+        turn = torch.polar(torch.ones_like(advance), advance)
+        gate = torch.sigmoid(ctl[..., bins:])
+        own = torch.polar(torch.ones_like(phase), phase)                              # (B, T*up, bins)
+        prev = state.get(self.carry) if state is not None else None
+        if prev is None:
+            prev = own.new_ones(B, bins)
+        out = []
+        for t in range(T * up):
+            j = t // up
+            o = own[:, t]
+            mix = o + gate[:, j] * (prev * turn[:, j] - o)
+            prev = mix / mix.abs().clamp(min=1e-6)
+            out.append(prev)
+        if state is not None and T:
+            state.set(self.carry, prev)
+        return torch.stack(out, 1) if out else own
 
     def _prior(self, e: torch.Tensor) -> torch.Tensor:
         """Linear mel ``(..., n_mels[, T])`` -> magnitude prior on the STFT bins ``(..., bins[, T])``.
@@ -173,16 +224,34 @@ class Vocoder(FramePlanned):
         blocks = [blk.step_fn() for blk in self.blocks]
         hw, hb = self.head.weight.detach(), self.head.bias.detach()
         up, bins, floor, prior = c.upsample, self.n_bins, self.mel_config.log_floor, self._prior
+        if c.phase_carry:
+            cw, cb, key, base = self.carry.weight.detach(), self.carry.bias.detach(), id(self.carry), self.bin_advance
 
         def run(mel, caches):
             x = norm_in(embed(torch.sub(mel, c.input_offset).div_(c.input_scale), caches))
             for blk in blocks:
                 x = blk(x, caches)
-            h = torch.addmv(hb, hw, norm_out(x)).view(up, 2, bins)
+            f = norm_out(x)
+            h = torch.addmv(hb, hw, f).view(up, 2, bins)
             logmag, phase = h[:, 0], h[:, 1]
             if c.mel_prior:
                 logmag = logmag + prior(torch.exp(mel)).clamp_(min=floor).log_()
-            return torch.polar(torch.exp(logmag.clamp(max=6.0)), phase).T
+            mag = torch.exp(logmag.clamp(max=6.0))
+            if not c.phase_carry:
+                return torch.polar(mag, phase).T
+            ctl = torch.addmv(cb, cw, f)
+            turn = torch.polar(torch.ones(bins), torch.tanh(ctl[:bins]).mul_(torch.pi).add_(base))
+            gate = torch.sigmoid(ctl[bins:])
+            own = torch.polar(torch.ones_like(phase), phase)
+            prev = caches.get(key)
+            prev = torch.ones(bins, dtype=own.dtype) if prev is None else prev[0]
+            for t in range(up):
+                o = own[t]
+                mix = o + gate * (prev * turn - o)
+                prev = mix / mix.abs().clamp_(min=1e-6)
+                own[t] = prev
+            caches[key] = prev[None]
+            return own.mul_(mag).T
         return run
 
     def step(self, mel: torch.Tensor, state: StreamState) -> torch.Tensor:

@@ -122,12 +122,8 @@ def test_causal_conv_single_frame_step_shares_state_with_chunks(groups, dilation
     assert y.shape == ref.shape and (y - ref).abs().max() < 1e-5
 
 
-@pytest.mark.parametrize("seed,mel_prior,upsample,n_fft,iters", [(0, False, 2, 1024, 0), (1, True, 2, 1024, 0),
-                                                                 (2, True, 1, 2048, 0), (3, True, 1, 2048, 3)])
-def test_vocoder_single_frame_step_equals_offline(seed, mel_prior, upsample, n_fft, iters):
-    torch.manual_seed(seed)
-    voc = Vocoder(MelConfig(), VocoderConfig(dim=48, n_layers=3, mel_prior=mel_prior, upsample=upsample,
-                                             istft_n_fft=n_fft, prior_iters=iters)).eval()
+def _assert_streams_as_it_renders(voc, seed):
+    """Random chunks and single frames (the live engine's calls) concatenate to the offline output."""
     mel = torch.randn(1, 100, 40) - 5
     with torch.no_grad():
         ref = voc(mel)
@@ -137,6 +133,15 @@ def test_vocoder_single_frame_step_equals_offline(seed, mel_prior, upsample, n_f
         y = torch.cat(parts + [voc.flush(st)], -1)
     assert y.shape == ref.shape
     assert (y - ref).abs().max() <= 1e-4 * max(1.0, float(ref.abs().max()))
+
+
+@pytest.mark.parametrize("seed,mel_prior,upsample,n_fft,iters", [(0, False, 2, 1024, 0), (1, True, 2, 1024, 0),
+                                                                 (2, True, 1, 2048, 0), (3, True, 1, 2048, 3)])
+def test_vocoder_single_frame_step_equals_offline(seed, mel_prior, upsample, n_fft, iters):
+    torch.manual_seed(seed)
+    voc = Vocoder(MelConfig(), VocoderConfig(dim=48, n_layers=3, mel_prior=mel_prior, upsample=upsample,
+                                             istft_n_fft=n_fft, prior_iters=iters)).eval()
+    _assert_streams_as_it_renders(voc, seed)
 
 
 @pytest.mark.parametrize("norm", [True, False])
@@ -184,3 +189,16 @@ def test_single_frame_plan_follows_weight_updates():
                 p.mul_(1.5)
         vae.eval()
         assert torch.allclose(vae.decode_step(z, StreamState()), vae.decode_frames(z[None, :, None])[0, :, 0], atol=1e-5)
+
+
+@pytest.mark.parametrize("seed,upsample,gate", [(5, 2, -4.0), (6, 2, 0.5), (7, 1, 3.0)])
+def test_vocoder_with_carried_phase_streams_as_it_renders(seed, upsample, gate):
+    """The carried phase is a recurrence over frames: chunks and single frames must pick it up where
+    the last call left it."""
+    torch.manual_seed(seed)
+    voc = Vocoder(MelConfig(), VocoderConfig(dim=48, n_layers=2, upsample=upsample, istft_n_fft=2048 // upsample,
+                                             prior_iters=2, phase_carry=True)).eval()
+    with torch.no_grad():   # open the gate part-way and give the offsets something to do
+        voc.carry.weight.normal_(0, 0.05)
+        voc.carry.bias[voc.n_bins:] = gate
+    _assert_streams_as_it_renders(voc, seed)
