@@ -84,7 +84,7 @@ def register(sub) -> None:
                            help="sharpen the mel prior with N non-negative least-squares steps, so its own mel "
                                 "matches the input (needs the mel prior; default: 0)")
             k.add_argument("--phase-carry", dest="phase_carry", action="store_const", const=True,
-                           help="let each bin carry its phase on from the last frame at a learned frequency, "
+                           help="let each bin carry its phase on from the last frame at its spectral peak's frequency, "
                                 "so steady partials keep their pitch instead of snapping to multiples of "
                                 "sample rate / hop (86 Hz); grows it onto an --init vocoder without it")
             k.add_argument("--mel-weight", type=float, metavar="W", help="weight of the log-mel L1 loss (default: 1)")

@@ -12,11 +12,15 @@ A network that sees only the local mel is the same function at every frame, so
 on a steady input it makes the same spectrum, phase included, at every frame:
 its output repeats every mel hop, and every steady partial is pulled onto the
 grid of multiples of ``sample_rate / hop_length`` (86 Hz here: a 440 Hz tone
-comes out at 431 Hz). With ``phase_carry`` each bin keeps its last phase and
-advances it like an oscillator, by the bin's own frequency plus a learned offset
-(within +-pi per synthesis hop, i.e. +-2 bins); a learned gate per bin chooses
-between that carried phase (sustained partials) and the network's own phase
-(attacks, noise). It is a recurrence over frames, carried in the stream state.
+comes out at 431 Hz). With ``phase_carry`` the phase runs on from frame to
+frame like a phase vocoder's: each bin belongs to its nearest spectral peak of
+the magnitude about to be synthesised (placed between bins by a parabola
+through the log-magnitudes); the peak's phase is the last frame's phase at that
+bin advanced at the peak's frequency, and the bins around it keep a Hann
+window's phase pattern about it (identity phase locking). A learned gate per
+bin and mel frame, starting half open, mixes that carried phase with the
+network's own (for attacks and noise). It is a recurrence over frames, carried
+in the stream state.
 
 Shapes: ``forward(mel)``: ``(B, n_mels, T)`` -> ``(B, T * hop_length)``.
 Streaming: ``stream(mel_chunk, state)`` returns the samples that are final;
@@ -33,6 +37,7 @@ import torch.nn.functional as F
 
 from ..audio.mel import MelConfig, check_positive, config_from_dict, mel_envelope_matrix, mel_filterbank
 from ..errors import ConfigError
+from .compiled import SparsePrior, carry_frames
 from .streaming import (CausalConv1d, ChannelLayerNorm, FramePlanned, OverlapAdd, StreamState, check_gelu,
                         layer_norm_fn, make_gelu)
 
@@ -51,7 +56,7 @@ class VocoderConfig:
     gelu: str = "tanh"          # "tanh" (its approximation: 5x cheaper per frame live) or "exact" (erf)
     prior_iters: int = 0        # refine the mel prior so that its own mel (the same bands on the synthesis STFT's
     #                             bins) matches the input: multiplicative non-negative least-squares steps
-    phase_carry: bool = False   # each bin may carry its phase on from the last frame at a learned frequency
+    phase_carry: bool = False   # each bin may carry its phase on from the last frame at its peak's frequency
 
     def __post_init__(self):
         check_positive(self, "vocoder", ("dim", "mlp_ratio", "n_layers", "kernel_size", "upsample", "istft_n_fft",
@@ -135,19 +140,16 @@ class Vocoder(FramePlanned):
             # r times the magnitude of a steady tone but r**1.5 that of noise. The target sits between the two
             # (r**1.25); what a given sound needs beyond that is the network's correction.
             self.prior_target_scale = (config.istft_n_fft / mel_config.n_fft) ** 1.25
-        if config.phase_carry:
-            # per mel frame and bin: a frequency offset and a gate. It starts at offset 0 and the gate nearly
-            # shut, so a vocoder grown from one without it (``--init``) starts out making the same sound.
-            self.carry = nn.Linear(d, 2 * self.n_bins)
+        if config.phase_carry:   # the gate's logit per mel frame and bin; it starts half open everywhere
+            self.carry = nn.Linear(d, self.n_bins)
             with torch.no_grad():
                 self.carry.weight.zero_()
-                self.carry.bias[: self.n_bins] = 0.0
-                self.carry.bias[self.n_bins:] = self.GATE_START
-            k = torch.arange(self.n_bins, dtype=torch.float32)
-            self.register_buffer("bin_advance", 2 * torch.pi * k * self.istft_hop / config.istft_n_fft,
-                                 persistent=False)
+                self.carry.bias.fill_(self.GATE_START)
+            self.register_buffer("bins", torch.arange(self.n_bins), persistent=False)
+            self.radians_per_bin = 2 * torch.pi * self.istft_hop / config.istft_n_fft   # phase advance per hop
+            self.hops_per_frame = config.istft_n_fft // self.istft_hop   # a bin advances k * 2 pi / this per hop
 
-    GATE_START = -4.0   # sigmoid(-4) = 0.018
+    GATE_START = 0.0   # sigmoid(0) = 0.5: where the gate moves fastest
 
     @property
     def delay(self) -> int:
@@ -169,35 +171,72 @@ class Vocoder(FramePlanned):
         if c.mel_prior:   # the network only corrects the mel's own spectral envelope
             prior = torch.log(self._prior(torch.exp(mel)).clamp(min=self.mel_config.log_floor)).transpose(1, 2)
             logmag = logmag + torch.repeat_interleave(prior, c.upsample, dim=1)
-        mag = torch.exp(torch.clamp(logmag, max=6.0))
+        logmag = torch.clamp(logmag, max=6.0)
+        mag = torch.exp(logmag)
         if c.phase_carry:
-            unit = self._carry_phase(phase, self.carry(feats), state)
-            return (mag * unit).transpose(1, 2)
+            return self._carry_phase(logmag, mag, phase, torch.sigmoid(self.carry(feats)), state).transpose(1, 2)
         spec = torch.polar(mag, phase)  # (B, T*up, bins)
         return spec.transpose(1, 2)
 
-    def _carry_phase(self, phase: torch.Tensor, ctl: torch.Tensor, state: StreamState | None) -> torch.Tensor:
-        """Unit phasors ``(B, T*up, bins)``: per synthesis frame, the gate mixes the network's own
-        phase with the last frame's phase advanced by the bin's frequency plus the learned offset."""
-        bins, up = self.n_bins, self.config.upsample
-        B, T = ctl.shape[:2]
-        advance = self.bin_advance + torch.pi * torch.tanh(ctl[..., :bins])          # (B, T, bins)
-        turn = torch.polar(torch.ones_like(advance), advance)
-        gate = torch.sigmoid(ctl[..., bins:])
-        own = torch.polar(torch.ones_like(phase), phase)                              # (B, T*up, bins)
+    def _peak_advance(self, logmag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For every bin ``(..., bins)``: the bin of its nearest local maximum of ``logmag`` along the bins,
+        and that peak's phase advance per synthesis hop, at its frequency between bins by a parabola
+        through the peak and its two neighbours (on a Hann window's log-magnitude, within 0.02 bin of a
+        lone tone)."""
+        k = self.bins
+        a = torch.cat([logmag[..., :1], logmag[..., :-1]], -1)
+        c = torch.cat([logmag[..., 1:], logmag[..., -1:]], -1)
+        curve = (a - 2 * logmag + c).clamp(max=-1e-6)
+        shift = (0.5 * (a - c) / curve).clamp(-0.5, 0.5)
+        peak = (logmag >= a) & (logmag > c)
+        far = self.n_bins * 4
+        last = torch.cummax(torch.where(peak, k, -far), -1).values
+        nxt = -torch.cummax(torch.where(peak, -k, -far).flip(-1), -1).values.flip(-1)
+        own = torch.where(k - last <= nxt - k, last, nxt).clamp(0, self.n_bins - 1)
+        # whole turns dropped before scaling, so the angle stays small and exact in float32
+        return own, (torch.remainder(own, self.hops_per_frame) + torch.gather(shift, -1, own)) * self.radians_per_bin
+
+    def _locked(self, prev: torch.Tensor, peak: torch.Tensor, turn: torch.Tensor) -> torch.Tensor:
+        """Unit phasors of one synthesis frame: each bin's peak carries on from ``prev`` (the last frame's
+        phasors) by ``turn``; a Hann window alternates the phase from bin to bin about its peak."""
+        sign = 1.0 - 2.0 * torch.remainder(self.bins - peak, 2).to(turn.real.dtype)
+        return torch.gather(prev, -1, peak) * turn * sign
+
+    def _carry_phase(self, logmag: torch.Tensor, mag: torch.Tensor, phase: torch.Tensor, gate: torch.Tensor,
+                     state: StreamState | None) -> torch.Tensor:
+        """Unit phasors ``(B, T*up, bins)``: per synthesis frame, ``gate`` (``(B, T, bins)``, per mel frame)
+        mixes the network's own phase with the phase carried on from the last frame (:meth:`_locked`)."""
+        up = self.config.upsample
         prev = state.get(self.carry) if state is not None else None
+        own = torch.polar(torch.ones_like(phase), phase)                              # (B, T*up, bins)
+        if not (torch.is_grad_enabled() and (logmag.requires_grad or phase.requires_grad or gate.requires_grad)):
+            return self._carry_compiled(logmag, mag, own, gate, prev, state)    # the same arithmetic, compiled
+        peak, advance = self._peak_advance(logmag.detach())
+        turn = torch.polar(torch.ones_like(advance), advance)
         if prev is None:
-            prev = own.new_ones(B, bins)
+            prev = own.new_ones(own.shape[0], self.n_bins)
         out = []
-        for t in range(T * up):
-            j = t // up
-            o = own[:, t]
-            mix = o + gate[:, j] * (prev * turn[:, j] - o)
+        for t in range(own.shape[1]):
+            o, g = own[:, t], gate[:, t // up]
+            mix = o + g * (self._locked(prev, peak[:, t], turn[:, t]) - o)
             prev = mix / mix.abs().clamp(min=1e-6)
             out.append(prev)
-        if state is not None and T:
+        if state is not None and out:
             state.set(self.carry, prev)
-        return torch.stack(out, 1) if out else own
+        return mag * torch.stack(out, 1) if out else mag * own
+
+    def _carry_compiled(self, logmag: torch.Tensor, mag: torch.Tensor, own: torch.Tensor, gate: torch.Tensor,
+                        prev: torch.Tensor | None, state: StreamState | None) -> torch.Tensor:
+        specs, lasts = [], []
+        for b in range(logmag.shape[0]):
+            spec, last = carry_frames(logmag[b].numpy(), own[b].numpy(), gate[b].numpy(),
+                                      None if prev is None else prev[b].numpy(), self.config.upsample,
+                                      self.hops_per_frame, self.radians_per_bin, mag[b].numpy())
+            specs.append(torch.from_numpy(spec))
+            lasts.append(torch.from_numpy(last))
+        if state is not None and logmag.shape[1]:
+            state.set(self.carry, torch.stack(lasts))
+        return torch.stack(specs)
 
     def _prior(self, e: torch.Tensor) -> torch.Tensor:
         """Linear mel ``(..., n_mels[, T])`` -> magnitude prior on the STFT bins ``(..., bins[, T])``.
@@ -223,9 +262,13 @@ class Vocoder(FramePlanned):
         embed, norm_in, norm_out = self.embed.step_fn(), self.norm_in.step_fn(), layer_norm_fn(self.norm_out)
         blocks = [blk.step_fn() for blk in self.blocks]
         hw, hb = self.head.weight.detach(), self.head.bias.detach()
-        up, bins, floor, prior = c.upsample, self.n_bins, self.mel_config.log_floor, self._prior
+        up, bins, floor = c.upsample, self.n_bins, self.mel_config.log_floor
+        if c.mel_prior:
+            prior = SparsePrior(self.envelope.numpy(), self.filterbank.numpy() if c.prior_iters else None,
+                                getattr(self, "prior_target_scale", 1.0), c.prior_iters, floor)
         if c.phase_carry:
-            cw, cb, key, base = self.carry.weight.detach(), self.carry.bias.detach(), id(self.carry), self.bin_advance
+            cw, cb, key = self.carry.weight.detach(), self.carry.bias.detach(), id(self.carry)
+            per, rad, ones = self.hops_per_frame, self.radians_per_bin, torch.ones(up, bins)
 
         def run(mel, caches):
             x = norm_in(embed(torch.sub(mel, c.input_offset).div_(c.input_scale), caches))
@@ -235,23 +278,17 @@ class Vocoder(FramePlanned):
             h = torch.addmv(hb, hw, f).view(up, 2, bins)
             logmag, phase = h[:, 0], h[:, 1]
             if c.mel_prior:
-                logmag = logmag + prior(torch.exp(mel)).clamp_(min=floor).log_()
-            mag = torch.exp(logmag.clamp(max=6.0))
+                logmag = logmag + torch.from_numpy(prior(torch.exp(mel).numpy()))
+            logmag = logmag.clamp(max=6.0)
+            mag = torch.exp(logmag)
             if not c.phase_carry:
                 return torch.polar(mag, phase).T
-            ctl = torch.addmv(cb, cw, f)
-            turn = torch.polar(torch.ones(bins), torch.tanh(ctl[:bins]).mul_(torch.pi).add_(base))
-            gate = torch.sigmoid(ctl[bins:])
-            own = torch.polar(torch.ones_like(phase), phase)
+            gate = torch.addmv(cb, cw, f).sigmoid_()
             prev = caches.get(key)
-            prev = torch.ones(bins, dtype=own.dtype) if prev is None else prev[0]
-            for t in range(up):
-                o = own[t]
-                mix = o + gate * (prev * turn - o)
-                prev = mix / mix.abs().clamp_(min=1e-6)
-                own[t] = prev
-            caches[key] = prev[None]
-            return own.mul_(mag).T
+            spec, prev = carry_frames(logmag.numpy(), torch.polar(ones, phase).numpy(), gate.numpy()[None],
+                                      None if prev is None else prev[0].numpy(), up, per, rad, mag.numpy())
+            caches[key] = torch.from_numpy(prev)[None]
+            return torch.from_numpy(spec).T
         return run
 
     def step(self, mel: torch.Tensor, state: StreamState) -> torch.Tensor:

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from sonolatent.audio.mel import MelConfig, MelSpectrogram
@@ -99,26 +100,70 @@ def _peak_hz(y: torch.Tensor, sr: int) -> float:
 
 def test_carried_phase_holds_a_steady_tone_at_its_own_pitch():
     """Made afresh from the mel at every frame, a steady 1000 Hz tone repeats every mel hop and comes out on
-    the grid of multiples of sr / hop (1033.6 Hz); with the gate open and the offsets set to the tone's
-    frequency, the carried phase runs like an oscillator and the tone keeps its pitch."""
-    import math
+    the grid of multiples of sr / hop (1033.6 Hz); with the gate open, each bin's phase runs on at its
+    spectral peak's frequency like an oscillator, and the tone keeps its pitch."""
     c = MelConfig()
     f0 = 1000.0
     x = (0.3 * torch.sin(2 * torch.pi * f0 * torch.arange(2 * c.sample_rate) / c.sample_rate))[None]
     mel = MelSpectrogram(c)(x)
     voc = Vocoder(c, VocoderConfig(dim=16, n_layers=1, prior_iters=3, phase_carry=True)).eval()
+    peaks = {}
     with torch.no_grad():
         voc.head.weight.zero_()
         voc.head.bias.zero_()                        # magnitude: the prior alone; the network's phase: 0
-        k = torch.arange(voc.n_bins, dtype=torch.float64)
-        bins_per_hz = voc.config.istft_n_fft / c.sample_rate
-        offset = torch.remainder((f0 * bins_per_hz - k) * 2 * math.pi * voc.istft_hop / voc.config.istft_n_fft
-                                 + math.pi, 2 * math.pi) - math.pi
-        voc.carry.bias[: voc.n_bins] = torch.atanh((offset / math.pi).clamp(-0.999, 0.999)).float()
-        peaks = {}
         for gate in (-20.0, 20.0):
-            voc.carry.bias[voc.n_bins:] = gate
+            voc.carry.bias.fill_(gate)
             peaks[gate] = _peak_hz(voc(mel)[0], c.sample_rate)
     grid = c.sample_rate / c.hop_length
     assert abs(peaks[-20.0] / grid - round(peaks[-20.0] / grid)) < 0.05 and abs(peaks[-20.0] - f0) > 20, peaks
     assert abs(peaks[20.0] - f0) < 4, peaks
+
+
+def test_peak_advance_finds_each_bins_partial_between_bins():
+    """Two partials at fractional bins 20.3 and 60.8 (Hann window log-magnitudes): every bin advances at the
+    frequency of the peak nearest to it."""
+    import numpy as np
+    voc = Vocoder(MelConfig(), VocoderConfig(dim=16, n_layers=1, phase_carry=True))
+    n = voc.config.istft_n_fft
+    t = np.arange(n)
+    frame = np.hanning(n + 1)[:n] * (np.cos(2 * np.pi * 20.3 * t / n) + 0.5 * np.cos(2 * np.pi * 60.8 * t / n))
+    logmag = torch.from_numpy(np.log(np.abs(np.fft.rfft(frame)) + 1e-9)).float()
+    peak, advance = voc._peak_advance(logmag)
+    bins = peak - peak % voc.hops_per_frame + advance / voc.radians_per_bin   # advance drops whole turns
+    assert int(peak[18]) == 20 and int(peak[58]) == 61
+    assert abs(float(bins[20]) - 20.3) < 0.03 and abs(float(bins[18]) - 20.3) < 0.03
+    assert abs(float(bins[61]) - 60.8) < 0.03 and abs(float(bins[58]) - 60.8) < 0.03
+    assert bins.shape == (voc.n_bins,)
+
+
+@pytest.mark.parametrize("seed,upsample,n_fft", [(0, 2, 1024), (1, 1, 2048)])
+def test_compiled_carried_phase_equals_the_one_training_differentiates(seed, upsample, n_fft):
+    """Live and offline renders use the compiled recurrence; training differentiates through torch's. On a
+    vocoder with a gate that varies by bin and frame, both give the same spectra."""
+    torch.manual_seed(seed)
+    voc = Vocoder(MelConfig(), VocoderConfig(dim=32, n_layers=2, upsample=upsample, istft_n_fft=n_fft,
+                                             prior_iters=2, phase_carry=True))
+    with torch.no_grad():
+        voc.carry.weight.normal_(0, 0.1)
+    mel = torch.randn(2, 100, 30) - 5
+    with torch.no_grad():
+        compiled = voc.spectra(mel)
+    mel.requires_grad_(True)
+    traced = voc.spectra(mel)
+    assert traced.requires_grad
+    assert (compiled - traced.detach()).abs().max() <= 1e-4 * float(traced.detach().abs().max())
+
+
+@pytest.mark.parametrize("iters", [0, 3])
+def test_sparse_prior_of_the_live_path_equals_the_dense_one(iters):
+    """The single-frame path computes the mel prior with sparse matrices (compiled); training and the chunk
+    path use dense products. Same numbers, on a quiet and a loud frame."""
+    voc = Vocoder(MelConfig(), VocoderConfig(dim=16, n_layers=1, prior_iters=iters))
+    from sonolatent.models.compiled import SparsePrior
+    sp = SparsePrior(voc.envelope.numpy(), voc.filterbank.numpy() if iters else None,
+                     getattr(voc, "prior_target_scale", 1.0), iters, voc.mel_config.log_floor)
+    for level in (-9.0, 0.0):
+        mel = torch.randn(100) + level
+        dense = torch.log(voc._prior(torch.exp(mel)).clamp(min=voc.mel_config.log_floor))
+        fast = torch.from_numpy(sp(torch.exp(mel).numpy()))
+        assert (dense - fast).abs().max() < 1e-4
