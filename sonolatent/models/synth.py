@@ -74,6 +74,10 @@ class StreamingSynth:
         self.latent_dim = bundle.vae.latent_dim
         self.transposer = MelTranspose(bundle.mel_config)
         self.reset()
+        # one throwaway frame: builds the single-frame plans and loads (or compiles) the vocoder's compiled
+        # kernels here, not on the first live frame of a performance
+        self.process(np.zeros((self.latent_dim, 1), np.float32))
+        self.reset()
 
     @property
     def delay(self) -> int:
