@@ -83,7 +83,8 @@ def read_audio(
         mono = resample(mono, sr, sample_rate)
         sr = sample_rate
     if mono.shape[0] / sr < min_seconds:
-        raise AudioFileError(f"{p}: too short ({mono.shape[0] / sr:.3f} s; at least {min_seconds:.3f} s needed)")
+        raise AudioFileError(f"{p}: too short ({1000 * mono.shape[0] / sr:.1f} ms; "
+                             f"at least {1000 * min_seconds:g} ms needed)")
     if not allow_silent and float(np.max(np.abs(mono))) < 1e-5:
         raise AudioFileError(f"{p}: the audio is silent")
     return np.ascontiguousarray(mono), int(sr)

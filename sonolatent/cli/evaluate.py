@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from ..errors import SonolatentError
+from ..errors import AudioFileError, SonolatentError
 from ..outputs import check_output_path, write_text_atomic
 
 
@@ -52,9 +53,16 @@ def run(args) -> int:
         files = [files[int(i)] for i in np.linspace(0, len(files) - 1, args.limit)]
     torch.set_num_threads(args.threads)
     bundle = load_bundle(args.checkpoint)
-    results = []
+    results, skipped = [], []
     for f in tqdm(files, desc="eval", unit="file", leave=False):
-        results.append(evaluate_file(bundle, f, args.gl_iters))
+        try:
+            results.append(evaluate_file(bundle, f, args.gl_iters))
+        except AudioFileError as e:   # one unreadable or too-short file does not sink the whole run
+            skipped.append(str(e))
+    for why in skipped:
+        print(f"sonolatent: skipped {why}", file=sys.stderr)
+    if not results:
+        raise SonolatentError(f"{folder}: none of its {len(files)} sound files could be evaluated")
     summary = summarize(results)
     w = max(12, min(40, max(len(Path(r.file).name) for r in results)))
     group = 12 * len(PATHS) - 1
@@ -73,6 +81,6 @@ def run(args) -> int:
           ", ".join(f"{n} {sp[n]:.1f}" for n in PATHS))
     if args.json:
         doc = {"checkpoint": str(bundle.folder), "threads": args.threads, "summary": summary,
-               "files": [r.to_dict() for r in results]}
+               "files": [r.to_dict() for r in results], "skipped": skipped}
         write_text_atomic(args.json, json.dumps(doc, indent=1) + "\n")
     return 0

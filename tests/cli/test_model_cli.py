@@ -44,6 +44,19 @@ def test_eval_prints_a_table_and_writes_json(tiny_bundle_dir, sounds, tmp_path, 
         assert all(v > 0 for v in doc["summary"][key].values())
 
 
+def test_eval_skips_a_file_it_cannot_read_and_says_so(tiny_bundle_dir, sounds, tmp_path, capsys):
+    """One unreadable or too-short file in a folder is named and skipped; the rest is evaluated."""
+    sf.write(sounds / "click.wav", tone(440, 0.03), 44100)
+    (sounds / "broken.wav").write_bytes(b"RIFF\x00\x00garbage" * 20)
+    js = tmp_path / "e.json"
+    assert main(["eval", str(sounds), "--checkpoint", str(tiny_bundle_dir), "--json", str(js), "--gl-iters", "2"]) == 0
+    cap = capsys.readouterr()
+    skipped = [line for line in cap.err.splitlines() if line.startswith("sonolatent: skipped")]
+    assert len(skipped) == 2 and any("click.wav: too short (30.0 ms" in line for line in skipped), cap.err
+    doc = json.loads(js.read_text())
+    assert doc["summary"]["files"] == 2 and len(doc["skipped"]) == 2
+
+
 def test_griffin_lim_beats_an_untrained_vocoder(tiny_bundle_dir, sounds):
     """Sanity of the metric: a random-weight vocoder must lose to the baseline."""
     from sonolatent.evaluation import evaluate_file
