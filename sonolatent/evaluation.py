@@ -56,6 +56,12 @@ def griffin_lim(logmel: np.ndarray, cfg, n_iter: int = 64) -> np.ndarray:
 
 
 @torch.no_grad()
+def warm_up(bundle: ModelBundle) -> None:
+    """One short vocoder call, so that its compiled kernels are loaded before anything is timed."""
+    bundle.vocoder(torch.full((1, bundle.mel_config.n_mels, 4), -5.0))
+
+
+@torch.no_grad()
 def vocode(bundle: ModelBundle, audio: np.ndarray) -> np.ndarray:
     mel = MelSpectrogram(bundle.mel_config)(torch.from_numpy(audio)[None])
     return bundle.vocoder(mel)[0].numpy()

@@ -35,7 +35,7 @@ def run(args) -> int:
     import torch
     from tqdm import tqdm
 
-    from ..evaluation import PATHS, evaluate_file, find_sound_files, summarize
+    from ..evaluation import PATHS, evaluate_file, find_sound_files, summarize, warm_up
     from ..models import load_bundle
 
     for opt, value, low in (("--limit", args.limit, 1), ("--threads", args.threads, 1), ("--gl-iters", args.gl_iters, 1)):
@@ -53,18 +53,21 @@ def run(args) -> int:
         files = [files[int(i)] for i in np.linspace(0, len(files) - 1, args.limit)]
     torch.set_num_threads(args.threads)
     bundle = load_bundle(args.checkpoint)
+    warm_up(bundle)   # compiled kernels load before the first timed file, not inside it
     results, skipped = [], []
     for f in tqdm(files, desc="eval", unit="file", leave=False):
         try:
             results.append(evaluate_file(bundle, f, args.gl_iters))
         except AudioFileError as e:   # one unreadable or too-short file does not sink the whole run
-            skipped.append(str(e))
-    for why in skipped:
-        print(f"sonolatent: skipped {why}", file=sys.stderr)
+            skipped.append({"file": str(f), "reason": str(e).removeprefix(f"{f}: ")})
+    for sk in skipped:
+        print(f"sonolatent: skipped {sk['file']}: {sk['reason']}", file=sys.stderr)
     if not results:
         raise SonolatentError(f"{folder}: none of its {len(files)} sound files could be evaluated")
     summary = summarize(results)
-    w = max(12, min(40, max(len(Path(r.file).name) for r in results)))
+    summary["skipped"] = len(skipped)
+    mean = "mean" if not skipped else f"mean of {len(results)} ({len(skipped)} skipped)"
+    w = max(12, len(mean), min(40, max(len(Path(r.file).name) for r in results)))
     group = 12 * len(PATHS) - 1
     print((f"{'':<{w}} " + f"{'log-mel L1':^{group}}" + " " + f"{'multi-resolution STFT':^{group}}").rstrip())
     head = f"{'file':<{w}} " + " ".join(f"{n:>11}" for n in PATHS) + " " + " ".join(f"{n:>11}" for n in PATHS)
@@ -73,7 +76,7 @@ def run(args) -> int:
         print(f"{Path(r.file).name[:w]:<{w}} " + " ".join(f"{r.logmel[n]:>11.4f}" for n in PATHS) + " " +
               " ".join(f"{r.stft[n]:>11.4f}" for n in PATHS))
     print("-" * len(head))
-    print(f"{'mean':<{w}} " + " ".join(f"{summary['logmel'][n]:>11.4f}" for n in PATHS) + " " +
+    print(f"{mean:<{w}} " + " ".join(f"{summary['logmel'][n]:>11.4f}" for n in PATHS) + " " +
           " ".join(f"{summary['stft'][n]:>11.4f}" for n in PATHS))
     sp = summary["speed_x_realtime"]
     print("distances to the original: lower is better")

@@ -29,7 +29,16 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True, nogil=True)
+def _compiled(fn):
+    """``numba.njit``, cached on disk where numba finds a writable cache folder (the package's
+    ``__pycache__``, else the user's cache), compiled afresh in each process where it finds none."""
+    try:
+        return numba.njit(cache=True, nogil=True)(fn)
+    except RuntimeError:   # "cannot cache function ...: no locator available"
+        return numba.njit(nogil=True)(fn)
+
+
+@_compiled
 def _carry_frames(logmag, own_phase, gate, prev, up, per, rad, mag, out):   # pragma: no cover - compiled
     n_frames, n = logmag.shape
     shift = np.empty(n, np.float32)
@@ -73,6 +82,8 @@ def _carry_frames(logmag, own_phase, gate, prev, up, per, rad, mag, out):   # pr
             re = o.real + g[k] * (carried.real - o.real)
             im = o.imag + g[k] * (carried.imag - o.imag)
             r = np.float32(1.0) / max(math.sqrt(re * re + im * im), eps)
+            if not math.isfinite(r * re + r * im):   # a bad value must not latch in the state: start afresh
+                re, im, r = np.float32(1.0), np.float32(0.0), np.float32(1.0)
             new[k] = np.complex64(complex(re * r, im * r))
             out[t, k] = new[k] * mag[t, k]
         cur[:] = new
@@ -102,7 +113,7 @@ def carry_frames(logmag: np.ndarray, own_phase: np.ndarray, gate: np.ndarray, pr
     return out, last
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled
 def _csr_matvec(ptr, idx, val, x, out):   # pragma: no cover - compiled
     for r in range(len(ptr) - 1):
         acc = np.float32(0.0)
@@ -111,7 +122,7 @@ def _csr_matvec(ptr, idx, val, x, out):   # pragma: no cover - compiled
         out[r] = acc
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled
 def _sparse_prior(e, env, fb, fbt, scale, iters, floor, out):   # pragma: no cover - compiled
     n_bins = len(env[0]) - 1
     _csr_matvec(env[0], env[1], env[2], e, out)
@@ -129,6 +140,12 @@ def _sparse_prior(e, env, fb, fbt, scale, iters, floor, out):   # pragma: no cov
         out[k] = math.log(max(out[k], floor))
 
 
+@_compiled
+def _sparse_prior_frames(e, env, fb, fbt, scale, iters, floor, out):   # pragma: no cover - compiled
+    for t in range(e.shape[0]):
+        _sparse_prior(e[t], env, fb, fbt, scale, iters, floor, out[t])
+
+
 def _csr(m: np.ndarray):
     rows, cols = np.nonzero(m)
     ptr = np.zeros(m.shape[0] + 1, np.int64)
@@ -137,8 +154,9 @@ def _csr(m: np.ndarray):
 
 
 class SparsePrior:
-    """The vocoder's log mel prior for one frame: linear mel ``(n_mels,)`` -> ``log(max(prior, floor))``
-    on the STFT bins ``(bins,)``, the arithmetic of ``Vocoder._prior`` with sparse matrices."""
+    """The vocoder's log mel prior: linear mel ``(n_mels,)`` -> ``log(max(prior, floor))`` on the STFT bins
+    ``(bins,)``, the arithmetic of ``Vocoder._prior`` with sparse matrices. Inference uses it on every path
+    (one frame live, :meth:`frames` offline), so a bounce computes the very numbers the live engine does."""
 
     def __init__(self, envelope: np.ndarray, filterbank: np.ndarray | None, target_scale: float, iters: int,
                  floor: float):
@@ -152,4 +170,11 @@ class SparsePrior:
         out = np.empty(self.n_bins, np.float32)
         _sparse_prior(np.ascontiguousarray(linear_mel, np.float32), self.env, self.fb, self.fbt, self.scale,
                       self.iters, self.floor, out)
+        return out
+
+    def frames(self, linear_mel: np.ndarray) -> np.ndarray:
+        """Frame by frame, the same arithmetic: ``(T, n_mels)`` -> ``(T, bins)``."""
+        out = np.empty((linear_mel.shape[0], self.n_bins), np.float32)
+        _sparse_prior_frames(np.ascontiguousarray(linear_mel, np.float32), self.env, self.fb, self.fbt, self.scale,
+                             self.iters, self.floor, out)
         return out

@@ -169,7 +169,7 @@ class Vocoder(FramePlanned):
         h = h.reshape(B, T * c.upsample, 2, self.n_bins)
         logmag, phase = h[:, :, 0], h[:, :, 1]
         if c.mel_prior:   # the network only corrects the mel's own spectral envelope
-            prior = torch.log(self._prior(torch.exp(mel)).clamp(min=self.mel_config.log_floor)).transpose(1, 2)
+            prior = self._log_prior(mel)
             logmag = logmag + torch.repeat_interleave(prior, c.upsample, dim=1)
         logmag = torch.clamp(logmag, max=6.0)
         mag = torch.exp(logmag)
@@ -204,8 +204,9 @@ class Vocoder(FramePlanned):
 
     def _carry_phase(self, logmag: torch.Tensor, mag: torch.Tensor, phase: torch.Tensor, gate: torch.Tensor,
                      state: StreamState | None) -> torch.Tensor:
-        """Unit phasors ``(B, T*up, bins)``: per synthesis frame, ``gate`` (``(B, T, bins)``, per mel frame)
-        mixes the network's own phase with the phase carried on from the last frame (:meth:`_locked`)."""
+        """Spectra ``(B, T*up, bins)``: ``mag`` on unit phasors; per synthesis frame, ``gate`` (``(B, T, bins)``,
+        per mel frame) mixes the network's own phase with the phase carried on from the last frame
+        (:meth:`_locked`)."""
         up = self.config.upsample
         prev = state.get(self.carry) if state is not None else None
         own = torch.polar(torch.ones_like(phase), phase)                              # (B, T*up, bins)
@@ -238,6 +239,24 @@ class Vocoder(FramePlanned):
             state.set(self.carry, torch.stack(lasts))
         return torch.stack(specs)
 
+    def _log_prior(self, mel: torch.Tensor) -> torch.Tensor:
+        """Log-mel ``(B, n_mels, T)`` -> the log prior ``(B, T, bins)``: compiled and sparse where no gradient
+        is wanted (the numbers of the live path, :meth:`_build_frame_plan`), dense torch otherwise."""
+        if torch.is_grad_enabled() and mel.requires_grad:
+            return torch.log(self._prior(torch.exp(mel)).clamp(min=self.mel_config.log_floor)).transpose(1, 2)
+        sparse = self._sparse_prior()
+        e = torch.exp(mel).transpose(1, 2).numpy()
+        return torch.stack([torch.from_numpy(sparse.frames(e[b])) for b in range(e.shape[0])])
+
+    def _sparse_prior(self) -> SparsePrior:
+        sp = self.__dict__.get("_sparse")
+        if sp is None:   # fixed matrices: built once per model
+            c = self.config
+            sp = self.__dict__["_sparse"] = SparsePrior(
+                self.envelope.numpy(), self.filterbank.numpy() if c.prior_iters else None,
+                getattr(self, "prior_target_scale", 1.0), c.prior_iters, self.mel_config.log_floor)
+        return sp
+
     def _prior(self, e: torch.Tensor) -> torch.Tensor:
         """Linear mel ``(..., n_mels[, T])`` -> magnitude prior on the STFT bins ``(..., bins[, T])``.
 
@@ -264,8 +283,7 @@ class Vocoder(FramePlanned):
         hw, hb = self.head.weight.detach(), self.head.bias.detach()
         up, bins, floor = c.upsample, self.n_bins, self.mel_config.log_floor
         if c.mel_prior:
-            prior = SparsePrior(self.envelope.numpy(), self.filterbank.numpy() if c.prior_iters else None,
-                                getattr(self, "prior_target_scale", 1.0), c.prior_iters, floor)
+            prior = self._sparse_prior()
         if c.phase_carry:
             cw, cb, key = self.carry.weight.detach(), self.carry.bias.detach(), id(self.carry)
             per, rad, ones = self.hops_per_frame, self.radians_per_bin, torch.ones(up, bins)

@@ -53,8 +53,20 @@ def test_eval_skips_a_file_it_cannot_read_and_says_so(tiny_bundle_dir, sounds, t
     cap = capsys.readouterr()
     skipped = [line for line in cap.err.splitlines() if line.startswith("sonolatent: skipped")]
     assert len(skipped) == 2 and any("click.wav: too short (30.0 ms" in line for line in skipped), cap.err
+    assert "mean of 2 (2 skipped)" in cap.out
     doc = json.loads(js.read_text())
-    assert doc["summary"]["files"] == 2 and len(doc["skipped"]) == 2
+    assert doc["summary"]["files"] == 2 and doc["summary"]["skipped"] == 2
+    assert sorted(os.path.basename(s["file"]) for s in doc["skipped"]) == ["broken.wav", "click.wav"]
+    assert all(s["reason"] and not s["reason"].startswith(s["file"]) for s in doc["skipped"])
+
+
+def test_eval_of_a_folder_with_nothing_readable_is_one_line(tiny_bundle_dir, tmp_path, capsys):
+    d = tmp_path / "bad"
+    d.mkdir()
+    sf.write(d / "click.wav", tone(440, 0.03), 44100)
+    assert main(["eval", str(d), "--checkpoint", str(tiny_bundle_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "none of its 1 sound files could be evaluated" in err
 
 
 def test_griffin_lim_beats_an_untrained_vocoder(tiny_bundle_dir, sounds):

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -167,3 +168,58 @@ def test_sparse_prior_of_the_live_path_equals_the_dense_one(iters):
         dense = torch.log(voc._prior(torch.exp(mel)).clamp(min=voc.mel_config.log_floor))
         fast = torch.from_numpy(sp(torch.exp(mel).numpy()))
         assert (dense - fast).abs().max() < 1e-4
+
+
+def _carry_inputs(case: str, frames: int = 6, bins: int = 513, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    k = torch.arange(bins, dtype=torch.float32)
+    if case == "flat":            # no peak anywhere: every bin belongs to an edge
+        logmag = torch.zeros(frames, bins)
+    elif case == "edge":          # falling from bin 0: the only peak is the first bin
+        logmag = (-0.01 * k).repeat(frames, 1)
+    elif case == "tie":           # peaks at 10 and 14: bin 12 is as far from both
+        logmag = -((k - 10).abs().minimum((k - 14).abs())).repeat(frames, 1)
+    else:
+        logmag = torch.randn(frames, bins, generator=g)
+    phase = 3 * torch.randn(frames, bins, generator=g)
+    gate = torch.rand(frames // 2, bins, generator=g)
+    prev = torch.polar(torch.ones(bins), 3 * torch.randn(bins, generator=g))
+    return logmag, phase, gate, prev
+
+
+@pytest.mark.parametrize("case", ["flat", "edge", "tie", "random"])
+def test_carried_phase_compiled_and_torch_agree_on_every_bin_and_the_state(case):
+    """Unit magnitudes, so every bin's phase counts (bins at the floor included), and the state carried into
+    a second call: the compiled kernel and the torch recurrence training differentiates give the same."""
+    from sonolatent.models.compiled import carry_frames
+    from sonolatent.models.streaming import StreamState
+    voc = Vocoder(MelConfig(), VocoderConfig(dim=16, n_layers=1, phase_carry=True))
+    logmag, phase, gate, prev = _carry_inputs(case)
+    ones = torch.ones_like(logmag)
+    halves = ((slice(0, 2), slice(0, 1)), (slice(2, 6), slice(1, 3)))   # frames, mel frames (upsample 2)
+    st = StreamState()
+    st.set(voc.carry, prev[None])
+    traced = []
+    for fr, mf in halves:     # torch, with grad on, in two calls sharing the state
+        lm = logmag[None, fr].clone().requires_grad_(True)
+        traced.append(voc._carry_phase(lm, ones[None, fr], phase[None, fr], gate[None, mf], st)[0].detach())
+    traced_state = st.get(voc.carry)[0]
+    last = prev.numpy()
+    for (fr, mf), ref in zip(halves, traced):
+        unit, last = carry_frames(logmag[fr].numpy(), torch.polar(ones[fr], phase[fr]).numpy(), gate[mf].numpy(),
+                                  last, 2, voc.hops_per_frame, voc.radians_per_bin, ones[fr].numpy())
+        assert (torch.from_numpy(unit) - ref).abs().max() < 1e-4
+    assert (torch.from_numpy(last) - traced_state).abs().max() < 1e-4
+
+
+def test_a_bad_value_does_not_latch_in_the_carried_phase():
+    """A NaN in one frame's phase gives way to the network's phase again at the next frame."""
+    from sonolatent.models.compiled import carry_frames
+    logmag, phase, gate, prev = _carry_inputs("random")
+    phase[1, 100:110] = float("nan")
+    gate[:] = 0.9
+    ones = np.ones(logmag.shape, np.float32)
+    unit, last = carry_frames(logmag.numpy(), torch.polar(torch.ones_like(phase), phase).numpy(), gate.numpy(),
+                              prev.numpy(), 2, 4, np.pi / 2, ones)
+    assert np.isfinite(unit).all() and np.isfinite(last).all()
+    assert np.allclose(np.abs(unit), 1, atol=1e-4)
