@@ -210,7 +210,8 @@ class Vocoder(FramePlanned):
         up = self.config.upsample
         prev = state.get(self.carry) if state is not None else None
         own = torch.polar(torch.ones_like(phase), phase)                              # (B, T*up, bins)
-        if not (torch.is_grad_enabled() and (logmag.requires_grad or phase.requires_grad or gate.requires_grad)):
+        traced = torch.is_grad_enabled() and (logmag.requires_grad or phase.requires_grad or gate.requires_grad)
+        if not traced and logmag.device.type == "cpu":
             return self._carry_compiled(logmag, mag, own, gate, prev, state)    # the same arithmetic, compiled
         peak, advance = self._peak_advance(logmag.detach())
         turn = torch.polar(torch.ones_like(advance), advance)
@@ -242,7 +243,7 @@ class Vocoder(FramePlanned):
     def _log_prior(self, mel: torch.Tensor) -> torch.Tensor:
         """Log-mel ``(B, n_mels, T)`` -> the log prior ``(B, T, bins)``: compiled and sparse where no gradient
         is wanted (the numbers of the live path, :meth:`_build_frame_plan`), dense torch otherwise."""
-        if torch.is_grad_enabled() and mel.requires_grad:
+        if (torch.is_grad_enabled() and mel.requires_grad) or mel.device.type != "cpu":
             return torch.log(self._prior(torch.exp(mel)).clamp(min=self.mel_config.log_floor)).transpose(1, 2)
         sparse = self._sparse_prior()
         e = torch.exp(mel).transpose(1, 2).numpy()
