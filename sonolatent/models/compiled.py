@@ -96,8 +96,8 @@ def carry_frames(logmag: np.ndarray, own_phase: np.ndarray, gate: np.ndarray, pr
     phasors (the state to carry on).
 
     ``logmag``: ``(F, bins)`` float32, the log-magnitude about to be synthesised; ``own_phase``:
-    ``(F, bins)`` complex64, the network's own phase as unit phasors; ``gate``: ``(ceil(F / up), bins)`` float32 in [0, 1], one row per mel frame
-    (0: the network's phase, 1: the carried phase); ``prev``: ``(bins,)`` complex64, the last frame's
+    ``(F, bins)`` complex64, the network's own phase as unit phasors; ``gate``: ``(ceil(F / up), bins)``
+    float32 in [0, 1], one row per mel frame (0: the network's phase, 1: the carried phase); ``prev``: ``(bins,)`` complex64, the last frame's
     phasors (``None`` at the start: all ones). A bin advances ``radians_per_bin`` per bin of frequency
     per synthesis hop; ``hops_per_frame`` (n_fft / hop) hops turn any whole bin a whole number of turns.
     ``mag``: ``(F, bins)`` float32, the magnitude to put on the phasors (``exp(logmag)``).
@@ -167,13 +167,10 @@ class SparsePrior:
         self.n_bins = envelope.shape[0]
 
     def __call__(self, linear_mel: np.ndarray) -> np.ndarray:
-        out = np.empty(self.n_bins, np.float32)
-        _sparse_prior(np.ascontiguousarray(linear_mel, np.float32), self.env, self.fb, self.fbt, self.scale,
-                      self.iters, self.floor, out)
-        return out
+        return self.frames(linear_mel[None])[0]
 
     def frames(self, linear_mel: np.ndarray) -> np.ndarray:
-        """Frame by frame, the same arithmetic: ``(T, n_mels)`` -> ``(T, bins)``."""
+        """Frame by frame: ``(T, n_mels)`` -> ``(T, bins)``."""
         out = np.empty((linear_mel.shape[0], self.n_bins), np.float32)
         _sparse_prior_frames(np.ascontiguousarray(linear_mel, np.float32), self.env, self.fb, self.fbt, self.scale,
                              self.iters, self.floor, out)

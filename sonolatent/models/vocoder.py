@@ -140,6 +140,10 @@ class Vocoder(FramePlanned):
             # r times the magnitude of a steady tone but r**1.5 that of noise. The target sits between the two
             # (r**1.25); what a given sound needs beyond that is the network's correction.
             self.prior_target_scale = (config.istft_n_fft / mel_config.n_fft) ** 1.25
+        if config.mel_prior:   # the same prior, sparse and compiled: every path that needs no gradient
+            self.sparse_prior = SparsePrior(
+                self.envelope.numpy(), self.filterbank.numpy() if config.prior_iters else None,
+                getattr(self, "prior_target_scale", 1.0), config.prior_iters, mel_config.log_floor)
         if config.phase_carry:   # the gate's logit per mel frame and bin; it starts half open everywhere
             self.carry = nn.Linear(d, self.n_bins)
             with torch.no_grad():
@@ -245,18 +249,8 @@ class Vocoder(FramePlanned):
         is wanted (the numbers of the live path, :meth:`_build_frame_plan`), dense torch otherwise."""
         if (torch.is_grad_enabled() and mel.requires_grad) or mel.device.type != "cpu":
             return torch.log(self._prior(torch.exp(mel)).clamp(min=self.mel_config.log_floor)).transpose(1, 2)
-        sparse = self._sparse_prior()
         e = torch.exp(mel).transpose(1, 2).numpy()
-        return torch.stack([torch.from_numpy(sparse.frames(e[b])) for b in range(e.shape[0])])
-
-    def _sparse_prior(self) -> SparsePrior:
-        sp = self.__dict__.get("_sparse")
-        if sp is None:   # fixed matrices: built once per model
-            c = self.config
-            sp = self.__dict__["_sparse"] = SparsePrior(
-                self.envelope.numpy(), self.filterbank.numpy() if c.prior_iters else None,
-                getattr(self, "prior_target_scale", 1.0), c.prior_iters, self.mel_config.log_floor)
-        return sp
+        return torch.stack([torch.from_numpy(self.sparse_prior.frames(e[b])) for b in range(e.shape[0])])
 
     def _prior(self, e: torch.Tensor) -> torch.Tensor:
         """Linear mel ``(..., n_mels[, T])`` -> magnitude prior on the STFT bins ``(..., bins[, T])``.
@@ -282,9 +276,8 @@ class Vocoder(FramePlanned):
         embed, norm_in, norm_out = self.embed.step_fn(), self.norm_in.step_fn(), layer_norm_fn(self.norm_out)
         blocks = [blk.step_fn() for blk in self.blocks]
         hw, hb = self.head.weight.detach(), self.head.bias.detach()
-        up, bins, floor = c.upsample, self.n_bins, self.mel_config.log_floor
-        if c.mel_prior:
-            prior = self._sparse_prior()
+        up, bins = c.upsample, self.n_bins
+        prior = self.sparse_prior if c.mel_prior else None
         if c.phase_carry:
             cw, cb, key = self.carry.weight.detach(), self.carry.bias.detach(), id(self.carry)
             per, rad, ones = self.hops_per_frame, self.radians_per_bin, torch.ones(up, bins)
