@@ -175,3 +175,153 @@ class SparsePrior:
         _sparse_prior_frames(np.ascontiguousarray(linear_mel, np.float32), self.env, self.fb, self.fbt, self.scale,
                              self.iters, self.floor, out)
         return out
+
+
+# -- single frames of the VAE decoder and the vocoder's backbone ---------------------------------------------
+#
+# The live engine renders one mel frame per call. Run as tensor operations, a frame is ~150 small torch
+# calls whose dispatch costs more than their arithmetic; here it is one compiled call per model. Each
+# matrix product is one BLAS matrix-vector product (numba's np.dot), so what is left is reading the
+# weights once per frame. A convolution's history is the same (C, h) tensor the chunked torch path keeps in
+# the stream state (oldest frame first), edited in place, so the two paths can take turns on one stream.
+
+
+@_compiled
+def _gelu_(x, exact):   # pragma: no cover - compiled
+    """GELU in place: the erf form or torch's tanh approximation."""
+    if exact:
+        for i in range(x.shape[0]):
+            v = x[i]
+            x[i] = np.float32(0.5) * v * (np.float32(1.0) + np.float32(math.erf(v * np.float32(0.7071067811865476))))
+    else:
+        c, a = np.float32(0.7978845608028654), np.float32(0.044715)
+        for i in range(x.shape[0]):
+            v = x[i]
+            x[i] = np.float32(0.5) * v * (np.float32(1.0) + np.float32(math.tanh(c * (v + a * v * v * v))))
+
+
+@_compiled
+def _layer_norm(x, w, b, eps):   # pragma: no cover - compiled
+    n = x.shape[0]
+    mean = np.float32(0.0)
+    for i in range(n):
+        mean += x[i]
+    mean /= np.float32(n)
+    var = np.float32(0.0)
+    for i in range(n):
+        d = x[i] - mean
+        var += d * d
+    r = np.float32(1.0) / np.float32(math.sqrt(var / np.float32(n) + eps))
+    out = np.empty(n, np.float32)
+    for i in range(n):
+        out[i] = (x[i] - mean) * r * w[i] + b[i]
+    return out
+
+
+@_compiled
+def _push(hist, x):   # pragma: no cover - compiled
+    """Append frame ``x`` to a ``(C, h)`` history, dropping the oldest frame."""
+    C, h = hist.shape
+    for c in range(C):
+        for j in range(h - 1):
+            hist[c, j] = hist[c, j + 1]
+        if h:
+            hist[c, h - 1] = x[c]
+
+
+@_compiled
+def _conv(hist, x, w, b, k, d):   # pragma: no cover - compiled
+    """A causal convolution's output for frame ``x`` ``(C_in,)``: ``w`` ``(C_out, C_in * k)`` (tap-minor, as
+    ``Conv1d``'s weight flattened), dilation ``d``; the history moves on by one frame."""
+    C, h = hist.shape
+    u = np.empty(C * k, np.float32)
+    for c in range(C):
+        for j in range(k):
+            p = h - (k - 1 - j) * d
+            u[c * k + j] = x[c] if p == h else hist[c, p]
+    _push(hist, x)
+    return b + np.dot(w, u)
+
+
+@_compiled
+def _depthwise(hist, x, w, b):   # pragma: no cover - compiled
+    """A causal depthwise convolution (dilation 1): ``w`` ``(C, k)``."""
+    C, h = hist.shape
+    k = w.shape[1]
+    out = np.empty(C, np.float32)
+    for c in range(C):
+        acc = b[c] + w[c, k - 1] * x[c]
+        for j in range(k - 1):
+            acc += w[c, j] * hist[c, h - (k - 1) + j]
+        out[c] = acc
+    _push(hist, x)
+    return out
+
+
+@_compiled
+def decode_frame(z, in_w, in_b, in_hist, norm_w, norm_b, conv_w, conv_b, hists, dilations, proj_w, proj_b,
+                 last_norm_w, last_norm_b, out_w, out_b, out_hist, k, norm, exact, eps, scale, offset, lo,
+                 hi):   # pragma: no cover - compiled
+    """One mel-rate latent frame ``(D,)`` through ``MelVAE``'s causal decoder -> log-mel ``(n_mels,)``."""
+    h = _conv(in_hist, z, in_w, in_b, k, 1)
+    for i in range(len(conv_w)):
+        a = _layer_norm(h, norm_w[i], norm_b[i], eps) if norm else h.copy()
+        _gelu_(a, exact)
+        a = _conv(hists[i], a, conv_w[i], conv_b[i], k, dilations[i])
+        _gelu_(a, exact)
+        h = (h + proj_b[i]) + np.dot(proj_w[i], a)
+    a = _layer_norm(h, last_norm_w, last_norm_b, eps) if norm else h.copy()
+    _gelu_(a, exact)
+    m = _conv(out_hist, a, out_w, out_b, k, 1)
+    for i in range(m.shape[0]):
+        m[i] = min(max(m[i] * scale + offset, lo), hi)
+    return m
+
+
+@_compiled
+def vocoder_features(mel, in_offset, in_scale, emb_w, emb_b, emb_hist, k, in_norm_w, in_norm_b, dw_w, dw_b,
+                     dw_hists, norm_w, norm_b, w1, b1, w2, b2, gamma, out_norm_w, out_norm_b, exact,
+                     eps):   # pragma: no cover - compiled
+    """One log-mel frame ``(n_mels,)`` through ``Vocoder``'s causal ConvNeXt backbone -> the features
+    ``(dim,)`` its heads read."""
+    x = _conv(emb_hist, (mel - in_offset) / in_scale, emb_w, emb_b, k, 1)
+    x = _layer_norm(x, in_norm_w, in_norm_b, eps)
+    for i in range(len(dw_w)):
+        a = _layer_norm(_depthwise(dw_hists[i], x, dw_w[i], dw_b[i]), norm_w[i], norm_b[i], eps)
+        a = b1[i] + np.dot(w1[i], a)
+        _gelu_(a, exact)
+        x = x + gamma[i] * (b2[i] + np.dot(w2[i], a))
+    return _layer_norm(x, out_norm_w, out_norm_b, eps)
+
+
+@_compiled
+def vocoder_spectra(f, mel, head_w, head_b, up, prior_on, env, fb, fbt, prior_scale, prior_iters, floor, carry_on,
+                    carry_w, carry_b, prev, per, rad):   # pragma: no cover - compiled
+    """``Vocoder``'s heads for one mel frame: features ``f`` ``(dim,)`` (and the log-mel ``(n_mels,)`` for the
+    prior) -> the spectra of its ``up`` synthesis frames ``(up, bins)`` and the carried phasors to keep."""
+    h = head_b + np.dot(head_w, f)   # (up, 2, bins) flattened: log-magnitude, then phase
+    bins = h.shape[0] // (2 * up)
+    prior = np.zeros(bins, np.float32)
+    if prior_on:
+        _sparse_prior(np.exp(mel), env, fb, fbt, prior_scale, prior_iters, floor, prior)
+    logmag = np.empty((up, bins), np.float32)
+    mag = np.empty((up, bins), np.float32)
+    own = np.empty((up, bins), np.complex64)
+    for u in range(up):
+        for k in range(bins):
+            lm = min(h[u * 2 * bins + k] + prior[k], np.float32(6.0))
+            logmag[u, k] = lm
+            mag[u, k] = np.float32(math.exp(lm))
+            p = h[u * 2 * bins + bins + k]
+            own[u, k] = np.complex64(complex(math.cos(p), math.sin(p)))
+    out = np.empty((up, bins), np.complex64)
+    if not carry_on:
+        for u in range(up):
+            for k in range(bins):
+                out[u, k] = own[u, k] * mag[u, k]
+        return out, prev
+    g = carry_b + np.dot(carry_w, f)
+    gate = np.empty((1, bins), np.float32)
+    for k in range(bins):
+        gate[0, k] = np.float32(1.0) / (np.float32(1.0) + np.float32(math.exp(-g[k])))
+    return out, _carry_frames(logmag, own, gate, prev, up, per, rad, mag, out)

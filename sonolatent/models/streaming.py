@@ -11,15 +11,16 @@ A :class:`StreamState` belongs to one stream (one voice). Create a fresh one
 per stream; never share one between threads.
 
 Single frames: the live engine renders one mel frame per call, where tensor
-dispatch, not arithmetic, is the cost. Each layer also has ``step(x, state)``
-for one frame of one stream (``x``: ``(C,)``), written with as few tensor
-operations as possible. It reads and writes the same :class:`StreamState`
-entries as ``forward(x, state)``, so the two can be mixed call by call and give
-the same output (up to float rounding).
+dispatch, not arithmetic, would be the cost. The models run such a frame as one
+compiled call (:mod:`.compiled`), which reads and edits each convolution's
+history in the same :class:`StreamState` entry as ``forward(x, state)``
+(:func:`history_array`), so the two can be mixed call by call and give the same
+output (up to float rounding).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -115,38 +116,6 @@ class CausalConv1d(nn.Conv1d):
             state.set(self, x[..., -h:])
         return self._taps(x)
 
-    def step(self, x: torch.Tensor, state: StreamState) -> torch.Tensor:
-        """One frame of one stream: ``(C_in,)`` -> ``(C_out,)``."""
-        return self.step_fn()(x, state.caches)
-
-    def step_fn(self):
-        """``f(x, caches)`` for one frame, with this layer's weights bound once (as views, so
-        in-place weight updates show). ``caches`` is :attr:`StreamState.caches`."""
-        key, h, d, k = id(self), self.history, self.dilation[0], self.kernel_size[0]
-        bias = self.bias.detach() if self.bias is not None else None
-
-        def taps(x, caches):
-            if not h:
-                return x[:, None]
-            prev = caches.get(key)
-            full = torch.cat([prev[0], x[:, None]], dim=1) if prev is not None else F.pad(x[:, None], (h, 0))
-            caches[key] = full[None, :, 1:]                 # what forward(x, state) keeps, too
-            return full                                      # (C_in, h + 1), oldest first
-
-        if self.groups == self.in_channels == self.out_channels:   # depthwise: one batched dot per channel
-            C = self.in_channels
-            w = self.weight.detach().view(C, k, 1)
-            b = bias.view(C, 1, 1) if bias is not None else torch.zeros(C, 1, 1)
-            return lambda x, caches: torch.baddbmm(b, taps(x, caches).view(C, 1, k), w).view(C)
-        if self.groups != 1:
-            return lambda x, caches: self._taps(taps(x, caches)[None])[0, :, 0]
-        w = self._flat_weight().detach()
-        if bias is None:
-            bias = torch.zeros(self.out_channels)
-        if d > 1:
-            return lambda x, caches: torch.addmv(bias, w, taps(x, caches)[:, ::d].reshape(-1))
-        return lambda x, caches: torch.addmv(bias, w, taps(x, caches).reshape(-1))
-
     def _taps(self, x: torch.Tensor) -> torch.Tensor:
         """The same convolution as gathered taps and one matmul.
 
@@ -187,18 +156,17 @@ class ChannelLayerNorm(nn.LayerNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x.transpose(1, 2)).transpose(1, 2)
 
-    def step(self, x: torch.Tensor) -> torch.Tensor:
-        """One frame ``(C,)``."""
-        return self.step_fn()(x)
 
-    def step_fn(self):
-        return layer_norm_fn(self)
-
-
-def layer_norm_fn(norm: nn.LayerNorm):
-    """``f(x)``: the LayerNorm of one frame ``(C,)``, its weights bound once."""
-    shape, w, b, eps = norm.normalized_shape, norm.weight.detach(), norm.bias.detach(), norm.eps
-    return lambda x: F.layer_norm(x, shape, w, b, eps)
+def history_array(caches: dict, conv: CausalConv1d) -> np.ndarray:
+    """One stream's history of ``conv``, ``(C_in, h)`` float32, oldest frame first, as a writable array
+    that is the very memory kept in the state (``caches``: :attr:`StreamState.caches`). A history the
+    chunked path left (a view into its last input) is copied once into a tensor of its own."""
+    t = caches.get(id(conv))
+    if (t is None or t.dtype != torch.float32 or t.shape[0] != 1 or not t.is_contiguous()
+            or t.storage_offset() or t.untyped_storage().nbytes() != 4 * t.numel()):
+        t = torch.zeros(1, conv.in_channels, conv.history) if t is None else t[:1].to(torch.float32).clone(memory_format=torch.contiguous_format)
+        caches[id(conv)] = t
+    return t.numpy()[0]
 
 
 class OverlapAdd(nn.Module):

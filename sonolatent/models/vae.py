@@ -21,13 +21,16 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..audio.mel import MelConfig, check_positive, config_from_dict
 from ..errors import ConfigError
-from .streaming import CausalConv1d, ChannelLayerNorm, FramePlanned, StreamState, check_gelu, make_gelu
+from .compiled import decode_frame
+from .streaming import (CausalConv1d, ChannelLayerNorm, FramePlanned, StreamState, check_gelu, history_array,
+                        make_gelu)
 
 
 @dataclass(frozen=True)
@@ -87,20 +90,6 @@ class CausalResLayer(nn.Module):
 
     def forward(self, x, state: StreamState | None = None):
         return x + self.proj(self.act(self.conv(self.act(self.norm(x)), state)), state)
-
-    def step(self, x: torch.Tensor, state: StreamState) -> torch.Tensor:
-        """One frame ``(C,)`` of one stream (see :mod:`.streaming`)."""
-        return self.step_fn()(x, state.caches)
-
-    def step_fn(self):
-        """``f(x, caches)`` for one frame with the weights bound (see :meth:`CausalConv1d.step_fn`)."""
-        conv, gelu, a = self.conv.step_fn(), F.gelu, self.act.approximate
-        pw, pb = self.proj._flat_weight().detach(), self.proj.bias.detach()
-        if isinstance(self.norm, ChannelLayerNorm):
-            norm = self.norm.step_fn()
-            return lambda x, caches: torch.addmv(x + pb, pw, gelu(conv(gelu(norm(x), approximate=a), caches),
-                                                                  approximate=a))
-        return lambda x, caches: torch.addmv(x + pb, pw, gelu(conv(gelu(x, approximate=a), caches), approximate=a))
 
 
 def latents_to_frames(z: torch.Tensor, n_frames: int, downsample: int) -> torch.Tensor:
@@ -197,21 +186,33 @@ class MelVAE(FramePlanned):
     def decode_step(self, z: torch.Tensor, state: StreamState) -> torch.Tensor:
         """One mel-rate latent frame ``(D,)`` -> log-mel ``(n_mels,)``: :meth:`decode_frames` for a
         single frame of one stream, with the same state and output (the live engine's path)."""
-        return self._planned()(z, state.caches)
+        return self._planned()(z, state)
 
     def _build_frame_plan(self):
-        first, last = self.dec_in.step_fn(), self.dec_out.step_fn()
-        layers = [layer.step_fn() for layer in self.dec_layers]
-        norm = self.dec_norm.step_fn() if isinstance(self.dec_norm, ChannelLayerNorm) else (lambda h: h)
-        gelu, a, c = F.gelu, self.dec_act.approximate, self.config
-        lo = math.log(self.mel_config.log_floor)
+        c = self.config
+        if self.dec_in.weight.device.type != "cpu":
+            return lambda z, state: self.decode_frames(z[None, :, None], state)[0, :, 0]
+        arr = lambda t: t.detach().numpy()                                       # views: weight updates show
+        flat = lambda conv: arr(conv.weight).reshape(conv.out_channels, -1)
+        layers, C = list(self.dec_layers), c.channels
+        ones, zeros = np.ones(C, np.float32), np.zeros(C, np.float32)
+        norm_w = tuple(arr(l.norm.weight) if c.dec_norm else ones for l in layers)
+        norm_b = tuple(arr(l.norm.bias) if c.dec_norm else zeros for l in layers)
+        last_w, last_b = (arr(self.dec_norm.weight), arr(self.dec_norm.bias)) if c.dec_norm else (ones, zeros)
+        eps = np.float32(self.dec_norm.eps if c.dec_norm else 1e-5)
+        fixed = (tuple(flat(l.conv) for l in layers), tuple(arr(l.conv.bias) for l in layers))
+        proj = (tuple(flat(l.proj) for l in layers), tuple(arr(l.proj.bias) for l in layers))
+        dilations = tuple(l.conv.dilation[0] for l in layers)
+        convs = [self.dec_in] + [l.conv for l in layers] + [self.dec_out]
+        in_w, in_b, out_w, out_b = flat(self.dec_in), arr(self.dec_in.bias), flat(self.dec_out), arr(self.dec_out.bias)
+        consts = (c.dec_kernel, c.dec_norm, c.gelu == "exact", eps, np.float32(c.mel_scale), np.float32(c.mel_offset),
+                  np.float32(math.log(self.mel_config.log_floor)), np.float32(c.mel_max))
 
-        def run(z, caches):
-            h = first(z, caches)
-            for layer in layers:
-                h = layer(h, caches)
-            out = last(gelu(norm(h), approximate=a), caches)
-            return out.mul_(c.mel_scale).add_(c.mel_offset).clamp_(lo, c.mel_max)
+        def run(z, state):
+            hs = [history_array(state.caches, conv) for conv in convs]
+            m = decode_frame(np.ascontiguousarray(z.numpy(), np.float32), in_w, in_b, hs[0], norm_w, norm_b, *fixed,
+                             tuple(hs[1:-1]), dilations, *proj, last_w, last_b, out_w, out_b, hs[-1], *consts)
+            return torch.from_numpy(m)
         return run
 
     def decode(self, z: torch.Tensor, n_frames: int | None = None) -> torch.Tensor:

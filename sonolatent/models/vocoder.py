@@ -31,15 +31,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..audio.mel import MelConfig, check_positive, config_from_dict, mel_envelope_matrix, mel_filterbank
 from ..errors import ConfigError
-from .compiled import SparsePrior, carry_frames
+from .compiled import SparsePrior, carry_frames, vocoder_features, vocoder_spectra
 from .streaming import (CausalConv1d, ChannelLayerNorm, FramePlanned, OverlapAdd, StreamState, check_gelu,
-                        layer_norm_fn, make_gelu)
+                        history_array, make_gelu)
 
 
 @dataclass(frozen=True)
@@ -87,21 +87,6 @@ class ConvNeXtBlock(nn.Module):
         h = self.dwconv(x, state).transpose(1, 2)
         h = self.pw2(self.act(self.pw1(self.norm(h))))
         return x + (self.gamma * h).transpose(1, 2)
-
-    def step(self, x: torch.Tensor, state: StreamState) -> torch.Tensor:
-        """One frame ``(C,)`` of one stream (see :mod:`.streaming`)."""
-        return self.step_fn()(x, state.caches)
-
-    def step_fn(self):
-        """``f(x, caches)`` for one frame with the weights bound (see :meth:`CausalConv1d.step_fn`)."""
-        dw, norm, gelu, a = self.dwconv.step_fn(), layer_norm_fn(self.norm), F.gelu, self.act.approximate
-        w1, b1, w2, b2 = (t.detach() for t in (self.pw1.weight, self.pw1.bias, self.pw2.weight, self.pw2.bias))
-        gamma = self.gamma.detach()
-
-        def run(x, caches):
-            h = norm(dw(x, caches))
-            return torch.addcmul(x, gamma, torch.addmv(b2, w2, gelu(torch.addmv(b1, w1, h), approximate=a)))
-        return run
 
 
 class Vocoder(FramePlanned):
@@ -269,37 +254,50 @@ class Vocoder(FramePlanned):
 
     def step_spectra(self, mel: torch.Tensor, state: StreamState) -> torch.Tensor:
         """:meth:`spectra` for one frame ``(n_mels,)`` of one stream -> ``(n_bins, upsample)``."""
-        return self._planned()(mel, state.caches)
+        return self._planned()(mel, state)
 
     def _build_frame_plan(self):
         c = self.config
-        embed, norm_in, norm_out = self.embed.step_fn(), self.norm_in.step_fn(), layer_norm_fn(self.norm_out)
-        blocks = [blk.step_fn() for blk in self.blocks]
-        hw, hb = self.head.weight.detach(), self.head.bias.detach()
-        up, bins = c.upsample, self.n_bins
-        prior = self.sparse_prior if c.mel_prior else None
+        if self.head.weight.device.type != "cpu":
+            return lambda mel, state: self.spectra(mel[None, :, None], state)[0]
+        arr = lambda t: t.detach().numpy()                                       # views: weight updates show
+        blocks, d = list(self.blocks), c.dim
+        eps = {m.eps for m in [self.norm_in, self.norm_out] + [b.norm for b in blocks]}
+        if len(eps) != 1:
+            raise ConfigError("vocoder: the single-frame path needs one LayerNorm eps throughout")
+        exact, eps = c.gelu == "exact", np.float32(eps.pop())
+        backbone = (arr(self.embed.weight).reshape(d, -1), arr(self.embed.bias), c.kernel_size,
+                    arr(self.norm_in.weight), arr(self.norm_in.bias))
+        layers = tuple(tuple(arr(t).reshape(t.shape[0], -1) if t.ndim == 3 else arr(t) for t in ts) for ts in zip(
+            *[(b.dwconv.weight, b.dwconv.bias) for b in blocks]))
+        mlp = tuple(tuple(arr(t) for t in ts) for ts in zip(
+            *[(b.norm.weight, b.norm.bias, b.pw1.weight, b.pw1.bias, b.pw2.weight, b.pw2.bias, b.gamma) for b in blocks]))
+        out_norm = (arr(self.norm_out.weight), arr(self.norm_out.bias), exact, eps)
+        empty_csr = (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+        if c.mel_prior:
+            p = self.sparse_prior
+            prior = (True, p.env, p.fb, p.fbt, p.scale, p.iters, p.floor)
+        else:
+            prior = (False, empty_csr, empty_csr, empty_csr, np.float32(1.0), 0, np.float32(1.0))
         if c.phase_carry:
-            cw, cb, key = self.carry.weight.detach(), self.carry.bias.detach(), id(self.carry)
-            per, rad, ones = self.hops_per_frame, self.radians_per_bin, torch.ones(up, bins)
+            carry = (True, arr(self.carry.weight), arr(self.carry.bias))
+            per, rad = self.hops_per_frame, self.radians_per_bin
+        else:
+            carry, per, rad = (False, np.zeros((1, d), np.float32), np.zeros(1, np.float32)), 1, 0.0
+        head = (arr(self.head.weight), arr(self.head.bias), c.upsample)
+        convs, key, start = [self.embed] + [b.dwconv for b in blocks], id(self.carry) if c.phase_carry else None, \
+            np.ones(self.n_bins, np.complex64)
 
-        def run(mel, caches):
-            x = norm_in(embed(torch.sub(mel, c.input_offset).div_(c.input_scale), caches))
-            for blk in blocks:
-                x = blk(x, caches)
-            f = norm_out(x)
-            h = torch.addmv(hb, hw, f).view(up, 2, bins)
-            logmag, phase = h[:, 0], h[:, 1]
-            if c.mel_prior:
-                logmag = logmag + torch.from_numpy(prior(torch.exp(mel).numpy()))
-            logmag = logmag.clamp(max=6.0)
-            mag = torch.exp(logmag)
-            if not c.phase_carry:
-                return torch.polar(mag, phase).T
-            gate = torch.addmv(cb, cw, f).sigmoid_()
-            prev = caches.get(key)
-            spec, prev = carry_frames(logmag.numpy(), torch.polar(ones, phase).numpy(), gate.numpy()[None],
-                                      None if prev is None else prev[0].numpy(), up, per, rad, mag.numpy())
-            caches[key] = torch.from_numpy(prev)[None]
+        def run(mel, state):
+            m = np.ascontiguousarray(mel.numpy(), np.float32)
+            hs = [history_array(state.caches, conv) for conv in convs]
+            f = vocoder_features(m, np.float32(c.input_offset), np.float32(c.input_scale), backbone[0], backbone[1],
+                                 hs[0], *backbone[2:], *layers, tuple(hs[1:]), *mlp, *out_norm)
+            prev = state.caches.get(key) if key is not None else None
+            spec, last = vocoder_spectra(f, m, *head, *prior, *carry, start if prev is None else prev[0].numpy(), per,
+                                         rad)
+            if key is not None:
+                state.caches[key] = torch.from_numpy(last)[None]
             return torch.from_numpy(spec).T
         return run
 

@@ -6,7 +6,8 @@ import torch
 
 from sonolatent.audio.mel import MelConfig
 from sonolatent.models import MelVAE, StreamState, VAEConfig, Vocoder, VocoderConfig, load_bundle
-from sonolatent.models.streaming import CausalConv1d, OverlapAdd
+from sonolatent.models.compiled import _conv, _depthwise
+from sonolatent.models.streaming import CausalConv1d, OverlapAdd, history_array
 from sonolatent.models.synth import StreamingSynth, render_frames
 
 
@@ -106,18 +107,25 @@ def _mixed(total, rng, hi):
             yield s
 
 
-@pytest.mark.parametrize("groups,dilation,kernel", [(1, 1, 3), (1, 4, 3), (6, 1, 7), (3, 2, 5), (1, 1, 1)])
-def test_causal_conv_single_frame_step_shares_state_with_chunks(groups, dilation, kernel):
-    torch.manual_seed(groups + dilation)
-    conv = CausalConv1d(6, 6, kernel, dilation=dilation, groups=groups).eval()
+@pytest.mark.parametrize("depthwise,dilation,kernel", [(False, 1, 3), (False, 4, 3), (True, 1, 7), (False, 2, 5),
+                                                     (False, 1, 1)])
+def test_compiled_conv_frame_shares_state_with_chunks(depthwise, dilation, kernel):
+    """The compiled single-frame convolutions read and move on the very history the chunked path keeps."""
+    torch.manual_seed(kernel + dilation)
+    conv = CausalConv1d(6, 6, kernel, dilation=dilation, groups=6 if depthwise else 1).eval()
+    w, b = conv.weight.detach().numpy().reshape(6, -1), conv.bias.detach().numpy()
     x = torch.randn(1, 6, 50)
+
+    def frame(v, st):
+        hist = history_array(st.caches, conv)
+        v = np.ascontiguousarray(v.numpy())
+        return torch.from_numpy(_depthwise(hist, v, w, b) if depthwise else _conv(hist, v, w, b, kernel, dilation))
+
     with torch.no_grad():
         ref = conv(x)
         st = StreamState()
-        out = []
-        for s in _mixed(50, np.random.default_rng(0), 6):
-            out.append(conv.step(x[0, :, s.start], st)[None, :, None] if s.stop - s.start == 1
-                       else conv(x[..., s], st))
+        out = [frame(x[0, :, s.start], st)[None, :, None] if s.stop - s.start == 1 else conv(x[..., s], st)
+               for s in _mixed(50, np.random.default_rng(0), 6)]
     y = torch.cat(out, -1)
     assert y.shape == ref.shape and (y - ref).abs().max() < 1e-5
 
