@@ -63,7 +63,10 @@ def git_commit() -> str | None:
 
 
 def save_checkpoint(folder: str | os.PathLike, model: torch.nn.Module, provenance: dict | None = None) -> Path:
-    """Write ``model`` (a MelVAE or Vocoder) to ``folder`` atomically."""
+    """Write ``model`` (a MelVAE or Vocoder) to ``folder`` atomically. The weight matrices its live
+    single-frame path reads are written rounded to bfloat16 numbers (stored as float32), so that the
+    loaded model streams at half the bytes per frame with the numbers it renders offline with
+    (:func:`~.streaming.round_frame_matrices`); the model itself, perhaps mid-training, is left as it is."""
     folder = Path(folder)
     kind = model.kind
     if kind not in MODEL_KINDS:
@@ -72,6 +75,10 @@ def save_checkpoint(folder: str | os.PathLike, model: torch.nn.Module, provenanc
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=str(folder.parent)))
     try:
         tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        matrices = {id(t) for t in model.frame_matrices()}
+        for name, p in model.named_parameters():
+            if id(p) in matrices:
+                tensors[name] = tensors[name].to(torch.bfloat16).float()
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT_NAME, "kind": kind})
         prov = dict(provenance or {})
         prov.setdefault("git_commit", git_commit())

@@ -27,6 +27,8 @@ import math
 
 import numba
 import numpy as np
+from numba import types
+from numba.extending import overload
 
 
 def _compiled(fn):
@@ -180,10 +182,36 @@ class SparsePrior:
 # -- single frames of the VAE decoder and the vocoder's backbone ---------------------------------------------
 #
 # The live engine renders one mel frame per call. Run as tensor operations, a frame is ~150 small torch
-# calls whose dispatch costs more than their arithmetic; here it is one compiled call per model. Each
-# matrix product is one BLAS matrix-vector product (numba's np.dot), so what is left is reading the
-# weights once per frame. A convolution's history is the same (C, h) tensor the chunked torch path keeps in
+# calls whose dispatch costs more than their arithmetic; here it is one compiled call per model, and what
+# is left is reading every weight once per frame. Weights that are exactly bfloat16 numbers (checkpoints are
+# saved so) are read as their 16-bit patterns, half the bytes of float32; others go through BLAS. A convolution's history is the same (C, h) tensor the chunked torch path keeps in
 # the stream state (oldest frame first), edited in place, so the two paths can take turns on one stream.
+
+
+def _matvec(w, x, b):   # the Python body never runs: numba compiles the overload below
+    raise NotImplementedError("only callable from compiled code")
+
+
+@overload(_matvec, jit_options={"fastmath": True, "nogil": True})
+def _matvec_impl(w, x, b):
+    """``b + w @ x``: float32 ``w`` through BLAS; ``uint16`` ``w`` holds bfloat16 bit patterns (half the
+    bytes to read per frame), widened a row at a time into float32 (exactly) and summed in float32."""
+    if isinstance(w, types.Array) and w.dtype == types.uint16:
+        def bf16(w, x, b):
+            rows, cols = w.shape
+            out = np.empty(rows, np.float32)
+            bits = np.empty(cols, np.uint32)
+            row = bits.view(np.float32)
+            for r in range(rows):
+                for j in range(cols):
+                    bits[j] = np.uint32(w[r, j]) << np.uint32(16)
+                acc = np.float32(0.0)
+                for j in range(cols):
+                    acc += row[j] * x[j]
+                out[r] = b[r] + acc
+            return out
+        return bf16
+    return lambda w, x, b: b + np.dot(w, x)
 
 
 @_compiled
@@ -240,7 +268,7 @@ def _conv(hist, x, w, b, k, d):   # pragma: no cover - compiled
             p = h - (k - 1 - j) * d
             u[c * k + j] = x[c] if p == h else hist[c, p]
     _push(hist, x)
-    return b + np.dot(w, u)
+    return _matvec(w, u, b)
 
 
 @_compiled
@@ -269,7 +297,7 @@ def decode_frame(z, in_w, in_b, in_hist, norm_w, norm_b, conv_w, conv_b, hists, 
         _gelu_(a, exact)
         a = _conv(hists[i], a, conv_w[i], conv_b[i], k, dilations[i])
         _gelu_(a, exact)
-        h = (h + proj_b[i]) + np.dot(proj_w[i], a)
+        h = h + _matvec(proj_w[i], a, proj_b[i])
     a = _layer_norm(h, last_norm_w, last_norm_b, eps) if norm else h.copy()
     _gelu_(a, exact)
     m = _conv(out_hist, a, out_w, out_b, k, 1)
@@ -288,9 +316,9 @@ def vocoder_features(mel, in_offset, in_scale, emb_w, emb_b, emb_hist, k, in_nor
     x = _layer_norm(x, in_norm_w, in_norm_b, eps)
     for i in range(len(dw_w)):
         a = _layer_norm(_depthwise(dw_hists[i], x, dw_w[i], dw_b[i]), norm_w[i], norm_b[i], eps)
-        a = b1[i] + np.dot(w1[i], a)
+        a = _matvec(w1[i], a, b1[i])
         _gelu_(a, exact)
-        x = x + gamma[i] * (b2[i] + np.dot(w2[i], a))
+        x = x + gamma[i] * _matvec(w2[i], a, b2[i])
     return _layer_norm(x, out_norm_w, out_norm_b, eps)
 
 
@@ -299,7 +327,7 @@ def vocoder_spectra(f, mel, head_w, head_b, up, prior_on, env, fb, fbt, prior_sc
                     carry_w, carry_b, prev, per, rad):   # pragma: no cover - compiled
     """``Vocoder``'s heads for one mel frame: features ``f`` ``(dim,)`` (and the log-mel ``(n_mels,)`` for the
     prior) -> the spectra of its ``up`` synthesis frames ``(up, bins)`` and the carried phasors to keep."""
-    h = head_b + np.dot(head_w, f)   # (up, 2, bins) flattened: log-magnitude, then phase
+    h = _matvec(head_w, f, head_b)   # (up, 2, bins) flattened: log-magnitude, then phase
     bins = h.shape[0] // (2 * up)
     prior = np.zeros(bins, np.float32)
     if prior_on:
@@ -320,7 +348,7 @@ def vocoder_spectra(f, mel, head_w, head_b, up, prior_on, env, fb, fbt, prior_sc
             for k in range(bins):
                 out[u, k] = own[u, k] * mag[u, k]
         return out, prev
-    g = carry_b + np.dot(carry_w, f)
+    g = _matvec(carry_w, f, carry_b)
     gate = np.empty((1, bins), np.float32)
     for k in range(bins):
         gate[0, k] = np.float32(1.0) / (np.float32(1.0) + np.float32(math.exp(-g[k])))

@@ -48,7 +48,7 @@ class StreamState:
     __slots__ = ("caches",)
 
     def __init__(self):
-        self.caches: dict[int, torch.Tensor] = {}   # id(layer) -> that layer's history
+        self.caches: dict = {}   # id(layer) -> that layer's history (and what a model's plan keeps beside)
 
     def get(self, layer: nn.Module):
         return self.caches.get(id(layer))
@@ -61,11 +61,14 @@ class StreamState:
 
 
 class FramePlanned(nn.Module):
-    """A model with a single-frame path whose weights are bound once (``self._frame_plan``).
+    """A model with a compiled single-frame path whose weights are bound once (``self._frame_plan``).
 
-    The plan holds views of the weights, so in-place updates (``load_state_dict``) show;
-    anything that may replace tensors (``.to()``, ``.float()``) or a switch between training
-    and evaluation drops it, and the next single frame builds it again.
+    The plan reads the weight matrices (:meth:`frame_matrices`) as bfloat16 bit patterns when every one
+    of them is exactly a bfloat16 number (:func:`round_frame_matrices`; checkpoints are saved so): half the
+    bytes to read per frame, and the same numbers the chunked path multiplies by. Otherwise it reads
+    float32 views of them. ``load_state_dict``, ``.to()``, ``.float()`` and a switch between training and
+    evaluation drop the plan and the next single frame builds it again; other in-place edits of the
+    weights need :meth:`drop_frame_plan`.
     """
 
     _frame_plan = None
@@ -80,6 +83,25 @@ class FramePlanned(nn.Module):
     def _build_frame_plan(self):   # each subclass binds its own weights (MelVAE, Vocoder)
         raise NotImplementedError(f"{type(self).__name__} has no single-frame path")
 
+    def frame_matrices(self) -> list[torch.Tensor]:   # each subclass lists them (MelVAE, Vocoder)
+        raise NotImplementedError(f"{type(self).__name__} has no single-frame path")
+
+    def _frame_weights(self) -> list[np.ndarray]:
+        """:meth:`frame_matrices` as the plan reads them, each ``(rows, columns)``: ``uint16`` bfloat16
+        bit patterns when all are exactly bfloat16 numbers, else float32 views (in-place updates show)."""
+        ts = [t.detach() for t in self.frame_matrices()]
+        if all(torch.equal(t, t.to(torch.bfloat16).float()) for t in ts):
+            return [t.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16).reshape(t.shape[0], -1)
+                    for t in ts]
+        return [t.numpy().reshape(t.shape[0], -1) for t in ts]
+
+    def drop_frame_plan(self) -> None:
+        self._frame_plan = None
+
+    def load_state_dict(self, *args, **kwargs):
+        self._frame_plan = None
+        return super().load_state_dict(*args, **kwargs)
+
     def _apply(self, fn, *args, **kwargs):
         self._frame_plan = None
         return super()._apply(fn, *args, **kwargs)
@@ -87,6 +109,17 @@ class FramePlanned(nn.Module):
     def train(self, mode: bool = True):
         self._frame_plan = None
         return super().train(mode)
+
+
+@torch.no_grad()
+def round_frame_matrices(model: nn.Module) -> None:
+    """Round a model's single-frame weight matrices to the nearest bfloat16 numbers, in place, so that
+    its compiled frames read them at half the bytes and its chunked path computes with the same numbers
+    (measured on the shipped vocoder: held-out log-mel L1 0.2306 either way). The rest stays float32."""
+    if isinstance(model, FramePlanned):
+        for t in model.frame_matrices():
+            t.copy_(t.to(torch.bfloat16).float())
+        model.drop_frame_plan()
 
 
 class CausalConv1d(nn.Conv1d):
@@ -169,6 +202,16 @@ def history_array(caches: dict, conv: CausalConv1d) -> np.ndarray:
     return t.numpy()[0]
 
 
+def histories(caches: dict, convs: list, key) -> tuple:
+    """:func:`history_array` of every conv in ``convs``, remembered under ``key`` (the caller's) and
+    looked up again only when the chunked path has replaced one of them since."""
+    held = caches.get(key)
+    if held is None or any(caches.get(id(c)) is not t for c, t in zip(convs, held[0])):
+        arrays = tuple(history_array(caches, c) for c in convs)
+        held = caches[key] = ([caches[id(c)] for c in convs], arrays)
+    return held[1]
+
+
 class OverlapAdd(nn.Module):
     """Windowed inverse real FFT with overlap-add, offline or streaming.
 
@@ -223,24 +266,24 @@ class OverlapAdd(nn.Module):
         state.set(self, (y[:, ready:].clone(), max(0, skip - ready)))
         return y[:, min(skip, ready): ready]
 
-    def step(self, spec: torch.Tensor, state: StreamState) -> torch.Tensor:
+    def step(self, spec, state: StreamState) -> torch.Tensor:
         """:meth:`forward` with a state for the frames of one mel frame of one stream:
-        ``spec`` ``(n_fft//2+1, k)`` -> the samples that became final ``(m,)``. Adds each
-        frame onto the held tail directly instead of folding."""
-        frames = torch.fft.irfft(spec.T, n=self.n_fft, dim=1).mul_(self.window)   # (k, n_fft), ours to edit
+        ``spec`` ``(n_fft//2+1, k)`` (a complex tensor or array) -> the samples that became final
+        ``(m,)``. Adds each frame onto the held tail directly instead of folding, in numpy (a torch
+        call costs more than the transform here)."""
+        spec = spec.numpy() if torch.is_tensor(spec) else spec
+        frames = np.fft.irfft(spec.T, n=self.n_fft, axis=1).astype(np.float32, copy=False)   # (k, n_fft), ours
+        frames *= self.window.numpy()
         held, skip = state.get(self) or (None, self.n_fft // 2)
-        tail = held[0] if held is not None else None                                # (n_fft - hop,)
+        tail = held[0].numpy() if held is not None else None                                # (n_fft - hop,)
         hop, keep = self.hop, self.n_fft - self.hop
-        outs = []
         for y in frames:
             if tail is not None:
                 y[:keep] += tail
-            outs.append(y[:hop])
             tail = y[hop:]
-        ready = len(outs) * hop
-        state.set(self, (tail[None], max(0, skip - ready)))
-        y = outs[0] if len(outs) == 1 else torch.cat(outs)
-        return y[min(skip, ready):]
+        ready = len(frames) * hop
+        state.set(self, (torch.from_numpy(tail)[None], max(0, skip - ready)))
+        return torch.from_numpy(frames[:, :hop].reshape(-1)[min(skip, ready):])
 
     def flush(self, state: StreamState) -> torch.Tensor:
         """The samples still held after the last frame, so that the streamed

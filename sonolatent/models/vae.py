@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from ..audio.mel import MelConfig, check_positive, config_from_dict
 from ..errors import ConfigError
 from .compiled import decode_frame
-from .streaming import (CausalConv1d, ChannelLayerNorm, FramePlanned, StreamState, check_gelu, history_array,
+from .streaming import (CausalConv1d, ChannelLayerNorm, FramePlanned, StreamState, check_gelu, histories,
                         make_gelu)
 
 
@@ -193,27 +193,37 @@ class MelVAE(FramePlanned):
         if self.dec_in.weight.device.type != "cpu":
             return lambda z, state: self.decode_frames(z[None, :, None], state)[0, :, 0]
         arr = lambda t: t.detach().numpy()                                       # views: weight updates show
-        flat = lambda conv: arr(conv.weight).reshape(conv.out_channels, -1)
-        layers, C = list(self.dec_layers), c.channels
+        layers, C, n = list(self.dec_layers), c.channels, len(self.dec_layers)
+        ws = self._frame_weights()
         ones, zeros = np.ones(C, np.float32), np.zeros(C, np.float32)
         norm_w = tuple(arr(l.norm.weight) if c.dec_norm else ones for l in layers)
         norm_b = tuple(arr(l.norm.bias) if c.dec_norm else zeros for l in layers)
         last_w, last_b = (arr(self.dec_norm.weight), arr(self.dec_norm.bias)) if c.dec_norm else (ones, zeros)
         eps = np.float32(self.dec_norm.eps if c.dec_norm else 1e-5)
-        fixed = (tuple(flat(l.conv) for l in layers), tuple(arr(l.conv.bias) for l in layers))
-        proj = (tuple(flat(l.proj) for l in layers), tuple(arr(l.proj.bias) for l in layers))
+        fixed = (tuple(ws[1:1 + n]), tuple(arr(l.conv.bias) for l in layers))
+        proj = (tuple(ws[1 + n:1 + 2 * n]), tuple(arr(l.proj.bias) for l in layers))
         dilations = tuple(l.conv.dilation[0] for l in layers)
         convs = [self.dec_in] + [l.conv for l in layers] + [self.dec_out]
-        in_w, in_b, out_w, out_b = flat(self.dec_in), arr(self.dec_in.bias), flat(self.dec_out), arr(self.dec_out.bias)
+        in_w, in_b, out_w, out_b = ws[0], arr(self.dec_in.bias), ws[-1], arr(self.dec_out.bias)
         consts = (c.dec_kernel, c.dec_norm, c.gelu == "exact", eps, np.float32(c.mel_scale), np.float32(c.mel_offset),
                   np.float32(math.log(self.mel_config.log_floor)), np.float32(c.mel_max))
 
+        key_hist = (id(self), "histories")
+        first, middle = (in_w, in_b), (norm_w, norm_b) + fixed
+        after = (dilations,) + proj + (last_w, last_b, out_w, out_b)
+
         def run(z, state):
-            hs = [history_array(state.caches, conv) for conv in convs]
-            m = decode_frame(np.ascontiguousarray(z.numpy(), np.float32), in_w, in_b, hs[0], norm_w, norm_b, *fixed,
-                             tuple(hs[1:-1]), dilations, *proj, last_w, last_b, out_w, out_b, hs[-1], *consts)
+            hs = histories(state.caches, convs, key_hist)
+            m = decode_frame(np.ascontiguousarray(z.numpy(), np.float32), *first, hs[0], *middle, hs[1:-1], *after,
+                             hs[-1], *consts)
             return torch.from_numpy(m)
         return run
+
+    def frame_matrices(self) -> list[torch.Tensor]:
+        """The decoder's weight matrices, as the single-frame path reads them (see :class:`FramePlanned`)."""
+        layers = list(self.dec_layers)
+        return [self.dec_in.weight] + [l.conv.weight for l in layers] + [l.proj.weight for l in layers] + \
+            [self.dec_out.weight]
 
     def decode(self, z: torch.Tensor, n_frames: int | None = None) -> torch.Tensor:
         """Latent-rate latents ``(B, D, L)`` -> log-mel ``(B, n_mels, n_frames)`` (default ``L * ds``)."""

@@ -39,7 +39,7 @@ from ..audio.mel import MelConfig, check_positive, config_from_dict, mel_envelop
 from ..errors import ConfigError
 from .compiled import SparsePrior, carry_frames, vocoder_features, vocoder_spectra
 from .streaming import (CausalConv1d, ChannelLayerNorm, FramePlanned, OverlapAdd, StreamState, check_gelu,
-                        history_array, make_gelu)
+                        histories, make_gelu)
 
 
 @dataclass(frozen=True)
@@ -266,12 +266,13 @@ class Vocoder(FramePlanned):
         if len(eps) != 1:
             raise ConfigError("vocoder: the single-frame path needs one LayerNorm eps throughout")
         exact, eps = c.gelu == "exact", np.float32(eps.pop())
-        backbone = (arr(self.embed.weight).reshape(d, -1), arr(self.embed.bias), c.kernel_size,
+        ws, n = self._frame_weights(), len(blocks)
+        backbone = (ws[0], arr(self.embed.bias), c.kernel_size,
                     arr(self.norm_in.weight), arr(self.norm_in.bias))
-        layers = tuple(tuple(arr(t).reshape(t.shape[0], -1) if t.ndim == 3 else arr(t) for t in ts) for ts in zip(
-            *[(b.dwconv.weight, b.dwconv.bias) for b in blocks]))
-        mlp = tuple(tuple(arr(t) for t in ts) for ts in zip(
-            *[(b.norm.weight, b.norm.bias, b.pw1.weight, b.pw1.bias, b.pw2.weight, b.pw2.bias, b.gamma) for b in blocks]))
+        layers = (tuple(arr(b.dwconv.weight).reshape(d, -1) for b in blocks), tuple(arr(b.dwconv.bias) for b in blocks))
+        mlp = (tuple(arr(b.norm.weight) for b in blocks), tuple(arr(b.norm.bias) for b in blocks), tuple(ws[1:1 + n]),
+               tuple(arr(b.pw1.bias) for b in blocks), tuple(ws[1 + n:1 + 2 * n]), tuple(arr(b.pw2.bias) for b in blocks),
+               tuple(arr(b.gamma) for b in blocks))
         out_norm = (arr(self.norm_out.weight), arr(self.norm_out.bias), exact, eps)
         empty_csr = (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
         if c.mel_prior:
@@ -280,19 +281,21 @@ class Vocoder(FramePlanned):
         else:
             prior = (False, empty_csr, empty_csr, empty_csr, np.float32(1.0), 0, np.float32(1.0))
         if c.phase_carry:
-            carry = (True, arr(self.carry.weight), arr(self.carry.bias))
+            carry = (True, ws[-1], arr(self.carry.bias))
             per, rad = self.hops_per_frame, self.radians_per_bin
         else:
-            carry, per, rad = (False, np.zeros((1, d), np.float32), np.zeros(1, np.float32)), 1, 0.0
-        head = (arr(self.head.weight), arr(self.head.bias), c.upsample)
+            carry, per, rad = (False, np.zeros((1, d), ws[0].dtype), np.zeros(1, np.float32)), 1, 0.0
+        head = (ws[1 + 2 * n], arr(self.head.bias), c.upsample)
         convs, key, start = [self.embed] + [b.dwconv for b in blocks], id(self.carry) if c.phase_carry else None, \
             np.ones(self.n_bins, np.complex64)
 
+        key_hist, scaling, rest = (id(self), "histories"), (np.float32(c.input_offset), np.float32(c.input_scale)), \
+            mlp + out_norm
+
         def run(mel, state):
             m = np.ascontiguousarray(mel.numpy(), np.float32)
-            hs = [history_array(state.caches, conv) for conv in convs]
-            f = vocoder_features(m, np.float32(c.input_offset), np.float32(c.input_scale), backbone[0], backbone[1],
-                                 hs[0], *backbone[2:], *layers, tuple(hs[1:]), *mlp, *out_norm)
+            hs = histories(state.caches, convs, key_hist)
+            f = vocoder_features(m, *scaling, *backbone[:2], hs[0], *backbone[2:], *layers, hs[1:], *rest)
             prev = state.caches.get(key) if key is not None else None
             spec, last = vocoder_spectra(f, m, *head, *prior, *carry, start if prev is None else prev[0].numpy(), per,
                                          rad)
@@ -300,6 +303,12 @@ class Vocoder(FramePlanned):
                 state.caches[key] = torch.from_numpy(last)[None]
             return torch.from_numpy(spec).T
         return run
+
+    def frame_matrices(self) -> list[torch.Tensor]:
+        """The weight matrices the single-frame path reads (see :class:`FramePlanned`)."""
+        blocks = list(self.blocks)
+        return [self.embed.weight] + [b.pw1.weight for b in blocks] + [b.pw2.weight for b in blocks] + \
+            [self.head.weight] + ([self.carry.weight] if self.config.phase_carry else [])
 
     def step(self, mel: torch.Tensor, state: StreamState) -> torch.Tensor:
         """:meth:`stream` for one frame ``(n_mels,)`` of one stream -> ``(m,)`` samples."""

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from sonolatent.audio.mel import MelConfig
-from sonolatent.models import MelVAE, StreamState, VAEConfig, Vocoder, VocoderConfig, load_bundle
+from sonolatent.models import (MelVAE, StreamState, VAEConfig, Vocoder, VocoderConfig, load_bundle, load_checkpoint,
+                               save_checkpoint)
 from sonolatent.models.compiled import _conv, _depthwise
 from sonolatent.models.streaming import CausalConv1d, OverlapAdd, history_array
 from sonolatent.models.synth import StreamingSynth, render_frames
@@ -210,3 +211,30 @@ def test_vocoder_with_carried_phase_streams_as_it_renders(seed, upsample, gate):
         voc.carry.weight.normal_(0, 0.05)
         voc.carry.bias.fill_(gate)
     _assert_streams_as_it_renders(voc, seed)
+
+
+def test_bfloat16_frame_weights_stream_as_they_render(tmp_path):
+    """Saved checkpoints carry their live matrices rounded to bfloat16; the compiled frames then read the
+    16-bit patterns and still equal the chunked path, which multiplies by the same numbers."""
+    torch.manual_seed(11)
+    voc = Vocoder(MelConfig(), VocoderConfig(dim=48, n_layers=2, prior_iters=2, phase_carry=True)).eval()
+    vae = MelVAE(MelConfig(), VAEConfig(channels=48, dec_layers=5, enc_blocks=1)).eval()
+    assert all(w.dtype == np.float32 for w in voc._frame_weights() + vae._frame_weights())
+    save_checkpoint(tmp_path / "voc", voc)
+    save_checkpoint(tmp_path / "vae", vae)
+    voc, _ = load_checkpoint(tmp_path / "voc", "vocoder")
+    vae, _ = load_checkpoint(tmp_path / "vae", "vae")
+    assert all(w.dtype == np.uint16 for w in voc._frame_weights() + vae._frame_weights())
+    assert voc.norm_in.weight.dtype == torch.float32
+    _assert_streams_as_it_renders(voc, 11)
+    zf = torch.randn(1, 16, 40)
+    with torch.no_grad():
+        ref = vae.decode_frames(zf)
+        st = StreamState()
+        y = torch.cat([vae.decode_step(zf[0, :, s.start], st)[None, :, None] if s.stop - s.start == 1
+                       else vae.decode_frames(zf[..., s], st) for s in _mixed(40, np.random.default_rng(2), 6)], -1)
+    assert (y - ref).abs().max() <= 1e-4
+    # a weight that is not a bfloat16 number sends the whole model back to float32 matrices
+    with torch.no_grad():
+        vae.dec_out.weight[0, 0, 0] += 1e-4
+    assert all(w.dtype == np.float32 for w in vae._frame_weights())
