@@ -157,12 +157,18 @@ def test_vocoder_single_frame_step_equals_offline(seed, mel_prior, upsample, n_f
 def test_decoder_single_frame_step_equals_offline(norm):
     torch.manual_seed(int(norm))
     vae = MelVAE(MelConfig(), VAEConfig(channels=48, dec_layers=5, enc_blocks=1, dec_norm=norm)).eval()
-    zf = torch.randn(1, 16, 60)
+    _assert_decodes_as_it_renders(vae, 60, 4, 8)
+
+
+def _assert_decodes_as_it_renders(vae, frames, seed, hi):
+    """Random chunks and single frames of the decoder concatenate to the offline decoding."""
+    zf = torch.randn(1, vae.latent_dim, frames)
     with torch.no_grad():
         ref = vae.decode_frames(zf)
         st = StreamState()
         y = torch.cat([vae.decode_step(zf[0, :, s.start], st)[None, :, None] if s.stop - s.start == 1
-                       else vae.decode_frames(zf[..., s], st) for s in _mixed(60, np.random.default_rng(4), 8)], -1)
+                       else vae.decode_frames(zf[..., s], st) for s in _mixed(frames, np.random.default_rng(seed), hi)],
+                      -1)
     assert (y - ref).abs().max() <= 1e-4
 
 
@@ -227,13 +233,7 @@ def test_bfloat16_frame_weights_stream_as_they_render(tmp_path):
     assert all(w.dtype == np.uint16 for w in voc._frame_weights() + vae._frame_weights())
     assert voc.norm_in.weight.dtype == torch.float32
     _assert_streams_as_it_renders(voc, 11)
-    zf = torch.randn(1, 16, 40)
-    with torch.no_grad():
-        ref = vae.decode_frames(zf)
-        st = StreamState()
-        y = torch.cat([vae.decode_step(zf[0, :, s.start], st)[None, :, None] if s.stop - s.start == 1
-                       else vae.decode_frames(zf[..., s], st) for s in _mixed(40, np.random.default_rng(2), 6)], -1)
-    assert (y - ref).abs().max() <= 1e-4
+    _assert_decodes_as_it_renders(vae, 40, 2, 6)
     # a weight that is not a bfloat16 number sends the whole model back to float32 matrices
     with torch.no_grad():
         vae.dec_out.weight[0, 0, 0] += 1e-4
