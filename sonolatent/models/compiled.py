@@ -41,7 +41,7 @@ def _compiled(fn):
 
 
 @_compiled
-def _carry_frames(logmag, own_phase, gate, prev, up, per, rad, mag, out):   # pragma: no cover - compiled
+def _carry_frames(logmag, phase, gate, prev, up, per, rad, mag, out):   # pragma: no cover - compiled
     n_frames, n = logmag.shape
     shift = np.empty(n, np.float32)
     peak = np.empty(n, np.bool_)
@@ -80,9 +80,9 @@ def _carry_frames(logmag, own_phase, gate, prev, up, per, rad, mag, out):   # pr
         for k in range(n):
             j = own[k]
             carried = -locked[j] if (k - j) % 2 else locked[j]   # a Hann window alternates about its peak
-            o = own_phase[t, k]
-            re = o.real + g[k] * (carried.real - o.real)
-            im = o.imag + g[k] * (carried.imag - o.imag)
+            o_re, o_im = np.float32(math.cos(phase[t, k])), np.float32(math.sin(phase[t, k]))   # the network's own
+            re = o_re + g[k] * (carried.real - o_re)
+            im = o_im + g[k] * (carried.imag - o_im)
             r = np.float32(1.0) / max(math.sqrt(re * re + im * im), eps)
             if not math.isfinite(r * re + r * im):   # a bad value must not latch in the state: start afresh
                 re, im, r = np.float32(1.0), np.float32(0.0), np.float32(1.0)
@@ -92,26 +92,26 @@ def _carry_frames(logmag, own_phase, gate, prev, up, per, rad, mag, out):   # pr
     return cur
 
 
-def carry_frames(logmag: np.ndarray, own_phase: np.ndarray, gate: np.ndarray, prev: np.ndarray | None, up: int,
+def carry_frames(logmag: np.ndarray, phase: np.ndarray, gate: np.ndarray, prev: np.ndarray | None, up: int,
                  hops_per_frame: int, radians_per_bin: float, mag: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Spectra for ``F`` synthesis frames (``mag`` times the unit phasors) and the last frame's unit
     phasors (the state to carry on).
 
-    ``logmag``: ``(F, bins)`` float32, the log-magnitude about to be synthesised; ``own_phase``:
-    ``(F, bins)`` complex64, the network's own phase as unit phasors; ``gate``: ``(ceil(F / up), bins)``
+    ``logmag``: ``(F, bins)`` float32, the log-magnitude about to be synthesised; ``phase``:
+    ``(F, bins)`` float32, the network's own phase in radians; ``gate``: ``(ceil(F / up), bins)``
     float32 in [0, 1], one row per mel frame (0: the network's phase, 1: the carried phase); ``prev``: ``(bins,)`` complex64, the last frame's
     phasors (``None`` at the start: all ones). A bin advances ``radians_per_bin`` per bin of frequency
     per synthesis hop; ``hops_per_frame`` (n_fft / hop) hops turn any whole bin a whole number of turns.
     ``mag``: ``(F, bins)`` float32, the magnitude to put on the phasors (``exp(logmag)``).
     """
     logmag = np.ascontiguousarray(logmag, np.float32)
-    own_phase = np.ascontiguousarray(own_phase, np.complex64)
+    phase = np.ascontiguousarray(phase, np.float32)
     gate = np.ascontiguousarray(gate, np.float32)
     n = logmag.shape[1]
     prev = np.ones(n, np.complex64) if prev is None else np.ascontiguousarray(prev, np.complex64)
     out = np.empty(logmag.shape, np.complex64)
     mag = np.ascontiguousarray(mag, np.float32)
-    last = _carry_frames(logmag, own_phase, gate, prev, up, hops_per_frame, radians_per_bin, mag, out)
+    last = _carry_frames(logmag, phase, gate, prev, up, hops_per_frame, radians_per_bin, mag, out)
     return out, last
 
 
@@ -334,22 +334,40 @@ def vocoder_spectra(f, mel, head_w, head_b, up, prior_on, env, fb, fbt, prior_sc
         _sparse_prior(np.exp(mel), env, fb, fbt, prior_scale, prior_iters, floor, prior)
     logmag = np.empty((up, bins), np.float32)
     mag = np.empty((up, bins), np.float32)
-    own = np.empty((up, bins), np.complex64)
+    phase = np.empty((up, bins), np.float32)
     for u in range(up):
         for k in range(bins):
             lm = min(h[u * 2 * bins + k] + prior[k], np.float32(6.0))
             logmag[u, k] = lm
             mag[u, k] = np.float32(math.exp(lm))
-            p = h[u * 2 * bins + bins + k]
-            own[u, k] = np.complex64(complex(math.cos(p), math.sin(p)))
+            phase[u, k] = h[u * 2 * bins + bins + k]
     out = np.empty((up, bins), np.complex64)
     if not carry_on:
         for u in range(up):
             for k in range(bins):
-                out[u, k] = own[u, k] * mag[u, k]
+                p = phase[u, k]
+                out[u, k] = np.complex64(complex(mag[u, k] * np.float32(math.cos(p)), mag[u, k] * np.float32(math.sin(p))))
         return out, prev
     g = _matvec(carry_w, f, carry_b)
     gate = np.empty((1, bins), np.float32)
     for k in range(bins):
         gate[0, k] = np.float32(1.0) / (np.float32(1.0) + np.float32(math.exp(-g[k])))
-    return out, _carry_frames(logmag, own, gate, prev, up, per, rad, mag, out)
+    return out, _carry_frames(logmag, phase, gate, prev, up, per, rad, mag, out)
+
+
+@_compiled
+def _overlap_add(frames, window, hop, out):   # pragma: no cover - compiled
+    for b in range(frames.shape[0]):
+        for t in range(frames.shape[1]):
+            o = t * hop
+            for i in range(frames.shape[2]):
+                out[b, o + i] += frames[b, t, i] * window[i]
+
+
+def overlap_add(frames: np.ndarray, window: np.ndarray, hop: int) -> np.ndarray:
+    """Windowed frames ``(B, T, N)`` laid ``hop`` apart and summed: ``(B, (T - 1) * hop + N)`` float32."""
+    B, T, N = frames.shape
+    out = np.zeros((B, (T - 1) * hop + N if T else 0), np.float32)
+    if T:
+        _overlap_add(np.ascontiguousarray(frames, np.float32), np.ascontiguousarray(window, np.float32), hop, out)
+    return out

@@ -26,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from .compiled import overlap_add
 
 
 GELU_KINDS = {"exact": "none", "tanh": "tanh"}
@@ -240,17 +241,22 @@ class OverlapAdd(nn.Module):
         return self.n_fft // 2
 
     def _frames(self, spec: torch.Tensor) -> torch.Tensor:
-        frames = torch.fft.irfft(spec, n=self.n_fft, dim=1)  # (B, n_fft, T)
-        return frames * self.window[None, :, None]
+        """Complex spectra ``(B, bins, T)`` -> unwindowed frames ``(B, T, n_fft)``."""
+        return torch.fft.irfft(spec.transpose(1, 2), n=self.n_fft, dim=-1)
 
     def _ola(self, frames: torch.Tensor) -> torch.Tensor:
-        B, N, T = frames.shape
-        length = (T - 1) * self.hop + N
-        return F.fold(frames, output_size=(1, length), kernel_size=(1, N), stride=(1, self.hop))[:, 0, 0]
+        """Frames ``(B, T, n_fft)``, windowed and overlap-added: ``(B, (T - 1) * hop + n_fft)``; compiled
+        where no gradient is wanted, else ``F.fold``."""
+        B, T, N = frames.shape
+        if (torch.is_grad_enabled() and frames.requires_grad) or frames.device.type != "cpu":
+            length = (T - 1) * self.hop + N
+            return F.fold((frames * self.window).transpose(1, 2), output_size=(1, length), kernel_size=(1, N),
+                          stride=(1, self.hop))[:, 0, 0]
+        return torch.from_numpy(overlap_add(frames.numpy(), self.window.numpy(), self.hop))
 
     def forward(self, spec: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
         frames = self._frames(spec)
-        B, _, T = frames.shape
+        B, T, _ = frames.shape
         half = self.n_fft // 2
         if state is None:
             y = self._ola(frames)  # covers samples [-half, (T-1)*hop + half)

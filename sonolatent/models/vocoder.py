@@ -73,6 +73,11 @@ class VocoderConfig:
         return config_from_dict(cls, d, "vocoder")
 
 
+def _batch(items: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.stack`` along a new first axis, without copying a lone item (offline renders are one clip)."""
+    return items[0][None] if len(items) == 1 else torch.stack(items)
+
+
 class ConvNeXtBlock(nn.Module):
     def __init__(self, dim: int, hidden: int, kernel_size: int, layer_scale: float, gelu: str = "tanh"):
         super().__init__()
@@ -198,10 +203,10 @@ class Vocoder(FramePlanned):
         (:meth:`_locked`)."""
         up = self.config.upsample
         prev = state.get(self.carry) if state is not None else None
-        own = torch.polar(torch.ones_like(phase), phase)                              # (B, T*up, bins)
         traced = torch.is_grad_enabled() and (logmag.requires_grad or phase.requires_grad or gate.requires_grad)
         if not traced and logmag.device.type == "cpu":
-            return self._carry_compiled(logmag, mag, own, gate, prev, state)    # the same arithmetic, compiled
+            return self._carry_compiled(logmag, mag, phase, gate, prev, state)    # the same arithmetic, compiled
+        own = torch.polar(torch.ones_like(phase), phase)                              # (B, T*up, bins)
         peak, advance = self._peak_advance(logmag.detach())
         turn = torch.polar(torch.ones_like(advance), advance)
         if prev is None:
@@ -216,18 +221,18 @@ class Vocoder(FramePlanned):
             state.set(self.carry, prev)
         return mag * torch.stack(out, 1) if out else mag * own
 
-    def _carry_compiled(self, logmag: torch.Tensor, mag: torch.Tensor, own: torch.Tensor, gate: torch.Tensor,
+    def _carry_compiled(self, logmag: torch.Tensor, mag: torch.Tensor, phase: torch.Tensor, gate: torch.Tensor,
                         prev: torch.Tensor | None, state: StreamState | None) -> torch.Tensor:
         specs, lasts = [], []
         for b in range(logmag.shape[0]):
-            spec, last = carry_frames(logmag[b].numpy(), own[b].numpy(), gate[b].numpy(),
+            spec, last = carry_frames(logmag[b].numpy(), phase[b].numpy(), gate[b].numpy(),
                                       None if prev is None else prev[b].numpy(), self.config.upsample,
                                       self.hops_per_frame, self.radians_per_bin, mag[b].numpy())
             specs.append(torch.from_numpy(spec))
             lasts.append(torch.from_numpy(last))
         if state is not None and logmag.shape[1]:
-            state.set(self.carry, torch.stack(lasts))
-        return torch.stack(specs)
+            state.set(self.carry, _batch(lasts))
+        return _batch(specs)
 
     def _log_prior(self, mel: torch.Tensor) -> torch.Tensor:
         """Log-mel ``(B, n_mels, T)`` -> the log prior ``(B, T, bins)``: compiled and sparse where no gradient
@@ -235,7 +240,7 @@ class Vocoder(FramePlanned):
         if (torch.is_grad_enabled() and mel.requires_grad) or mel.device.type != "cpu":
             return torch.log(self._prior(torch.exp(mel)).clamp(min=self.mel_config.log_floor)).transpose(1, 2)
         e = torch.exp(mel).transpose(1, 2).numpy()
-        return torch.stack([torch.from_numpy(self.sparse_prior.frames(e[b])) for b in range(e.shape[0])])
+        return _batch([torch.from_numpy(self.sparse_prior.frames(e[b])) for b in range(e.shape[0])])
 
     def _prior(self, e: torch.Tensor) -> torch.Tensor:
         """Linear mel ``(..., n_mels[, T])`` -> magnitude prior on the STFT bins ``(..., bins[, T])``.
