@@ -192,7 +192,7 @@ class MelVAE(FramePlanned):
         c = self.config
         if self.dec_in.weight.device.type != "cpu":
             return lambda z, state: self.decode_frames(z[None, :, None], state)[0, :, 0]
-        arr = lambda t: t.detach().numpy()                                       # views: weight updates show
+        arr = lambda t: t.detach().numpy()                   # float32 views of the vectors (biases, norms)
         layers, C, n = list(self.dec_layers), c.channels, len(self.dec_layers)
         ws = self._frame_weights()
         ones, zeros = np.ones(C, np.float32), np.zeros(C, np.float32)
@@ -200,17 +200,15 @@ class MelVAE(FramePlanned):
         norm_b = tuple(arr(l.norm.bias) if c.dec_norm else zeros for l in layers)
         last_w, last_b = (arr(self.dec_norm.weight), arr(self.dec_norm.bias)) if c.dec_norm else (ones, zeros)
         eps = np.float32(self.dec_norm.eps if c.dec_norm else 1e-5)
-        fixed = (tuple(ws[1:1 + n]), tuple(arr(l.conv.bias) for l in layers))
-        proj = (tuple(ws[1 + n:1 + 2 * n]), tuple(arr(l.proj.bias) for l in layers))
         dilations = tuple(l.conv.dilation[0] for l in layers)
         convs = [self.dec_in] + [l.conv for l in layers] + [self.dec_out]
-        in_w, in_b, out_w, out_b = ws[0], arr(self.dec_in.bias), ws[-1], arr(self.dec_out.bias)
         consts = (c.dec_kernel, c.dec_norm, c.gelu == "exact", eps, np.float32(c.mel_scale), np.float32(c.mel_offset),
                   np.float32(math.log(self.mel_config.log_floor)), np.float32(c.mel_max))
-
+        first = (ws[0], arr(self.dec_in.bias))
+        middle = (norm_w, norm_b, tuple(ws[1:1 + n]), tuple(arr(l.conv.bias) for l in layers))
+        after = (dilations, tuple(ws[1 + n:1 + 2 * n]), tuple(arr(l.proj.bias) for l in layers), last_w, last_b,
+                 ws[-1], arr(self.dec_out.bias))
         key_hist = (id(self), "histories")
-        first, middle = (in_w, in_b), (norm_w, norm_b) + fixed
-        after = (dilations,) + proj + (last_w, last_b, out_w, out_b)
 
         def run(z, state):
             hs = histories(state.caches, convs, key_hist)

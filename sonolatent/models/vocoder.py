@@ -265,20 +265,19 @@ class Vocoder(FramePlanned):
         c = self.config
         if self.head.weight.device.type != "cpu":
             return lambda mel, state: self.spectra(mel[None, :, None], state)[0]
-        arr = lambda t: t.detach().numpy()                                       # views: weight updates show
+        arr = lambda t: t.detach().numpy()                   # float32 views of the vectors (biases, norms)
         blocks, d = list(self.blocks), c.dim
         eps = {m.eps for m in [self.norm_in, self.norm_out] + [b.norm for b in blocks]}
         if len(eps) != 1:
             raise ConfigError("vocoder: the single-frame path needs one LayerNorm eps throughout")
         exact, eps = c.gelu == "exact", np.float32(eps.pop())
         ws, n = self._frame_weights(), len(blocks)
-        backbone = (ws[0], arr(self.embed.bias), c.kernel_size,
-                    arr(self.norm_in.weight), arr(self.norm_in.bias))
-        layers = (tuple(arr(b.dwconv.weight).reshape(d, -1) for b in blocks), tuple(arr(b.dwconv.bias) for b in blocks))
-        mlp = (tuple(arr(b.norm.weight) for b in blocks), tuple(arr(b.norm.bias) for b in blocks), tuple(ws[1:1 + n]),
-               tuple(arr(b.pw1.bias) for b in blocks), tuple(ws[1 + n:1 + 2 * n]), tuple(arr(b.pw2.bias) for b in blocks),
-               tuple(arr(b.gamma) for b in blocks))
-        out_norm = (arr(self.norm_out.weight), arr(self.norm_out.bias), exact, eps)
+        embed = (np.float32(c.input_offset), np.float32(c.input_scale), ws[0], arr(self.embed.bias))
+        after_embed = (c.kernel_size, arr(self.norm_in.weight), arr(self.norm_in.bias),
+                       tuple(arr(b.dwconv.weight).reshape(d, -1) for b in blocks), tuple(arr(b.dwconv.bias) for b in blocks))
+        rest = (tuple(arr(b.norm.weight) for b in blocks), tuple(arr(b.norm.bias) for b in blocks), tuple(ws[1:1 + n]),
+                tuple(arr(b.pw1.bias) for b in blocks), tuple(ws[1 + n:1 + 2 * n]), tuple(arr(b.pw2.bias) for b in blocks),
+                tuple(arr(b.gamma) for b in blocks), arr(self.norm_out.weight), arr(self.norm_out.bias), exact, eps)
         empty_csr = (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
         if c.mel_prior:
             p = self.sparse_prior
@@ -291,16 +290,13 @@ class Vocoder(FramePlanned):
         else:
             carry, per, rad = (False, np.zeros((1, d), ws[0].dtype), np.zeros(1, np.float32)), 1, 0.0
         head = (ws[1 + 2 * n], arr(self.head.bias), c.upsample)
-        convs, key, start = [self.embed] + [b.dwconv for b in blocks], id(self.carry) if c.phase_carry else None, \
-            np.ones(self.n_bins, np.complex64)
-
-        key_hist, scaling, rest = (id(self), "histories"), (np.float32(c.input_offset), np.float32(c.input_scale)), \
-            mlp + out_norm
+        convs, key_hist = [self.embed] + [b.dwconv for b in blocks], (id(self), "histories")
+        key, start = id(self.carry) if c.phase_carry else None, np.ones(self.n_bins, np.complex64)
 
         def run(mel, state):
             m = np.ascontiguousarray(mel.numpy(), np.float32)
             hs = histories(state.caches, convs, key_hist)
-            f = vocoder_features(m, *scaling, *backbone[:2], hs[0], *backbone[2:], *layers, hs[1:], *rest)
+            f = vocoder_features(m, *embed, hs[0], *after_embed, hs[1:], *rest)
             prev = state.caches.get(key) if key is not None else None
             spec, last = vocoder_spectra(f, m, *head, *prior, *carry, start if prev is None else prev[0].numpy(), per,
                                          rad)
