@@ -7,7 +7,10 @@ weights come from safetensors, settings from JSON. Every problem raises
 :class:`CheckpointError` with one line naming the folder and the problem.
 
 A *model bundle* is a folder with one sub-folder per model (``vae/``,
-``vocoder/``); :func:`load_bundle` loads both and refuses a mel mismatch.
+``vocoder/``); :func:`load_bundle` loads both and refuses a mel mismatch. A
+bundle may instead name where its models live in ``bundle.json``
+(``{"vae": "../default/vae", "vocoder": "vocoder"}``, paths relative to the
+folder), so that bundles differing in one model share the other.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ MODEL_KINDS = {
 }
 
 #: The shipped default bundle, next to the package in a source checkout.
+BUNDLE_FILE = "bundle.json"
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "default"
 
 
@@ -207,14 +211,33 @@ class ModelBundle:
         return self.vae.delay + self.vocoder.delay
 
 
+def bundle_parts(folder: str | os.PathLike) -> tuple[Path, Path]:
+    """The VAE's and the vocoder's folders of the bundle ``folder``: its ``vae/`` and ``vocoder/``, or
+    where its ``bundle.json`` says they are."""
+    folder = Path(folder)
+    parts = {"vae": folder / "vae", "vocoder": folder / "vocoder"}
+    f = folder / BUNDLE_FILE
+    if f.is_file():
+        try:
+            named = json.loads(f.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CheckpointError(f"{f}: not readable JSON ({e})") from None
+        if not isinstance(named, dict) or set(named) - set(parts) or not all(
+                isinstance(v, str) and v for v in named.values()):
+            raise CheckpointError(f'{f}: expected {{"vae": "DIR", "vocoder": "DIR"}} (paths relative to the bundle)')
+        parts.update({k: folder / v for k, v in named.items()})
+    return parts["vae"], parts["vocoder"]
+
+
 def load_bundle(folder: str | os.PathLike | None = None, *, vae: str | None = None,
                 vocoder: str | None = None) -> ModelBundle:
-    """Load ``folder/vae`` and ``folder/vocoder`` (default: the shipped bundle)."""
+    """Load the bundle ``folder``'s VAE and vocoder (default: the shipped bundle; see :func:`bundle_parts`)."""
     folder = Path(folder) if folder is not None else DEFAULT_CHECKPOINT
     if (vae is None or vocoder is None) and not folder.is_dir():
         raise CheckpointError(f"{folder}: checkpoint folder not found")
-    vae_dir = Path(vae) if vae else folder / "vae"
-    voc_dir = Path(vocoder) if vocoder else folder / "vocoder"
+    vae_dir, voc_dir = bundle_parts(folder) if vae is None or vocoder is None else (None, None)
+    vae_dir = Path(vae) if vae else vae_dir
+    voc_dir = Path(vocoder) if vocoder else voc_dir
     vae_model, vae_meta = load_checkpoint(vae_dir, "vae")
     voc_model, voc_meta = load_checkpoint(voc_dir, "vocoder")
     try:

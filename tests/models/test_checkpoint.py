@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 
 import pytest
@@ -149,6 +150,24 @@ def test_bundle_refuses_a_mel_mismatch(tmp_path):
 def test_bundle_loads_and_reports_delay(tiny_bundle_dir):
     b = load_bundle(tiny_bundle_dir)
     assert b.sample_rate == 44100 and b.delay == 512
+
+
+def test_a_bundle_can_name_its_parts_and_share_a_model(tiny_bundle_dir, tmp_path):
+    """bundle.json points a bundle at models elsewhere (relative to it): one VAE, two vocoders."""
+    other = tmp_path / "other"
+    save_checkpoint(other / "vocoder", Vocoder(MelConfig(), VocoderConfig(dim=16, n_layers=1, istft_n_fft=2048,
+                                                                            upsample=1)))
+    (other / "bundle.json").write_text(json.dumps({"vae": os.path.relpath(tiny_bundle_dir / "vae", other)}))
+    b = load_bundle(other)
+    assert b.vocoder.config.istft_n_fft == 2048 and b.delay == 1024
+    assert b.meta["vae"]["provenance"]["sha256"] == load_bundle(tiny_bundle_dir).meta["vae"]["provenance"]["sha256"]
+    for bad, why in (("{", "not readable JSON"), ('{"voc": "x"}', "expected"), ('{"vae": 3}', "expected")):
+        (other / "bundle.json").write_text(bad)
+        with pytest.raises(CheckpointError, match=why):
+            load_bundle(other)
+    (other / "bundle.json").write_text('{"vae": "nowhere"}')
+    with pytest.raises(CheckpointError, match="nowhere"):
+        load_bundle(other)
 
 
 def test_save_replaces_atomically(vae_dir):
