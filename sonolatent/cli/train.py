@@ -59,6 +59,9 @@ def register(sub) -> None:
             k.add_argument("--dec-layers", type=int, metavar="N", help="causal decoder layers (default: 8)")
             k.add_argument("--enc-blocks", type=int, metavar="N",
                            help="residual blocks per encoder stage, 0..2 (default: 2)")
+            k.add_argument("--downsample", type=int, metavar="N", choices=(1, 2, 4, 8),
+                           help="mel frames per latent frame: 1, 2, 4 or 8 (default: 4, 21.5 latent frames/s); "
+                                "fewer keeps more detail, more gives smoother latent paths")
             k.add_argument("--kl-beta", type=float, metavar="B", help="KL weight after warm-up (default: 0.02)")
             k.add_argument("--kl-warmup", type=int, metavar="STEPS", help="KL warm-up steps (default: 5000)")
             k.add_argument("--stretch-prob", type=float, metavar="P",
@@ -166,7 +169,7 @@ def run(args) -> int:
     if args.kind == "vae":
         mcls, tcls, task_cls = VAEConfig, VAETrainConfig, VAETask
         model_over = _pick(args, {"latent_dim": "latent_dim", "channels": "channels", "dec_layers": "dec_layers",
-                                  "enc_blocks": "enc_blocks"})
+                                  "enc_blocks": "enc_blocks", "downsample": "downsample"})
         train_over = _pick(args, {"batch_size": "batch_size", "lr": "lr", "kl_beta": "kl_beta",
                                   "kl_warmup": "kl_warmup_steps", "frames": "frames",
                                   "stretch_prob": "stretch_prob", "interp_weight": "interp_weight",

@@ -43,6 +43,17 @@ def test_train_vae_resume_and_load(dataset, tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
 
+def test_train_vae_with_finer_latent_frames(dataset, tmp_path):
+    """``--downsample 2``: a latent frame every 2 mel frames (43 per second)."""
+    out = tmp_path / "ck" / "vae"
+    assert main(["train", "vae", "--data", str(dataset), "--out", str(out), "--run-dir", str(tmp_path / "run"),
+                 "--no-progress", "--downsample", "2", "--max-steps", "2"] + TINY_VAE) == 0
+    model, _ = load_checkpoint(out, "vae")
+    assert model.config.downsample == 2 and round(model.latent_rate, 1) == 43.1
+    import torch
+    assert model.encode(torch.zeros(1, 100, 20) - 5).shape == (1, 8, 10)
+
+
 def test_train_vocoder_with_adversarial_stage_and_resume(dataset, tmp_path):
     out, run = tmp_path / "ck" / "vocoder", tmp_path / "run"
     base = ["train", "vocoder", "--data", str(dataset), "--out", str(out), "--run-dir", str(run), "--no-progress",
