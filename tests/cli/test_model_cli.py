@@ -158,6 +158,8 @@ def test_recipe_runs_its_documented_steps_in_order(tmp_path, monkeypatch):
     assert budgets == sorted(budgets[:2]) + sorted(budgets[2:]) and budgets[1] + budgets[3] == 100
     assert "--interp-weight" in trains[1] and "--resume" in trains[1]
     assert trains[2][trains[2].index("--vae") + 1] == str(tmp_path / "o" / "vae")
-    assert trains[2][trains[2].index("--layers") + 1] == "4" and "--stft-weight" in trains[2]
+    assert trains[2][trains[2].index("--layers") + 1] == "4"
     assert trains[2][trains[2].index("--prior-iters") + 1] == "3" and "--phase-carry" in trains[2]
+    synthesis = [trains[2][trains[2].index(flag) + 1] for flag in ("--istft-n-fft", "--upsample")]
+    assert synthesis == ["2048", "1"]
     assert "--adversarial" in trains[3] and "--resume" in trains[3]

@@ -9,6 +9,7 @@ from safetensors.torch import load_file, save_file
 from sonolatent.audio.mel import MelConfig
 from sonolatent.errors import CheckpointError
 from sonolatent.models import MelVAE, VAEConfig, Vocoder, VocoderConfig, load_bundle, load_checkpoint, save_checkpoint
+from sonolatent.models.checkpoint import DEFAULT_CHECKPOINT
 
 TINY = VAEConfig(channels=32, dec_layers=2, enc_blocks=1)
 
@@ -175,3 +176,11 @@ def test_save_replaces_atomically(vae_dir):
     save_checkpoint(vae_dir, MelVAE(MelConfig(), TINY))
     load_checkpoint(vae_dir, "vae")
     assert not list(vae_dir.parent.glob(".vae*"))
+
+
+def test_shipped_bundles_share_one_vae():
+    """The default bundle (2048-point vocoder) and the low-latency one (1024-point, half the delay)."""
+    default, fast = load_bundle(), load_bundle(DEFAULT_CHECKPOINT.parent / "low-latency")
+    assert fast.meta["vae"]["provenance"]["sha256"] == default.meta["vae"]["provenance"]["sha256"]
+    assert (default.vocoder.config.istft_n_fft, default.delay) == (2048, 1024)
+    assert (fast.vocoder.config.istft_n_fft, fast.delay) == (1024, 512)
