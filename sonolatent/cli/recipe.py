@@ -21,7 +21,7 @@ steps (each one a sonolatent command you can also run by hand):
   4. train vae       15% more, resumed with the morph term (--interp-weight 0.2) and a
                      decaying learning rate
   5. train vocoder   40% of the budget (4 blocks, mel prior, carried phase, one 2048-point
-                     spectrum per mel frame; mel + multi-resolution STFT losses; 30% of the crops
+                     spectrum per mel frame; mel (weighted 2) + multi-resolution STFT losses; 30% of the crops
                      vocoded from the new VAE's decoded mel, the path the instrument plays;
                      decaying learning rate)
   6. train vocoder   15% more, resumed with the adversarial stage
@@ -105,7 +105,7 @@ def _steps(args, step, data: Path, runs: Path, out: Path) -> None:
     vae_mels = ["--vae", str(out / "vae"), "--vae-share", "0.3"]   # some crops through the new VAE's decoder
     step(["train", "vocoder", *data_args, "--out", str(out / "vocoder"), "--run-dir", str(voc_run),
           "--max-minutes", f"{0.40 * m:.2f}", "--layers", "4", "--prior-iters", "3", "--phase-carry",
-          "--istft-n-fft", "2048", "--upsample", "1", "--lr-half-life", "15000",
+          "--istft-n-fft", "2048", "--upsample", "1", "--mel-weight", "2", "--lr-half-life", "15000",
           *vae_mels, *common, *resume_voc])
     step(["train", "vocoder", *data_args, "--out", str(out / "vocoder"), "--run-dir", str(voc_run),
           "--max-minutes", f"{0.55 * m:.2f}", "--resume", "--adversarial", *common])
