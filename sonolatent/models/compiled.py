@@ -31,13 +31,16 @@ from numba import types
 from numba.extending import overload
 
 
-def _compiled(fn):
+def _compiled(fn=None, *, fastmath=False):
     """``numba.njit``, cached on disk where numba finds a writable cache folder (the package's
-    ``__pycache__``, else the user's cache), compiled afresh in each process where it finds none."""
+    ``__pycache__``, else the user's cache), compiled afresh in each process where it finds none.
+    ``fastmath``: sums may be reordered (vectorised); only for kernels whose callers tolerate rounding."""
+    if fn is None:
+        return lambda f: _compiled(f, fastmath=fastmath)
     try:
-        return numba.njit(cache=True, nogil=True)(fn)
+        return numba.njit(cache=True, nogil=True, fastmath=fastmath)(fn)
     except RuntimeError:   # "cannot cache function ...: no locator available"
-        return numba.njit(nogil=True)(fn)
+        return numba.njit(nogil=True, fastmath=fastmath)(fn)
 
 
 @_compiled
@@ -115,27 +118,41 @@ def carry_frames(logmag: np.ndarray, phase: np.ndarray, gate: np.ndarray, prev: 
     return out, last
 
 
-@_compiled
-def _csr_matvec(ptr, idx, val, x, out):   # pragma: no cover - compiled
-    for r in range(len(ptr) - 1):
+@_compiled(fastmath=True)
+def _band_rows(band, x, out):   # pragma: no cover - compiled
+    """``out = M @ x`` for a matrix stored by rows, each row's span of columns contiguous (:func:`_banded`)."""
+    starts, stops, offsets, w = band
+    for r in range(len(starts)):
         acc = np.float32(0.0)
-        for i in range(ptr[r], ptr[r + 1]):
-            acc += val[i] * x[idx[i]]
+        o = offsets[r] - starts[r]
+        for j in range(starts[r], stops[r]):
+            acc += w[o + j] * x[j]
         out[r] = acc
 
 
+@_compiled(fastmath=True)
+def _band_cols(band, y, out):   # pragma: no cover - compiled
+    """``out = M.T @ y`` for the same storage: each row scattered onto its contiguous span."""
+    starts, stops, offsets, w = band
+    out[:] = 0
+    for r in range(len(starts)):
+        o, yr = offsets[r] - starts[r], y[r]
+        for j in range(starts[r], stops[r]):
+            out[j] += w[o + j] * yr
+
+
 @_compiled
-def _sparse_prior(e, env, fb, fbt, scale, iters, floor, out):   # pragma: no cover - compiled
-    n_bins = len(env[0]) - 1
-    _csr_matvec(env[0], env[1], env[2], e, out)
+def _sparse_prior(e, env, fb, scale, iters, floor, out):   # pragma: no cover - compiled
+    n_bins = out.shape[0]
+    _band_rows(env, e, out)
     if iters:
         target = np.empty(n_bins, np.float32)
-        _csr_matvec(fbt[0], fbt[1], fbt[2], e * scale, target)
-        bands = np.empty(len(fb[0]) - 1, np.float32)
+        _band_cols(fb, e * scale, target)
+        bands = np.empty(len(fb[0]), np.float32)
         back = np.empty(n_bins, np.float32)
         for _ in range(iters):
-            _csr_matvec(fb[0], fb[1], fb[2], out, bands)
-            _csr_matvec(fbt[0], fbt[1], fbt[2], bands, back)
+            _band_rows(fb, out, bands)
+            _band_cols(fb, bands, back)
             for k in range(n_bins):
                 out[k] = out[k] * target[k] / max(back[k], np.float32(1e-9))
     for k in range(n_bins):
@@ -143,16 +160,26 @@ def _sparse_prior(e, env, fb, fbt, scale, iters, floor, out):   # pragma: no cov
 
 
 @_compiled
-def _sparse_prior_frames(e, env, fb, fbt, scale, iters, floor, out):   # pragma: no cover - compiled
+def _sparse_prior_frames(e, env, fb, scale, iters, floor, out):   # pragma: no cover - compiled
     for t in range(e.shape[0]):
-        _sparse_prior(e[t], env, fb, fbt, scale, iters, floor, out[t])
+        _sparse_prior(e[t], env, fb, scale, iters, floor, out[t])
 
 
-def _csr(m: np.ndarray):
-    rows, cols = np.nonzero(m)
-    ptr = np.zeros(m.shape[0] + 1, np.int64)
-    np.add.at(ptr, rows + 1, 1)
-    return np.cumsum(ptr), cols.astype(np.int64), m[rows, cols].astype(np.float32)
+def _banded(m: np.ndarray):
+    """A matrix by rows, each row kept from its first to its last nonzero column: (starts, stops, offsets into
+    the weights, weights). The mel maps are banded (each band covers neighbouring bins; each bin lies in at
+    most two bands), so this holds their few thousand nonzeros in runs the compiler can vectorise."""
+    starts, stops = np.zeros(m.shape[0], np.int64), np.zeros(m.shape[0], np.int64)
+    for r in range(m.shape[0]):
+        nz = np.flatnonzero(m[r])
+        if len(nz):
+            starts[r], stops[r] = nz[0], nz[-1] + 1
+    offsets = np.concatenate([[0], np.cumsum(stops - starts)]).astype(np.int64)
+    weights = np.concatenate([m[r, starts[r]:stops[r]] for r in range(m.shape[0])] + [np.zeros(0)])
+    return starts, stops, offsets, weights.astype(np.float32)
+
+
+EMPTY_BAND = _banded(np.zeros((0, 0), np.float32))
 
 
 class SparsePrior:
@@ -162,9 +189,8 @@ class SparsePrior:
 
     def __init__(self, envelope: np.ndarray, filterbank: np.ndarray | None, target_scale: float, iters: int,
                  floor: float):
-        self.env = _csr(envelope)
-        fb = filterbank if filterbank is not None else np.zeros((1, envelope.shape[0]), np.float32)
-        self.fb, self.fbt = _csr(fb), _csr(np.ascontiguousarray(fb.T))
+        self.env = _banded(envelope)
+        self.fb = _banded(filterbank if filterbank is not None else np.zeros((1, envelope.shape[0]), np.float32))
         self.scale, self.iters, self.floor = np.float32(target_scale), int(iters), np.float32(floor)
         self.n_bins = envelope.shape[0]
 
@@ -174,8 +200,8 @@ class SparsePrior:
     def frames(self, linear_mel: np.ndarray) -> np.ndarray:
         """Frame by frame: ``(T, n_mels)`` -> ``(T, bins)``."""
         out = np.empty((linear_mel.shape[0], self.n_bins), np.float32)
-        _sparse_prior_frames(np.ascontiguousarray(linear_mel, np.float32), self.env, self.fb, self.fbt, self.scale,
-                             self.iters, self.floor, out)
+        _sparse_prior_frames(np.ascontiguousarray(linear_mel, np.float32), self.env, self.fb, self.scale, self.iters,
+                             self.floor, out)
         return out
 
 
@@ -323,7 +349,7 @@ def vocoder_features(mel, in_offset, in_scale, emb_w, emb_b, emb_hist, k, in_nor
 
 
 @_compiled
-def vocoder_spectra(f, mel, head_w, head_b, up, prior_on, env, fb, fbt, prior_scale, prior_iters, floor, carry_on,
+def vocoder_spectra(f, mel, head_w, head_b, up, prior_on, env, fb, prior_scale, prior_iters, floor, carry_on,
                     carry_w, carry_b, prev, per, rad):   # pragma: no cover - compiled
     """``Vocoder``'s heads for one mel frame: features ``f`` ``(dim,)`` (and the log-mel ``(n_mels,)`` for the
     prior) -> the spectra of its ``up`` synthesis frames ``(up, bins)`` and the carried phasors to keep."""
@@ -331,7 +357,7 @@ def vocoder_spectra(f, mel, head_w, head_b, up, prior_on, env, fb, fbt, prior_sc
     bins = h.shape[0] // (2 * up)
     prior = np.zeros(bins, np.float32)
     if prior_on:
-        _sparse_prior(np.exp(mel), env, fb, fbt, prior_scale, prior_iters, floor, prior)
+        _sparse_prior(np.exp(mel), env, fb, prior_scale, prior_iters, floor, prior)
     logmag = np.empty((up, bins), np.float32)
     mag = np.empty((up, bins), np.float32)
     phase = np.empty((up, bins), np.float32)

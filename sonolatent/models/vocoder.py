@@ -37,7 +37,7 @@ import torch.nn as nn
 
 from ..audio.mel import MelConfig, check_positive, config_from_dict, mel_envelope_matrix, mel_filterbank
 from ..errors import ConfigError
-from .compiled import SparsePrior, carry_frames, vocoder_features, vocoder_spectra
+from .compiled import EMPTY_BAND, SparsePrior, carry_frames, vocoder_features, vocoder_spectra
 from .streaming import (CausalConv1d, ChannelLayerNorm, FramePlanned, OverlapAdd, StreamState, check_gelu,
                         histories, make_gelu)
 
@@ -278,12 +278,11 @@ class Vocoder(FramePlanned):
         rest = (tuple(arr(b.norm.weight) for b in blocks), tuple(arr(b.norm.bias) for b in blocks), tuple(ws[1:1 + n]),
                 tuple(arr(b.pw1.bias) for b in blocks), tuple(ws[1 + n:1 + 2 * n]), tuple(arr(b.pw2.bias) for b in blocks),
                 tuple(arr(b.gamma) for b in blocks), arr(self.norm_out.weight), arr(self.norm_out.bias), exact, eps)
-        empty_csr = (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
         if c.mel_prior:
             p = self.sparse_prior
-            prior = (True, p.env, p.fb, p.fbt, p.scale, p.iters, p.floor)
+            prior = (True, p.env, p.fb, p.scale, p.iters, p.floor)
         else:
-            prior = (False, empty_csr, empty_csr, empty_csr, np.float32(1.0), 0, np.float32(1.0))
+            prior = (False, EMPTY_BAND, EMPTY_BAND, np.float32(1.0), 0, np.float32(1.0))
         if c.phase_carry:
             carry = (True, ws[-1], arr(self.carry.bias))
             per, rad = self.hops_per_frame, self.radians_per_bin
