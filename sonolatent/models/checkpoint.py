@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from ..audio.mel import MelConfig
 from ..errors import CheckpointError, ConfigError
+from .streaming import bfloat16_numbers
 from .vae import MelVAE, VAEConfig
 from .vocoder import Vocoder, VocoderConfig
 
@@ -70,7 +71,7 @@ def save_checkpoint(folder: str | os.PathLike, model: torch.nn.Module, provenanc
     """Write ``model`` (a MelVAE or Vocoder) to ``folder`` atomically. The weight matrices its live
     single-frame path reads are written rounded to bfloat16 numbers (stored as float32), so that the
     loaded model streams at half the bytes per frame with the numbers it renders offline with
-    (:func:`~.streaming.round_frame_matrices`); the model itself, perhaps mid-training, is left as it is."""
+    (:func:`~.streaming.bfloat16_numbers`); the model itself, perhaps mid-training, is left as it is."""
     folder = Path(folder)
     kind = model.kind
     if kind not in MODEL_KINDS:
@@ -82,7 +83,7 @@ def save_checkpoint(folder: str | os.PathLike, model: torch.nn.Module, provenanc
         matrices = {id(t) for t in model.frame_matrices()}
         for name, p in model.named_parameters():
             if id(p) in matrices:
-                tensors[name] = tensors[name].to(torch.bfloat16).float()
+                tensors[name] = bfloat16_numbers(tensors[name])
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT_NAME, "kind": kind})
         prov = dict(provenance or {})
         prov.setdefault("git_commit", git_commit())

@@ -209,13 +209,18 @@ class SparsePrior:
 #
 # The live engine renders one mel frame per call. Run as tensor operations, a frame is ~150 small torch
 # calls whose dispatch costs more than their arithmetic; here it is one compiled call per model, and what
-# is left is reading every weight once per frame. Weights that are exactly bfloat16 numbers (checkpoints are
-# saved so) are read as their 16-bit patterns, half the bytes of float32; others go through BLAS. A convolution's history is the same (C, h) tensor the chunked torch path keeps in
-# the stream state (oldest frame first), edited in place, so the two paths can take turns on one stream.
+# is left is reading every weight once per frame. Weights that are exactly bfloat16 numbers (checkpoints
+# are saved so) are read as their 16-bit patterns, half the bytes of float32; others go through BLAS. A
+# convolution's history is the same (C, h) tensor the chunked torch path keeps in the stream state (oldest
+# frame first), edited in place, so the two paths can take turns on one stream.
 
 
-def _matvec(w, x, b):   # the Python body never runs: numba compiles the overload below
-    raise NotImplementedError("only callable from compiled code")
+def _matvec(w, x, b):
+    """``b + w @ x`` with ``w`` float32 or bfloat16 bit patterns (``uint16``), in numpy; compiled code calls
+    the overload below instead, the same arithmetic."""
+    if w.dtype == np.uint16:
+        w = (w.astype(np.uint32) << 16).view(np.float32)
+    return b + w @ x
 
 
 @overload(_matvec, jit_options={"fastmath": True, "nogil": True})
@@ -372,7 +377,8 @@ def vocoder_spectra(f, mel, head_w, head_b, up, prior_on, env, fb, prior_scale, 
         for u in range(up):
             for k in range(bins):
                 p = phase[u, k]
-                out[u, k] = np.complex64(complex(mag[u, k] * np.float32(math.cos(p)), mag[u, k] * np.float32(math.sin(p))))
+                m = mag[u, k]
+                out[u, k] = np.complex64(complex(m * np.float32(math.cos(p)), m * np.float32(math.sin(p))))
         return out, prev
     g = _matvec(carry_w, f, carry_b)
     gate = np.empty((1, bins), np.float32)

@@ -273,11 +273,12 @@ class Vocoder(FramePlanned):
         exact, eps = c.gelu == "exact", np.float32(eps.pop())
         ws, n = self._frame_weights(), len(blocks)
         embed = (np.float32(c.input_offset), np.float32(c.input_scale), ws[0], arr(self.embed.bias))
+        each = lambda get: tuple(get(b) for b in blocks)
         after_embed = (c.kernel_size, arr(self.norm_in.weight), arr(self.norm_in.bias),
-                       tuple(arr(b.dwconv.weight).reshape(d, -1) for b in blocks), tuple(arr(b.dwconv.bias) for b in blocks))
-        rest = (tuple(arr(b.norm.weight) for b in blocks), tuple(arr(b.norm.bias) for b in blocks), tuple(ws[1:1 + n]),
-                tuple(arr(b.pw1.bias) for b in blocks), tuple(ws[1 + n:1 + 2 * n]), tuple(arr(b.pw2.bias) for b in blocks),
-                tuple(arr(b.gamma) for b in blocks), arr(self.norm_out.weight), arr(self.norm_out.bias), exact, eps)
+                       each(lambda b: arr(b.dwconv.weight).reshape(d, -1)), each(lambda b: arr(b.dwconv.bias)))
+        rest = (each(lambda b: arr(b.norm.weight)), each(lambda b: arr(b.norm.bias)), tuple(ws[1:1 + n]),
+                each(lambda b: arr(b.pw1.bias)), tuple(ws[1 + n:1 + 2 * n]), each(lambda b: arr(b.pw2.bias)),
+                each(lambda b: arr(b.gamma)), arr(self.norm_out.weight), arr(self.norm_out.bias), exact, eps)
         if c.mel_prior:
             p = self.sparse_prior
             prior = (True, p.env, p.fb, p.scale, p.iters, p.floor)

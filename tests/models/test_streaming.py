@@ -7,7 +7,7 @@ import torch
 from sonolatent.audio.mel import MelConfig
 from sonolatent.models import (MelVAE, StreamState, VAEConfig, Vocoder, VocoderConfig, load_bundle, load_checkpoint,
                                save_checkpoint)
-from sonolatent.models.compiled import _conv, _depthwise
+from sonolatent.models.compiled import _conv, _depthwise, _matvec
 from sonolatent.models.streaming import CausalConv1d, OverlapAdd, history_array
 from sonolatent.models.synth import StreamingSynth, render_frames
 
@@ -238,3 +238,15 @@ def test_bfloat16_frame_weights_stream_as_they_render(tmp_path):
     with torch.no_grad():
         vae.dec_out.weight[0, 0, 0] += 1e-4
     assert all(w.dtype == np.float32 for w in vae._frame_weights())
+
+
+def test_bfloat16_matrix_vector_product_compiled_and_in_numpy():
+    """A 1x1 compiled convolution on bfloat16 bit patterns gives ``b + w @ x`` for the rounded ``w``, as the
+    numpy form of the same product does."""
+    torch.manual_seed(3)
+    w, x, b = torch.randn(7, 5), torch.randn(5), torch.randn(7)
+    bits = w.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    want = (b + w.to(torch.bfloat16).float() @ x).numpy()
+    got = _conv(np.zeros((5, 0), np.float32), x.numpy(), bits, b.numpy(), 1, 1)
+    assert np.allclose(got, want, atol=1e-5) and np.allclose(_matvec(bits, x.numpy(), b.numpy()), want, atol=1e-5)
+    assert not np.allclose(got, (b + w @ x).numpy(), atol=1e-5)   # the rounding is real
