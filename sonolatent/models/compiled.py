@@ -403,3 +403,20 @@ def overlap_add(frames: np.ndarray, window: np.ndarray, hop: int) -> np.ndarray:
     if T:
         _overlap_add(np.ascontiguousarray(frames, np.float32), np.ascontiguousarray(window, np.float32), hop, out)
     return out
+
+
+@_compiled
+def ola_frames(frames, window, tail, hop):   # pragma: no cover - compiled
+    """The live overlap-add: unwindowed frames ``(k, N)`` one ``hop`` apart, each windowed and added onto the
+    held ``tail`` ``(N - hop,)`` (updated in place) -> the ``k * hop`` samples that became final."""
+    k, N = frames.shape
+    keep = N - hop
+    out = np.empty(k * hop, np.float32)
+    for t in range(k):
+        for i in range(hop):
+            out[t * hop + i] = tail[i] + frames[t, i] * window[i]
+        for i in range(keep - hop):
+            tail[i] = tail[i + hop] + frames[t, hop + i] * window[hop + i]
+        for i in range(keep - hop, keep):
+            tail[i] = frames[t, hop + i] * window[hop + i]
+    return out

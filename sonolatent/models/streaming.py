@@ -28,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from .compiled import overlap_add
+from .compiled import ola_frames, overlap_add
 
 
 GELU_KINDS = {"exact": "none", "tanh": "tanh"}
@@ -213,6 +213,19 @@ def histories(caches: dict, convs: list, key) -> tuple:
     return held[1]
 
 
+def owned_view(caches: dict, key, held, make) -> np.ndarray:
+    """A writable numpy view of one stream's state tensor ``held`` (``(1, ...)``), kept under ``key`` with
+    the tensor it views. ``held`` is what the layer's state holds now; when it is not the tensor viewed
+    last time (the chunked path replaced it, or there was none), ``make(held)`` makes one this stream
+    owns (contiguous, its own memory) and that is viewed from then on. The caller puts it back in the
+    state where it needs the layer's own entry to hold it."""
+    seen = caches.get(key)
+    if seen is None or seen[0] is not held:
+        t = make(held)
+        seen = caches[key] = (t, t.numpy()[0])
+    return seen[1]
+
+
 class OverlapAdd(nn.Module):
     """Windowed inverse real FFT with overlap-add, offline or streaming.
 
@@ -235,6 +248,7 @@ class OverlapAdd(nn.Module):
         self.n_fft, self.hop = n_fft, hop
         w = torch.hann_window(n_fft)
         self.register_buffer("window", w / ((w ** 2).sum() / hop), persistent=False)
+        self._window_np = None   # (the window tensor, its numpy view) for the live step
 
     @property
     def delay(self) -> int:
@@ -272,24 +286,28 @@ class OverlapAdd(nn.Module):
         state.set(self, (y[:, ready:].clone(), max(0, skip - ready)))
         return y[:, min(skip, ready): ready]
 
-    def step(self, spec, state: StreamState) -> torch.Tensor:
-        """:meth:`forward` with a state for the frames of one mel frame of one stream:
-        ``spec`` ``(n_fft//2+1, k)`` (a complex tensor or array) -> the samples that became final
-        ``(m,)``. Adds each frame onto the held tail directly instead of folding, in numpy (a torch
-        call costs more than the transform here)."""
-        spec = spec.numpy() if torch.is_tensor(spec) else spec
-        frames = np.fft.irfft(spec.T, n=self.n_fft, axis=1).astype(np.float32, copy=False)   # (k, n_fft), ours
-        frames *= self.window.numpy()
-        held, skip = state.get(self) or (None, self.n_fft // 2)
-        tail = held[0].numpy() if held is not None else None                                # (n_fft - hop,)
-        hop, keep = self.hop, self.n_fft - self.hop
-        for y in frames:
-            if tail is not None:
-                y[:keep] += tail
-            tail = y[hop:]
-        ready = len(frames) * hop
-        state.set(self, (torch.from_numpy(tail)[None], max(0, skip - ready)))
-        return torch.from_numpy(frames[:, :hop].reshape(-1)[min(skip, ready):])
+    def step(self, spec: np.ndarray, state: StreamState) -> np.ndarray:
+        """:meth:`forward` with a state for the frames of one mel frame of one stream, in numpy (a torch
+        call costs more than the transform here): ``spec`` ``(k, n_fft//2+1)`` complex -> the samples that
+        became final ``(m,)`` float32. Each frame is added onto the held tail in place."""
+        frames = np.fft.irfft(spec, n=self.n_fft, axis=1).astype(np.float32, copy=False)   # (k, n_fft)
+        held = state.get(self)
+        held_tail, skip = held if held is not None else (None, self.n_fft // 2)
+        key = (id(self), "tail")
+        tail = owned_view(state.caches, key, held_tail,
+                          lambda t: torch.zeros(1, self.n_fft - self.hop) if t is None else t[:1].contiguous().clone())
+        out = ola_frames(frames, self._window_array(), tail, self.hop)
+        owned = state.caches[key][0]
+        if skip or held_tail is not owned:     # the state's entry changes only while the start is skipped
+            ready = len(frames) * self.hop
+            state.set(self, (owned, max(0, skip - ready)))
+            return out[min(skip, ready):]
+        return out
+
+    def _window_array(self) -> np.ndarray:
+        if self._window_np is None or self._window_np[0] is not self.window:
+            self._window_np = (self.window, np.ascontiguousarray(self.window.numpy(), np.float32))
+        return self._window_np[1]
 
     def flush(self, state: StreamState) -> torch.Tensor:
         """The samples still held after the last frame, so that the streamed

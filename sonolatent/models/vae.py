@@ -186,12 +186,17 @@ class MelVAE(FramePlanned):
     def decode_step(self, z: torch.Tensor, state: StreamState) -> torch.Tensor:
         """One mel-rate latent frame ``(D,)`` -> log-mel ``(n_mels,)``: :meth:`decode_frames` for a
         single frame of one stream, with the same state and output (the live engine's path)."""
+        return torch.from_numpy(self.decode_step_array(np.ascontiguousarray(z.numpy(), np.float32), state))
+
+    def decode_step_array(self, z: np.ndarray, state: StreamState) -> np.ndarray:
+        """:meth:`decode_step` in numpy, the live engine's call: ``z`` ``(D,)`` float32, contiguous."""
         return self._planned()(z, state)
 
     def _build_frame_plan(self):
         c = self.config
         if self.dec_in.weight.device.type != "cpu":
-            return lambda z, state: self.decode_frames(z[None, :, None], state)[0, :, 0]
+            dev = self.dec_in.weight.device
+            return lambda z, state: self.decode_frames(torch.from_numpy(z).to(dev)[None, :, None], state)[0, :, 0].cpu().numpy()
         arr = lambda t: t.detach().numpy()                   # float32 views of the vectors (biases, norms)
         layers, C, n = list(self.dec_layers), c.channels, len(self.dec_layers)
         ws = self._frame_weights()
@@ -210,11 +215,9 @@ class MelVAE(FramePlanned):
                  ws[-1], arr(self.dec_out.bias))
         key_hist = (id(self), "histories")
 
-        def run(z, state):
+        def run(z, state):   # z: (D,) float32, contiguous -> (n_mels,) float32
             hs = histories(state.caches, convs, key_hist)
-            m = decode_frame(np.ascontiguousarray(z.numpy(), np.float32), *first, hs[0], *middle, hs[1:-1], *after,
-                             hs[-1], *consts)
-            return torch.from_numpy(m)
+            return decode_frame(z, *first, hs[0], *middle, hs[1:-1], *after, hs[-1], *consts)
         return run
 
     def frame_matrices(self) -> list[torch.Tensor]:

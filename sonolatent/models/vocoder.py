@@ -39,7 +39,7 @@ from ..audio.mel import MelConfig, check_positive, config_from_dict, mel_envelop
 from ..errors import ConfigError
 from .compiled import EMPTY_BAND, SparsePrior, carry_frames, vocoder_features, vocoder_spectra
 from .streaming import (CausalConv1d, ChannelLayerNorm, FramePlanned, OverlapAdd, StreamState, check_gelu,
-                        histories, make_gelu)
+                        histories, make_gelu, owned_view)
 
 
 @dataclass(frozen=True)
@@ -259,12 +259,13 @@ class Vocoder(FramePlanned):
 
     def step_spectra(self, mel: torch.Tensor, state: StreamState) -> torch.Tensor:
         """:meth:`spectra` for one frame ``(n_mels,)`` of one stream -> ``(n_bins, upsample)``."""
-        return self._planned()(mel, state)
+        return torch.from_numpy(self._planned()(np.ascontiguousarray(mel.numpy(), np.float32), state)).T
 
     def _build_frame_plan(self):
         c = self.config
         if self.head.weight.device.type != "cpu":
-            return lambda mel, state: self.spectra(mel[None, :, None], state)[0]
+            dev = self.head.weight.device
+            return lambda m, state: self.spectra(torch.from_numpy(m).to(dev)[None, :, None], state)[0].T.cpu().numpy()
         arr = lambda t: t.detach().numpy()                   # float32 views of the vectors (biases, norms)
         blocks, d = list(self.blocks), c.dim
         eps = {m.eps for m in [self.norm_in, self.norm_out] + [b.norm for b in blocks]}
@@ -292,17 +293,21 @@ class Vocoder(FramePlanned):
         head = (ws[1 + 2 * n], arr(self.head.bias), c.upsample)
         convs, key_hist = [self.embed] + [b.dwconv for b in blocks], (id(self), "histories")
         key, start = id(self.carry) if c.phase_carry else None, np.ones(self.n_bins, np.complex64)
+        key_view = (key, "view")
 
-        def run(mel, state):
-            m = np.ascontiguousarray(mel.numpy(), np.float32)
+        def run(m, state):   # m: (n_mels,) float32, contiguous -> (upsample, bins) complex64
             hs = histories(state.caches, convs, key_hist)
             f = vocoder_features(m, *embed, hs[0], *after_embed, hs[1:], *rest)
-            prev = state.caches.get(key) if key is not None else None
-            spec, last = vocoder_spectra(f, m, *head, *prior, *carry, start if prev is None else prev[0].numpy(), per,
-                                         rad)
-            if key is not None:
-                state.caches[key] = torch.from_numpy(last)[None]
-            return torch.from_numpy(spec).T
+            if key is None:
+                return vocoder_spectra(f, m, *head, *prior, *carry, start, per, rad)[0]
+            held = state.caches.get(key)
+            prev = owned_view(state.caches, key_view, held,
+                              lambda t: torch.from_numpy(start.copy())[None] if t is None else t[:1].contiguous().clone())
+            spec, last = vocoder_spectra(f, m, *head, *prior, *carry, prev, per, rad)
+            prev[:] = last
+            if held is not state.caches[key_view][0]:
+                state.caches[key] = state.caches[key_view][0]
+            return spec
         return run
 
     def frame_matrices(self) -> list[torch.Tensor]:
@@ -313,7 +318,11 @@ class Vocoder(FramePlanned):
 
     def step(self, mel: torch.Tensor, state: StreamState) -> torch.Tensor:
         """:meth:`stream` for one frame ``(n_mels,)`` of one stream -> ``(m,)`` samples."""
-        return self.ola.step(self.step_spectra(mel, state), state)
+        return torch.from_numpy(self.step_array(np.ascontiguousarray(mel.numpy(), np.float32), state))
+
+    def step_array(self, mel: np.ndarray, state: StreamState) -> np.ndarray:
+        """:meth:`step` in numpy, the live engine's call: ``mel`` ``(n_mels,)`` float32, contiguous."""
+        return self.ola.step(self._planned()(mel, state), state)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         return self.ola(self.spectra(mel))

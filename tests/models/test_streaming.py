@@ -55,6 +55,22 @@ def test_overlap_add_streams_exactly(n_fft, hop):
     assert sum(p.shape[-1] for p in parts) == 40 * hop - ola.delay
 
 
+@pytest.mark.parametrize("n_fft,hop", [(1024, 256), (2048, 512)])
+def test_overlap_add_live_steps_take_turns_with_chunks(n_fft, hop):
+    """The live step (numpy, the tail added onto in place) and the chunked path share one stream's tail:
+    mixed call by call, from the very first frame, they give the offline output."""
+    ola = OverlapAdd(n_fft, hop)
+    spec = torch.randn(1, n_fft // 2 + 1, 40, dtype=torch.complex64)
+    ref = ola(spec)
+    for seed in range(3):
+        st = StreamState()
+        parts = [torch.from_numpy(ola.step(spec[0, :, s].T.numpy(), st))[None] if seed == 0 or s.stop - s.start == 1
+                 else ola(spec[..., s], st) for s in _mixed(40, np.random.default_rng(seed), 4)]
+        y = torch.cat(parts + [ola.flush(st)], -1)
+        assert y.shape == ref.shape and (y - ref).abs().max() < 1e-5
+        assert sum(p.shape[-1] for p in parts) == 40 * hop - ola.delay
+
+
 @pytest.mark.parametrize("seed,mel_prior", [(0, False), (1, False), (2, True), (3, True)])
 def test_vocoder_streaming_equals_offline(seed, mel_prior):
     torch.manual_seed(seed)
