@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..errors import SonolatentError
 
@@ -13,7 +14,7 @@ def register(sub) -> None:
         description="Encode a sound file to its latent trajectory and decode it back to audio (or, with "
                     "--vocoder-only, vocode its mel directly), so you can listen to the model.",
         epilog="examples:\n  sonolatent reconstruct patches/samples/piano_c4.wav -o piano_rt.wav\n"
-               "  sonolatent reconstruct take.flac -o take_voc.wav --vocoder-only --format 24",
+               "  sonolatent reconstruct take.flac -o take_voc.wav --vocoder-only --format 24 --plot take_voc.png",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", metavar="IN", help="sound file (wav, flac, ogg, aiff; any rate)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="WAV file to write")
@@ -21,6 +22,8 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", metavar="DIR", help="model bundle (default: checkpoints/default)")
     p.add_argument("--sr", type=int, metavar="HZ", help="output sample rate (default: the model's, 44100)")
     p.add_argument("--format", choices=("16", "24", "float"), default="16", help="WAV sample format (default: 16)")
+    p.add_argument("--plot", metavar="OUT.png",
+                   help="also draw the original's spectrogram, the output's and their difference")
     p.set_defaults(func=run)
 
 
@@ -35,12 +38,24 @@ def run(args) -> int:
         raise SonolatentError(f"--sr {args.sr}: choose a rate between 8000 and 192000")
     out = check_output_path(args.output, "-o", suffixes=(".wav", ".wave"))   # before the model work
     check_not_input(out, [args.input])
+    plot = check_output_path(args.plot, "--plot", suffixes=(".png",)) if args.plot else None
+    if plot is not None and plot.resolve() == out.resolve():
+        raise SonolatentError(f"--plot {args.plot}: the picture and the sound need different names")
     bundle = load_bundle(args.checkpoint)
     x, sr = read_audio(args.input, bundle.sample_rate, min_seconds=0.05)
     y = vocode(bundle, x) if args.vocoder_only else full_model(bundle, x)
     y = y[: len(x)]
+    if plot is not None:
+        from ..render.plots import log_mel, plot_reconstruction
+        mc = bundle.mel_config
+        what = "vocoder only" if args.vocoder_only else "encode -> decode -> vocoder"
+        plot_reconstruction(plot, (f"original: {Path(args.input).name}", log_mel(mc, x)),
+                            (f"model ({what})", log_mel(mc, y)), mc.frame_rate,
+                            title=f"{Path(args.input).name}: {what}")
     if args.sr and args.sr != sr:
         y, sr = resample(y, sr, args.sr), args.sr
     write_audio(out, y, sr, args.format)
     print(f"wrote {out} ({len(y) / sr:.2f} s, {'vocoder only' if args.vocoder_only else 'encode -> decode -> vocoder'})")
+    if plot is not None:
+        print(f"wrote {plot}")
     return 0

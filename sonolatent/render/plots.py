@@ -1,5 +1,5 @@
-"""Pictures: spectrograms of morphs and their blend curves, maps of a folder of
-sounds in latent space, and traversals along one PCA coordinate.
+"""Pictures: spectrograms of morphs and their blend curves, of a sound beside what the model makes of
+it, maps of a folder of sounds in latent space, and traversals along one PCA coordinate.
 
 Matplotlib's object API with the Agg canvas (no pyplot, no display); PNGs are
 written atomically (:mod:`sonolatent.outputs`: temporary file in the same folder, then ``os.replace``).
@@ -100,6 +100,35 @@ def plot_morph(path, inputs: Sequence[tuple[str, np.ndarray]], output: tuple[str
     cax.tick_params(labelsize=7)
     cax.grid(alpha=0.3)
     cax.legend(fontsize=7, loc="upper left", ncols=min(len(curves), 6))
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path)
+
+
+def plot_reconstruction(path, original: tuple[str, np.ndarray], output: tuple[str, np.ndarray],
+                        frame_rate: float, title: str = "") -> Path:
+    """The original's spectrogram, the model's, and their difference in log-mel (output minus original,
+    red where the model is louder, blue where it is quieter), on one time axis."""
+    a, b = original[1], output[1]
+    n = min(a.shape[1], b.shape[1])
+    a, b = a[:, :n], b[:, :n]
+    vmin, vmax = _range([a, b])
+    # where both are below the colour range the difference is inaudible detail: shown as none
+    diff = np.where((a < vmin) & (b < vmin), 0.0, b - a)
+    fig = _figure(10, 6.2)
+    gs = fig.add_gridspec(3, 1, hspace=0.55)
+    ax0 = fig.add_subplot(gs[0])
+    _spec(ax0, a, frame_rate, original[0], vmin, vmax)
+    _spec(fig.add_subplot(gs[1], sharex=ax0), b, frame_rate, output[0], vmin, vmax)
+    ax = fig.add_subplot(gs[2], sharex=ax0)
+    im = ax.imshow(diff, origin="lower", aspect="auto", cmap="RdBu_r", vmin=-3.0, vmax=3.0,
+                   extent=(0, n / frame_rate, 0, a.shape[0]), interpolation="nearest")
+    ax.set_title(f"difference (log-mel, nepers; mean |difference| {np.abs(b - a).mean():.3f})", fontsize=9,
+                 loc="left")
+    ax.set_ylabel("mel band", fontsize=8)
+    ax.set_xlabel("time (s)", fontsize=8)
+    ax.tick_params(labelsize=7)
+    fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01).ax.tick_params(labelsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
     return save_figure(fig, path)

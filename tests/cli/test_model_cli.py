@@ -32,6 +32,17 @@ def test_reconstruct_writes_a_file_of_the_right_length(tiny_bundle_dir, sounds, 
     assert sr == want_sr and abs(len(y) - 0.6 * want_sr) <= 2 and np.isfinite(y).all()
 
 
+def test_reconstruct_draws_the_original_beside_the_output(tiny_bundle_dir, sounds, tmp_path):
+    out, png = tmp_path / "out.wav", tmp_path / "out.png"
+    assert main(["reconstruct", str(sounds / "sub" / "b.flac"), "-o", str(out), "--plot", str(png),
+                 "--checkpoint", str(tiny_bundle_dir)]) == 0
+    from PIL import Image
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.size[0] >= 800 and im.size[1] >= 500
+        assert len(set(im.convert("L").getdata())) > 50   # spectrograms, not a blank canvas
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["out.png", "out.wav"]   # no temporaries
+
+
 def test_eval_prints_a_table_and_writes_json(tiny_bundle_dir, sounds, tmp_path, capsys):
     js = tmp_path / "e.json"
     assert main(["eval", str(sounds), "--checkpoint", str(tiny_bundle_dir), "--json", str(js), "--gl-iters", "4"]) == 0
@@ -86,6 +97,8 @@ def test_griffin_lim_beats_an_untrained_vocoder(tiny_bundle_dir, sounds):
     (["eval", "nowhere"], "not a folder"),
     (["reconstruct", "{wav}", "-o", "{afile}/o.wav"], "is a file, not a folder"),
     (["reconstruct", "{wav}", "-o", "{wav}"], "is also an input file"),
+    (["reconstruct", "{wav}", "-o", "o.wav", "--plot", "o.jpg"], "--plot"),
+    (["reconstruct", "{wav}", "-o", "o.wav", "--plot", "nodir/o.png"], "does not exist"),
     (["eval", "{sounds}", "--json", "{afile}/e.json"], "is a file, not a folder"),
     (["eval", "{sounds}", "--limit", "-1"], "--limit -1: must be at least 1"),
     (["eval", "{sounds}", "--threads", "0"], "--threads 0: must be at least 1"),
