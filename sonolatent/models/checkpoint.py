@@ -29,6 +29,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .heap import keep_freed_memory
 from ..audio.mel import MelConfig
 from ..errors import CheckpointError, ConfigError
 from .streaming import bfloat16_numbers
@@ -232,8 +233,11 @@ def bundle_parts(folder: str | os.PathLike) -> tuple[Path, Path]:
 
 def load_bundle(folder: str | os.PathLike | None = None, *, vae: str | None = None,
                 vocoder: str | None = None) -> ModelBundle:
-    """Load the bundle ``folder``'s VAE and vocoder (default: the shipped bundle; see :func:`bundle_parts`)."""
+    """Load the bundle ``folder``'s VAE and vocoder (default: the shipped bundle; see :func:`bundle_parts`).
+    Also sets this process's allocator to keep freed memory for the models' large tensors
+    (:func:`.heap.keep_freed_memory`)."""
     folder = Path(folder) if folder is not None else DEFAULT_CHECKPOINT
+    keep_freed_memory()
     if (vae is None or vocoder is None) and not folder.is_dir():
         raise CheckpointError(f"{folder}: checkpoint folder not found")
     vae_dir, voc_dir = bundle_parts(folder) if vae is None or vocoder is None else (None, None)
