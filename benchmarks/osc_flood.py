@@ -32,13 +32,17 @@ def status(sock, addr) -> dict:
 
     from sonolatent.control.server import encode
 
-    sock.sendto(encode("/sono/status"), addr)
-    end = time.monotonic() + 5
-    while time.monotonic() < end:
-        m = OscMessage(sock.recvfrom(65536)[0])
-        if m.address == "/sono/status":
-            return dict(zip(m.params[::2], m.params[1::2]))
-    raise RuntimeError("no /sono/status answer")
+    for _ in range(3):   # UDP: a query (or its answer) sent into the tail of a flood may be lost; ask again
+        sock.sendto(encode("/sono/status"), addr)
+        end = time.monotonic() + 5
+        try:
+            while time.monotonic() < end:
+                m = OscMessage(sock.recvfrom(65536)[0])
+                if m.address == "/sono/status":
+                    return dict(zip(m.params[::2], m.params[1::2]))
+        except TimeoutError:
+            continue
+    raise RuntimeError("no /sono/status answer to three queries")
 
 
 def messages(latent_dim: int):
