@@ -1,4 +1,5 @@
-"""The allocator setting that load_bundle makes (glibc: freed memory kept for the next large tensor)."""
+"""The allocator setting that load_bundle makes (glibc, the project's platform: freed memory kept for the
+next large tensor)."""
 
 import subprocess
 import sys
@@ -9,7 +10,6 @@ from sonolatent.models import heap
 from sonolatent.models.checkpoint import load_bundle
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_load_bundle_keeps_freed_memory(tiny_bundle_dir, monkeypatch):
     monkeypatch.setitem(heap._state, "done", False)
     load_bundle(tiny_bundle_dir)
@@ -36,7 +36,6 @@ print(libc.mallinfo2().fordblks)
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 @pytest.mark.parametrize("setting", ["set", "default"])
 def test_a_freed_large_block_stays_for_reuse_only_with_the_setting(setting):
     """8 MB freed: kept in the heap (free bytes >= 8 MB) with the setting; unmapped without it."""
