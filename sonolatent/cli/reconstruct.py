@@ -45,17 +45,15 @@ def run(args) -> int:
     x, sr = read_audio(args.input, bundle.sample_rate, min_seconds=0.05)
     y = vocode(bundle, x) if args.vocoder_only else full_model(bundle, x)
     y = y[: len(x)]
-    if plot is not None:
+    what = "vocoder only" if args.vocoder_only else "encode -> decode -> vocoder"
+    y_out, sr_out = (resample(y, sr, args.sr), args.sr) if args.sr and args.sr != sr else (y, sr)
+    write_audio(out, y_out, sr_out, args.format)
+    print(f"wrote {out} ({len(y_out) / sr_out:.2f} s, {what})")
+    if plot is not None:   # drawn from the model-rate output, so both spectrograms share one mel definition
         from ..render.plots import log_mel, plot_reconstruction
         mc = bundle.mel_config
-        what = "vocoder only" if args.vocoder_only else "encode -> decode -> vocoder"
         plot_reconstruction(plot, (f"original: {Path(args.input).name}", log_mel(mc, x)),
                             (f"model ({what})", log_mel(mc, y)), mc.frame_rate,
                             title=f"{Path(args.input).name}: {what}")
-    if args.sr and args.sr != sr:
-        y, sr = resample(y, sr, args.sr), args.sr
-    write_audio(out, y, sr, args.format)
-    print(f"wrote {out} ({len(y) / sr:.2f} s, {'vocoder only' if args.vocoder_only else 'encode -> decode -> vocoder'})")
-    if plot is not None:
         print(f"wrote {plot}")
     return 0

@@ -29,9 +29,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .heap import keep_freed_memory
 from ..audio.mel import MelConfig
 from ..errors import CheckpointError, ConfigError
+from .heap import keep_freed_memory
 from .streaming import bfloat16_numbers
 from .vae import MelVAE, VAEConfig
 from .vocoder import Vocoder, VocoderConfig

@@ -306,7 +306,7 @@ class OverlapAdd(nn.Module):
 
     def _window_array(self) -> np.ndarray:
         if self._window_np is None or self._window_np[0] is not self.window:
-            self._window_np = (self.window, np.ascontiguousarray(self.window.numpy(), np.float32))
+            self._window_np = (self.window, np.ascontiguousarray(self.window.detach().cpu().numpy(), np.float32))
         return self._window_np[1]
 
     def flush(self, state: StreamState) -> torch.Tensor:

@@ -186,7 +186,8 @@ class MelVAE(FramePlanned):
     def decode_step(self, z: torch.Tensor, state: StreamState) -> torch.Tensor:
         """One mel-rate latent frame ``(D,)`` -> log-mel ``(n_mels,)``: :meth:`decode_frames` for a
         single frame of one stream, with the same state and output (the live engine's path)."""
-        return torch.from_numpy(self.decode_step_array(np.ascontiguousarray(z.numpy(), np.float32), state))
+        z = np.ascontiguousarray(z.detach().cpu().numpy(), np.float32)
+        return torch.from_numpy(self.decode_step_array(z, state))
 
     def decode_step_array(self, z: np.ndarray, state: StreamState) -> np.ndarray:
         """:meth:`decode_step` in numpy, the live engine's call: ``z`` ``(D,)`` float32, contiguous."""
@@ -196,7 +197,11 @@ class MelVAE(FramePlanned):
         c = self.config
         if self.dec_in.weight.device.type != "cpu":
             dev = self.dec_in.weight.device
-            return lambda z, state: self.decode_frames(torch.from_numpy(z).to(dev)[None, :, None], state)[0, :, 0].cpu().numpy()
+
+            def on_device(z, state):
+                with torch.no_grad():
+                    return self.decode_frames(torch.from_numpy(z).to(dev)[None, :, None], state)[0, :, 0].cpu().numpy()
+            return on_device
         arr = lambda t: t.detach().numpy()                   # float32 views of the vectors (biases, norms)
         layers, C, n = list(self.dec_layers), c.channels, len(self.dec_layers)
         ws = self._frame_weights()

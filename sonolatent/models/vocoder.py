@@ -259,13 +259,17 @@ class Vocoder(FramePlanned):
 
     def step_spectra(self, mel: torch.Tensor, state: StreamState) -> torch.Tensor:
         """:meth:`spectra` for one frame ``(n_mels,)`` of one stream -> ``(n_bins, upsample)``."""
-        return torch.from_numpy(self._planned()(np.ascontiguousarray(mel.numpy(), np.float32), state)).T
+        return torch.from_numpy(self._planned()(np.ascontiguousarray(mel.detach().cpu().numpy(), np.float32), state)).T
 
     def _build_frame_plan(self):
         c = self.config
         if self.head.weight.device.type != "cpu":
             dev = self.head.weight.device
-            return lambda m, state: self.spectra(torch.from_numpy(m).to(dev)[None, :, None], state)[0].T.cpu().numpy()
+
+            def on_device(m, state):
+                with torch.no_grad():
+                    return self.spectra(torch.from_numpy(m).to(dev)[None, :, None], state)[0].T.cpu().numpy()
+            return on_device
         arr = lambda t: t.detach().numpy()                   # float32 views of the vectors (biases, norms)
         blocks, d = list(self.blocks), c.dim
         eps = {m.eps for m in [self.norm_in, self.norm_out] + [b.norm for b in blocks]}
@@ -301,8 +305,8 @@ class Vocoder(FramePlanned):
             if key is None:
                 return vocoder_spectra(f, m, *head, *prior, *carry, start, per, rad)[0]
             held = state.caches.get(key)
-            prev = owned_view(state.caches, key_view, held,
-                              lambda t: torch.from_numpy(start.copy())[None] if t is None else t[:1].contiguous().clone())
+            prev = owned_view(state.caches, key_view, held, lambda t: torch.from_numpy(start.copy())[None]
+                              if t is None else t[:1].contiguous().clone())
             spec, last = vocoder_spectra(f, m, *head, *prior, *carry, prev, per, rad)
             prev[:] = last
             if held is not state.caches[key_view][0]:
@@ -318,7 +322,7 @@ class Vocoder(FramePlanned):
 
     def step(self, mel: torch.Tensor, state: StreamState) -> torch.Tensor:
         """:meth:`stream` for one frame ``(n_mels,)`` of one stream -> ``(m,)`` samples."""
-        return torch.from_numpy(self.step_array(np.ascontiguousarray(mel.numpy(), np.float32), state))
+        return torch.from_numpy(self.step_array(np.ascontiguousarray(mel.detach().cpu().numpy(), np.float32), state))
 
     def step_array(self, mel: np.ndarray, state: StreamState) -> np.ndarray:
         """:meth:`step` in numpy, the live engine's call: ``mel`` ``(n_mels,)`` float32, contiguous."""
