@@ -213,17 +213,17 @@ def histories(caches: dict, convs: list, key) -> tuple:
     return held[1]
 
 
-def owned_view(caches: dict, key, held, make) -> np.ndarray:
-    """A writable numpy view of one stream's state tensor ``held`` (``(1, ...)``), kept under ``key`` with
-    the tensor it views. ``held`` is what the layer's state holds now; when it is not the tensor viewed
-    last time (the chunked path replaced it, or there was none), ``make(held)`` makes one this stream
-    owns (contiguous, its own memory) and that is viewed from then on. The caller puts it back in the
-    state where it needs the layer's own entry to hold it."""
+def owned_view(caches: dict, key, held, make) -> tuple[torch.Tensor, np.ndarray]:
+    """One stream's state tensor ``held`` (``(1, ...)``) as a tensor this stream owns and a writable
+    numpy view of it, both kept under ``key``. ``held`` is what the layer's state holds now; when it is
+    not the tensor viewed last time (the chunked path replaced it, or there was none), ``make(held)``
+    makes one this stream owns (contiguous, its own memory) and that is viewed from then on. The caller
+    puts the tensor back in the state where it needs the layer's own entry to hold it."""
     seen = caches.get(key)
     if seen is None or seen[0] is not held:
         t = make(held)
         seen = caches[key] = (t, t.numpy()[0])
-    return seen[1]
+    return seen
 
 
 class OverlapAdd(nn.Module):
@@ -293,11 +293,9 @@ class OverlapAdd(nn.Module):
         frames = np.fft.irfft(spec, n=self.n_fft, axis=1).astype(np.float32, copy=False)   # (k, n_fft)
         held = state.get(self)
         held_tail, skip = held if held is not None else (None, self.n_fft // 2)
-        key = (id(self), "tail")
-        tail = owned_view(state.caches, key, held_tail,
-                          lambda t: torch.zeros(1, self.n_fft - self.hop) if t is None else t[:1].contiguous().clone())
+        owned, tail = owned_view(state.caches, (id(self), "tail"), held_tail, lambda t: torch.zeros(
+            1, self.n_fft - self.hop) if t is None else t[:1].contiguous().clone())
         out = ola_frames(frames, self._window_array(), tail, self.hop)
-        owned = state.caches[key][0]
         if skip or held_tail is not owned:     # the state's entry changes only while the start is skipped
             ready = len(frames) * self.hop
             state.set(self, (owned, max(0, skip - ready)))

@@ -305,12 +305,12 @@ class Vocoder(FramePlanned):
             if key is None:
                 return vocoder_spectra(f, m, *head, *prior, *carry, start, per, rad)[0]
             held = state.caches.get(key)
-            prev = owned_view(state.caches, key_view, held, lambda t: torch.from_numpy(start.copy())[None]
-                              if t is None else t[:1].contiguous().clone())
+            owned, prev = owned_view(state.caches, key_view, held, lambda t: torch.from_numpy(start.copy())[None]
+                                     if t is None else t[:1].contiguous().clone())
             spec, last = vocoder_spectra(f, m, *head, *prior, *carry, prev, per, rad)
             prev[:] = last
-            if held is not state.caches[key_view][0]:
-                state.caches[key] = state.caches[key_view][0]
+            if held is not owned:
+                state.caches[key] = owned
             return spec
         return run
 
