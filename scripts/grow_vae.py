@@ -9,8 +9,14 @@
   log-variances near 0: the prior) and the decoder's input columns for them start at zero, so the
   grown model decodes the old latents (padded with zeros) exactly as the old model did.
 
-Train on with the same options as the grown layout (`--downsample`, `--latent-dim`). The PCA is
-fitted again when training exports.
+- ``--linear-path`` (per-frame linear encoder and decoder paths, downsample 1): the conv paths'
+  outputs start at zero (the posterior means' rows, the decoder's last conv; log-variances start
+  at -6) and the linear paths start at zero too; training fits them to a PCA of its training frames
+  at its first step, so the grown model starts out as exactly that PCA and the conv trunks (copied)
+  learn what it misses.
+
+Train on with the same options as the grown layout (`--downsample`, `--latent-dim`,
+`--linear-path`). The PCA of the latents is fitted again when training exports.
 """
 
 import argparse
@@ -30,11 +36,12 @@ def _encoder_index(key: str) -> int:
     return int(key.split(".")[1])
 
 
-def grow(src: MelVAE, downsample: int, latent_dim: int) -> MelVAE:
+def grow(src: MelVAE, downsample: int, latent_dim: int, linear_path: bool = False) -> MelVAE:
     old = src.config
-    if latent_dim < old.latent_dim or downsample > old.downsample:
-        raise SystemExit("grow_vae: only fewer frames per latent frame and more dimensions")
-    dst = MelVAE(src.mel_config, dataclasses.replace(old, downsample=downsample, latent_dim=latent_dim))
+    if latent_dim < old.latent_dim or downsample > old.downsample or (old.linear_path and not linear_path):
+        raise SystemExit("grow_vae: only fewer frames per latent frame, more dimensions, a linear path")
+    dst = MelVAE(src.mel_config, dataclasses.replace(old, downsample=downsample, latent_dim=latent_dim,
+                                                     linear_path=linear_path))
     sd, new = src.state_dict(), dst.state_dict()
     n_old = max(_encoder_index(k) for k in sd if k.startswith("encoder."))
     n_new = max(_encoder_index(k) for k in new if k.startswith("encoder."))
@@ -61,6 +68,12 @@ def grow(src: MelVAE, downsample: int, latent_dim: int) -> MelVAE:
         w = torch.zeros_like(new["dec_in.weight"])
         w[:, :D0] = sd["dec_in.weight"]
         new["dec_in.weight"] = w
+        if linear_path and not old.linear_path:
+            new[f"{post}.weight"].zero_()
+            new[f"{post}.bias"][:D] = 0.0
+            new[f"{post}.bias"][D:] = -6.0
+            new["dec_out.weight"].zero_()
+            new["dec_out.bias"].zero_()
     dst.load_state_dict(new)
     return dst
 
@@ -71,11 +84,20 @@ def main() -> int:
     ap.add_argument("out")
     ap.add_argument("--downsample", type=int, choices=(1, 2, 4, 8))
     ap.add_argument("--latent-dim", type=int)
+    ap.add_argument("--linear-path", action="store_true")
     a = ap.parse_args()
     src, meta = load_checkpoint(a.src, "vae")
     ds = a.downsample or src.config.downsample
     D = a.latent_dim or src.config.latent_dim
-    dst = grow(src, ds, D)
+    dst = grow(src, ds, D, a.linear_path or src.config.linear_path)
+    if a.linear_path and not src.config.linear_path:
+        save_checkpoint(a.out, dst, {
+            "data": meta["provenance"].get("data"), "steps": 0,
+            "grown_from": {"from": a.src, "sha256": meta["provenance"].get("sha256"),
+                           "how": f"latent_dim {src.config.latent_dim} -> {D}, linear path added "
+                                  "(scripts/grow_vae.py)"}})
+        print(f"wrote {a.out}: downsample {ds}, latent_dim {D}, linear path (fitted at training's first step)")
+        return 0
     z = torch.randn(1, src.config.latent_dim, 40)
     with torch.no_grad():
         same = (src.decode_frames(z) - dst.decode_frames(torch.cat([z, torch.zeros(1, D - z.shape[1], 40)], 1)))

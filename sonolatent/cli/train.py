@@ -54,7 +54,7 @@ def register(sub) -> None:
                        help="save the training state and export the checkpoint every STEPS steps (default: 2000)")
         k.add_argument("--no-progress", action="store_true", help="no progress bar")
         if kind == "vae":
-            k.add_argument("--latent-dim", type=int, metavar="N", help="latent dimensions, 1..32 (default: 16)")
+            k.add_argument("--latent-dim", type=int, metavar="N", help="latent dimensions, 1..64 (default: 16)")
             k.add_argument("--channels", type=int, metavar="N", help="convolution channels (default: 192)")
             k.add_argument("--dec-layers", type=int, metavar="N", help="causal decoder layers (default: 8)")
             k.add_argument("--enc-blocks", type=int, metavar="N",
@@ -62,6 +62,9 @@ def register(sub) -> None:
             k.add_argument("--downsample", type=int, metavar="N", choices=(1, 2, 4, 8),
                            help="mel frames per latent frame: 1, 2, 4 or 8 (default: 4, 21.5 latent frames/s); "
                                 "fewer keeps more detail, more gives smoother latent paths")
+            k.add_argument("--linear-path", dest="linear_path", action="store_const", const=True,
+                           help="add per-frame linear encoder and decoder paths, started as a PCA of the "
+                                "training frames (needs --downsample 1)")
             k.add_argument("--kl-beta", type=float, metavar="B", help="KL weight after warm-up (default: 0.02)")
             k.add_argument("--kl-warmup", type=int, metavar="STEPS", help="KL warm-up steps (default: 5000)")
             k.add_argument("--stretch-prob", type=float, metavar="P",
@@ -73,6 +76,9 @@ def register(sub) -> None:
             k.add_argument("--eq-prob", type=float, metavar="P",
                            help="share of crops given a random smooth EQ (tilt and three bells), so the VAE "
                                 "meets timbres its instruments lack (default: 0, off)")
+            k.add_argument("--mag-weight", type=float, metavar="W",
+                           help="weight of an L1 on the mel's magnitudes over each crop's total, so the loudest "
+                                "bands weigh most (default: 0, the log-mel L1 alone)")
             k.add_argument("--eq-db", type=float, metavar="DB", help="most boost or cut of that EQ (default: 12)")
             k.add_argument("--frames", type=int, metavar="N",
                            help="mel frames per training crop, at least 16 (default: 128, 1.5 s)")
@@ -169,11 +175,12 @@ def run(args) -> int:
     if args.kind == "vae":
         mcls, tcls, task_cls = VAEConfig, VAETrainConfig, VAETask
         model_over = _pick(args, {"latent_dim": "latent_dim", "channels": "channels", "dec_layers": "dec_layers",
-                                  "enc_blocks": "enc_blocks", "downsample": "downsample"})
+                                  "enc_blocks": "enc_blocks", "downsample": "downsample",
+                                  "linear_path": "linear_path"})
         train_over = _pick(args, {"batch_size": "batch_size", "lr": "lr", "kl_beta": "kl_beta",
                                   "kl_warmup": "kl_warmup_steps", "frames": "frames",
                                   "stretch_prob": "stretch_prob", "interp_weight": "interp_weight",
-                                  "eq_prob": "eq_prob", "eq_db": "eq_db",
+                                  "eq_prob": "eq_prob", "eq_db": "eq_db", "mag_weight": "mag_weight",
                                   "lr_half_life": "lr_half_life"})
     else:
         mcls, tcls, task_cls = VocoderConfig, VocoderTrainConfig, VocoderTask

@@ -319,9 +319,10 @@ def _depthwise(hist, x, w, b):   # pragma: no cover - compiled
 
 @_compiled
 def decode_frame(z, in_w, in_b, in_hist, norm_w, norm_b, conv_w, conv_b, hists, dilations, proj_w, proj_b,
-                 last_norm_w, last_norm_b, out_w, out_b, out_hist, k, norm, exact, eps, scale, offset, lo,
-                 hi):   # pragma: no cover - compiled
-    """One mel-rate latent frame ``(D,)`` through ``MelVAE``'s causal decoder -> log-mel ``(n_mels,)``."""
+                 last_norm_w, last_norm_b, out_w, out_b, out_hist, lin_w, lin_b, k, norm, exact, eps, scale, offset,
+                 lo, hi):   # pragma: no cover - compiled
+    """One mel-rate latent frame ``(D,)`` through ``MelVAE``'s causal decoder -> log-mel ``(n_mels,)``;
+    ``lin_w`` ``(n_mels, D)`` float32, ``lin_b``: the per-frame linear path (zeros when the model has none)."""
     h = _conv(in_hist, z, in_w, in_b, k, 1)
     for i in range(len(conv_w)):
         a = _layer_norm(h, norm_w[i], norm_b[i], eps) if norm else h.copy()
@@ -331,7 +332,7 @@ def decode_frame(z, in_w, in_b, in_hist, norm_w, norm_b, conv_w, conv_b, hists, 
         h = h + _matvec(proj_w[i], a, proj_b[i])
     a = _layer_norm(h, last_norm_w, last_norm_b, eps) if norm else h.copy()
     _gelu_(a, exact)
-    m = _conv(out_hist, a, out_w, out_b, k, 1)
+    m = _conv(out_hist, a, out_w, out_b, k, 1) + _matvec(lin_w, z, lin_b)
     for i in range(m.shape[0]):
         m[i] = min(max(m[i] * scale + offset, lo), hi)
     return m

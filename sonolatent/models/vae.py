@@ -33,6 +33,9 @@ from .streaming import (CausalConv1d, ChannelLayerNorm, FramePlanned, StreamStat
                         make_gelu)
 
 
+MAX_LATENT_DIM = 64
+
+
 @dataclass(frozen=True)
 class VAEConfig:
     latent_dim: int = 16
@@ -46,16 +49,20 @@ class VAEConfig:
     mel_max: float = 4.0        # decoded log-mel is clamped to [log(log_floor), mel_max]
     dec_norm: bool = True       # per-frame LayerNorm in the decoder (keeps unfamiliar latent paths bounded)
     gelu: str = "tanh"          # "tanh" (its approximation: 5x cheaper per frame live) or "exact" (erf)
+    linear_path: bool = False   # per-frame linear encoder and decoder paths beside the conv ones (downsample 1)
 
     def __post_init__(self):
         check_positive(self, "vae", ("channels", "dec_layers", "dec_kernel", "mel_scale"))
         if not 0 <= self.enc_blocks <= 2:
             raise ConfigError(f"vae: enc_blocks must be 0..2, got {self.enc_blocks}")
-        if not 1 <= self.latent_dim <= 32:
-            raise ConfigError(f"vae: latent_dim must be 1..32, got {self.latent_dim}")
+        if not 1 <= self.latent_dim <= MAX_LATENT_DIM:
+            raise ConfigError(f"vae: latent_dim must be 1..{MAX_LATENT_DIM}, got {self.latent_dim}")
         check_gelu(self, "vae")
         if self.downsample not in (1, 2, 4, 8):
             raise ConfigError(f"vae: downsample must be 1, 2, 4 or 8, got {self.downsample}")
+        if self.linear_path and self.downsample != 1:
+            raise ConfigError(f"vae: linear_path needs downsample 1 (one latent frame per mel frame), "
+                              f"got downsample {self.downsample}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -130,6 +137,13 @@ class MelVAE(FramePlanned):
         self.dec_norm = ChannelLayerNorm(c) if config.dec_norm else nn.Identity()
         self.dec_act = make_gelu(g)
         self.dec_out = CausalConv1d(c, n_mels, config.dec_kernel)
+        if config.linear_path:
+            # Each mel frame's own projection onto the latent and back: the conv paths learn what a
+            # per-frame linear code (a PCA, at the start) misses. Kept float32 (not rounded to bfloat16).
+            self.enc_lin = nn.Conv1d(n_mels, D, 1)
+            self.dec_lin = nn.Conv1d(D, n_mels, 1)
+            for t in (*self.enc_lin.parameters(), *self.dec_lin.parameters()):
+                nn.init.zeros_(t)   # zero until fitted (:meth:`set_linear_path`, at a run's first step)
         self.register_buffer("pca_mean", torch.zeros(D))
         self.register_buffer("pca_components", torch.eye(D))
         self.register_buffer("pca_std", torch.ones(D))
@@ -166,6 +180,8 @@ class MelVAE(FramePlanned):
             x = F.pad(x, (0, pad), mode="replicate")
         h = self.encoder(x)
         mu, logvar = h.chunk(2, dim=1)
+        if self.config.linear_path:
+            mu = mu + self.enc_lin(x)
         return mu, logvar.clamp(-12.0, 6.0)
 
     def encode(self, mel: torch.Tensor) -> torch.Tensor:
@@ -178,7 +194,10 @@ class MelVAE(FramePlanned):
         h = self.dec_in(zf, state)
         for layer in self.dec_layers:
             h = layer(h, state)
-        mel = self.denormalize(self.dec_out(self.dec_act(self.dec_norm(h)), state))
+        out = self.dec_out(self.dec_act(self.dec_norm(h)), state)
+        if self.config.linear_path:
+            out = out + self.dec_lin(zf)
+        mel = self.denormalize(out)
         # Bound what reaches the vocoder to what audio can have: on latent paths far from
         # training (e.g. some time-stretched trajectories) the decoder can run away.
         return mel.clamp(math.log(self.mel_config.log_floor), self.config.mel_max)
@@ -215,6 +234,11 @@ class MelVAE(FramePlanned):
         consts = (c.dec_kernel, c.dec_norm, c.gelu == "exact", eps, np.float32(c.mel_scale), np.float32(c.mel_offset),
                   np.float32(math.log(self.mel_config.log_floor)), np.float32(c.mel_max))
         first = (ws[0], arr(self.dec_in.bias))
+        if c.linear_path:
+            lin = (np.ascontiguousarray(arr(self.dec_lin.weight)[:, :, 0]), arr(self.dec_lin.bias))
+        else:   # no linear path: a zero matrix (100 x D multiply-adds per frame)
+            lin = (np.zeros((self.mel_config.n_mels, c.latent_dim), np.float32),
+                   np.zeros(self.mel_config.n_mels, np.float32))
         middle = (norm_w, norm_b, tuple(ws[1:1 + n]), tuple(arr(l.conv.bias) for l in layers))
         after = (dilations, tuple(ws[1 + n:1 + 2 * n]), tuple(arr(l.proj.bias) for l in layers), last_w, last_b,
                  ws[-1], arr(self.dec_out.bias))
@@ -222,7 +246,7 @@ class MelVAE(FramePlanned):
 
         def run(z, state):   # z: (D,) float32, contiguous -> (n_mels,) float32
             hs = histories(state.caches, convs, key_hist)
-            return decode_frame(z, *first, hs[0], *middle, hs[1:-1], *after, hs[-1], *consts)
+            return decode_frame(z, *first, hs[0], *middle, hs[1:-1], *after, hs[-1], *lin, *consts)
         return run
 
     def frame_matrices(self) -> list[torch.Tensor]:
@@ -240,6 +264,31 @@ class MelVAE(FramePlanned):
         mu, logvar = self.posterior(mel)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         return self.decode(z, mel.shape[-1]), mu, logvar
+
+    @property
+    def linear_path_fitted(self) -> bool:
+        return self.config.linear_path and bool(self.enc_lin.weight.detach().abs().sum() > 0)
+
+    @torch.no_grad()
+    def set_linear_path(self, frames: torch.Tensor) -> None:
+        """Fit the per-frame linear paths to a PCA of normalised log-mel frames ``(N, n_mels)``: the
+        encoder's projects a frame onto the ``latent_dim`` directions of most variance, all scaled by
+        one number so that the codes' mean variance is the prior's (1), and the decoder's maps those
+        coordinates back. Codes keep their order of variance, so the latents' own PCA (the control
+        coordinates) still puts the directions that move the sound most first. With the conv paths'
+        outputs at zero the model is exactly that PCA; training teaches the conv paths the rest."""
+        if not self.config.linear_path:
+            raise ConfigError("vae: this model has no linear path")
+        x = frames.double()
+        mean = x.mean(0)
+        evals, evecs = torch.linalg.eigh(torch.cov((x - mean).T))
+        order = torch.argsort(evals, descending=True)[: self.config.latent_dim]
+        v, rms = evecs[:, order], evals[order].clamp(min=0).mean().sqrt().clamp(min=1e-8)
+        w_enc = v.T / rms                                   # (D, n_mels)
+        self.enc_lin.weight.copy_(w_enc[:, :, None].float())
+        self.enc_lin.bias.copy_((-(w_enc @ mean)).float())
+        self.dec_lin.weight.copy_((v * rms)[:, :, None].float())
+        self.dec_lin.bias.copy_(mean.float())
 
     # -- PCA coordinates ----------------------------------------------------------------
     def to_pca(self, z: torch.Tensor) -> torch.Tensor:

@@ -45,11 +45,13 @@ class VAETrainConfig:
     lr_half_life: int = 0           # steps over which the learning rate halves (0: constant)
     eq_prob: float = 0.0            # share of crops given a random smooth EQ (new timbres from known ones) ...
     eq_db: float = 12.0             # ... of at most this many dB of boost or cut
+    mag_weight: float = 0.0         # weight of an L1 on the mel's magnitudes (not logs) relative to the crop's
+                                    # total: the loudest bands, the ones heard, weigh most
 
     def __post_init__(self):
         check_positive(self, "train", ("batch_size", "lr", "grad_clip"))
         _at_least(self, "train", frames=16, kl_beta=0, kl_warmup_steps=0, stretch_prob=0, interp_weight=0,
-                  lr_half_life=0, eq_prob=0, eq_db=0)
+                  lr_half_life=0, eq_prob=0, eq_db=0, mag_weight=0)
         if self.eq_prob > 1:
             raise ConfigError(f"train: eq_prob must be within 0..1, got {self.eq_prob!r}")
         lo, hi = self.stretch
@@ -259,6 +261,15 @@ def blend_latents(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, center: tor
     return torch.where((so > 0.02) & (nu > 1e-6) & (nv > 1e-6), arc, line)
 
 
+def magnitude_error(rec: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+    """L1 between two log-mels' magnitudes, over each crop's total magnitude, mean over crops. A log-mel
+    L1 weighs a band at the noise floor as much as the note's loudest one; this weighs each band by how
+    loud it is (a decoded partial 4 nepers too loud is heard, and the vocoder spreads it into its
+    neighbours; the same error at the floor is not)."""
+    a, b = rec.exp(), mel.exp()
+    return ((a - b).abs().sum((1, 2)) / b.sum((1, 2)).clamp(min=1e-8)).mean()
+
+
 class VAETask(_Task):
     kind = "vae"
 
@@ -290,6 +301,9 @@ class VAETask(_Task):
         return recon, kl, recon + beta * kl
 
     def train_step(self, rng, step):
+        m = _unwrap(self.model)
+        if step == 0 and m.config.linear_path and not m.linear_path_fitted:
+            self.fit_linear_path()
         self.model.train()
         self.schedule(step)
         beta = self.tcfg.kl_beta * min(1.0, step / max(1, self.tcfg.kl_warmup_steps))
@@ -303,6 +317,10 @@ class VAETask(_Task):
                 mel = eq_crops(mel, rng, self.tcfg.eq_prob, self.tcfg.eq_db, math.log(self.melspec.config.log_floor))
         recon, kl, loss, rec, mu = self._loss(mel, beta, keep=True)
         out = {"recon": recon.item(), "kl": kl.item()}
+        if self.tcfg.mag_weight > 0:
+            mag = magnitude_error(rec, mel)
+            loss = loss + self.tcfg.mag_weight * mag
+            out["mag"] = mag.item()
         if self.tcfg.interp_weight > 0:
             spherical = bool(rng.random() < 0.5)
             interp = self.interp_error(rec, mu, torch.from_numpy(rng.uniform(0.1, 0.9, mel.shape[0])).float(),
@@ -347,8 +365,24 @@ class VAETask(_Task):
         kl = self._loss(mel, 0.0, net=m)[1]
         self.picture_pairs = [(mel[i].numpy(), rec[i].numpy()) for i in range(0, 32, 8)]
         half = torch.full((mel.shape[0],), 0.5)
-        return {"mel_l1": F.l1_loss(rec, mel).item(), "kl": kl.item(),
+        return {"mel_l1": F.l1_loss(rec, mel).item(), "mag": magnitude_error(rec, mel).item(), "kl": kl.item(),
                 "interp": self.interp_error(rec, mu, half, True, net=m).item()}
+
+    @torch.no_grad()
+    def fit_linear_path(self, max_clips: int = 1500) -> None:
+        """Start the per-frame linear paths as a PCA of (a fixed sample of) the training frames."""
+        m = _unwrap(self.model)
+        frames = [m.normalize(self.melspec(torch.from_numpy(c)[None]))[0].T for c in self._pca_clips(max_clips)]
+        m.set_linear_path(torch.cat(frames))
+        if self.ddp.main:
+            print(f"vae: linear path fitted to a PCA of {sum(len(f) for f in frames)} training frames", flush=True)
+
+    def _pca_clips(self, max_clips: int) -> list:
+        clips = self.train_bank.clips
+        if len(clips) > max_clips:
+            pick = np.random.default_rng(0).choice(len(clips), max_clips, replace=False)
+            clips = [clips[i] for i in sorted(pick)]
+        return clips
 
     @torch.no_grad()
     def fit_pca(self, max_clips: int = 1500) -> None:
@@ -357,11 +391,7 @@ class VAETask(_Task):
         m = _unwrap(self.model)
         m.eval()
         lat = []
-        clips = self.train_bank.clips
-        if len(clips) > max_clips:
-            pick = np.random.default_rng(0).choice(len(clips), max_clips, replace=False)
-            clips = [clips[i] for i in sorted(pick)]
-        for clip in clips:
+        for clip in self._pca_clips(max_clips):
             mel = self.melspec(torch.from_numpy(clip)[None])
             lat.append(m.encode(mel)[0].T)
         m.set_pca(torch.cat(lat))

@@ -176,6 +176,15 @@ def test_decoder_single_frame_step_equals_offline(norm):
     _assert_decodes_as_it_renders(vae, 60, 4, 8)
 
 
+def test_decoder_with_a_linear_path_steps_as_it_renders():
+    torch.manual_seed(3)
+    vae = MelVAE(MelConfig(), VAEConfig(channels=48, dec_layers=3, enc_blocks=1, downsample=1, latent_dim=40,
+                                        linear_path=True)).eval()
+    with torch.no_grad():
+        vae.set_linear_path(torch.randn(500, 100) * torch.linspace(2, 0.1, 100))
+    _assert_decodes_as_it_renders(vae, 50, 9, 6)
+
+
 def _assert_decodes_as_it_renders(vae, frames, seed, hi):
     """Random chunks and single frames of the decoder concatenate to the offline decoding."""
     zf = torch.randn(1, vae.latent_dim, frames)

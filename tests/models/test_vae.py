@@ -63,7 +63,10 @@ def test_pca_orders_by_variance_and_round_trips():
 
 def test_config_limits():
     with pytest.raises(ConfigError):
-        VAEConfig(latent_dim=33)
+        VAEConfig(latent_dim=65)
+    with pytest.raises(ConfigError, match="linear_path needs downsample 1"):
+        VAEConfig(linear_path=True)
+    assert VAEConfig.from_dict({"latent_dim": 48}) == VAEConfig(latent_dim=48, linear_path=False)
     with pytest.raises(ConfigError, match="gelu must be one of exact, tanh"):
         VAEConfig(gelu="erf")
     assert VAEConfig.from_dict(CFG.to_dict()) == CFG
@@ -124,3 +127,31 @@ def test_the_decoder_norm_is_a_config_switch():
     assert not any("norm" in k for k in old.state_dict() if k.startswith("dec"))
     new = MelVAE(MelConfig(), CFG)
     assert sum(k.startswith("dec") and "norm" in k for k in new.state_dict()) == 2 * (CFG.dec_layers + 1)
+
+
+def test_linear_path_starts_as_the_pca_of_the_frames_it_is_fitted_to():
+    """Fitted, with the conv paths' outputs at zero, the model is exactly a per-frame PCA: frames in
+    the span of the top directions come back, and the codes have the prior's unit variance."""
+    torch.manual_seed(0)
+    cfg = VAEConfig(channels=32, dec_layers=2, enc_blocks=1, downsample=1, latent_dim=6, linear_path=True)
+    vae = MelVAE(MelConfig(), cfg).eval()
+    assert not vae.linear_path_fitted
+    basis = torch.linalg.qr(torch.randn(100, 6))[0]                      # 6 directions in mel space
+    codes = torch.randn(3000, 6) * torch.tensor([3.0, 2.0, 1.5, 1.0, 0.7, 0.5])
+    frames = codes @ basis.T + 0.3                                       # normalised log-mel frames
+    vae.set_linear_path(frames)
+    assert vae.linear_path_fitted
+    with torch.no_grad():
+        vae.encoder[-1].weight.zero_()
+        vae.encoder[-1].bias.zero_()
+        vae.dec_out.weight.zero_()
+        vae.dec_out.bias.zero_()
+        mel = vae.denormalize(frames[:200].T[None])                       # (1, 100, 200)
+        mu = vae.encode(mel)
+        rec = vae.decode(mu)
+    sd = mu[0].std(1)
+    assert torch.all(sd[:-1] > sd[1:])                                   # in order of variance ...
+    assert abs(float(sd.pow(2).mean()) - 1.0) < 0.15                     # ... with the prior's mean variance
+    assert (rec - mel).abs().max() < 1e-3
+    with pytest.raises(ConfigError, match="no linear path"):
+        MelVAE(MelConfig(), CFG).set_linear_path(frames)

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from sonolatent.training.tasks import eq_crops, stretch_crops
+from sonolatent.training.tasks import eq_crops, magnitude_error, stretch_crops
 
 
 def ramp(batch=64, frames=200):
@@ -138,3 +138,18 @@ def test_learning_rate_halves_smoothly_and_depends_on_the_step_alone():
     opts = {"opt": torch.optim.AdamW([p], lr=123.0)}
     VAETask.schedule(SimpleNamespace(tcfg=VAETrainConfig(lr=2e-3), optimizers=lambda: opts), 10 ** 6)
     assert opts["opt"].param_groups[0]["lr"] == 2e-3   # 0: constant
+
+
+def test_the_magnitude_term_weighs_an_error_by_how_loud_the_band_is():
+    """The same 1-neper error costs the log-mel L1 the same anywhere; on magnitudes, an error in a
+    note's loud partial costs far more than one at the noise floor, and a gain on both sides changes
+    nothing (each crop is measured against its own total)."""
+    mel = torch.full((1, 100, 20), -11.0)
+    mel[0, 30] = -1.0                                      # one loud partial
+    loud, floor = mel.clone(), mel.clone()
+    loud[0, 30] += 1.0
+    floor[0, 60] += 1.0
+    assert torch.isclose((loud - mel).abs().mean(), (floor - mel).abs().mean())
+    assert magnitude_error(loud, mel) > 1000 * magnitude_error(floor, mel)
+    assert torch.isclose(magnitude_error(loud + 2.0, mel + 2.0), magnitude_error(loud, mel))
+    assert magnitude_error(mel, mel) == 0

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from sonolatent.cli.main import main
 from sonolatent.models import load_bundle, load_checkpoint
@@ -52,6 +53,29 @@ def test_train_vae_with_finer_latent_frames(dataset, tmp_path):
     assert model.config.downsample == 2 and round(model.latent_rate, 1) == 43.1
     import torch
     assert model.encode(torch.zeros(1, 100, 20) - 5).shape == (1, 8, 10)
+
+
+def test_train_vae_with_a_linear_path_fits_it_first_and_not_again_on_resume(dataset, tmp_path, capsys):
+    """``--linear-path``: the per-frame linear paths start as a PCA of the training frames (fitted at
+    the first step, said once); a resumed run keeps the trained ones. ``--mag-weight`` adds the
+    magnitude term."""
+    out, run = tmp_path / "ck" / "vae", tmp_path / "run"
+    base = ["train", "vae", "--data", str(dataset), "--out", str(out), "--run-dir", str(run), "--no-progress",
+            "--downsample", "1", "--linear-path", "--mag-weight", "0.1", "--valid-every", "2"] + TINY_VAE
+    assert main(base + ["--max-steps", "2"]) == 0
+    assert capsys.readouterr().out.count("linear path fitted to a PCA") == 1
+    rec = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if '"train"' in line][0]
+    assert rec["train"]["mag"] > 0 and rec["valid"]["mag"] > 0   # the magnitude term, trained and measured
+    model, _ = load_checkpoint(out, "vae")
+    assert model.config.linear_path and model.linear_path_fitted
+    assert model.dec_lin.weight.dtype == torch.float32
+    assert main(base + ["--resume", "--max-steps", "3"]) == 0
+    assert "linear path fitted" not in capsys.readouterr().out
+    again, _ = load_checkpoint(out, "vae")
+    assert not torch.equal(again.enc_lin.weight, model.enc_lin.weight)   # trained on, not fitted again
+    assert main(["train", "vae", "--data", str(dataset), "--out", str(tmp_path / "x"), "--run-dir",
+                 str(tmp_path / "r2"), "--no-progress", "--linear-path", "--max-steps", "1"] + TINY_VAE) == 2
+    assert "linear_path needs downsample 1" in capsys.readouterr().err
 
 
 def test_train_vocoder_with_adversarial_stage_and_resume(dataset, tmp_path):
