@@ -17,7 +17,9 @@ steps (each one a sonolatent command you can also run by hand):
                      8 drum kits; 10% of programs and kits held out for validation
   2. dataset folder  the real drum recordings of Debian's hydrogen-drumkits (if installed),
                      whole kits held out for validation
-  3. train vae       30% of the budget (half of the crops time-stretched 0.5-4x)
+  3. train vae       30% of the budget: 48 latent dimensions per mel frame, per-frame linear
+                     paths started as a PCA of the training frames, the magnitude term
+                     (--mag-weight 0.1), KL weight 0.005; half of the crops time-stretched 0.5-4x
   4. train vae       15% more, resumed with the morph term (--interp-weight 0.2) and a
                      decaying learning rate
   5. train vocoder   40% of the budget (4 blocks, mel prior, carried phase, one 2048-point
@@ -97,7 +99,8 @@ def _steps(args, step, data: Path, runs: Path, out: Path) -> None:
     vae_run, voc_run = runs / "vae-recipe", runs / "vocoder-recipe"
     resume_vae = ["--resume"] if args.resume and (vae_run / "run.json").is_file() else []
     step(["train", "vae", *data_args, "--out", str(out / "vae"), "--run-dir", str(vae_run),
-          "--max-minutes", f"{0.30 * m:.2f}", "--kl-warmup", "3000", *common, *resume_vae])
+          "--max-minutes", f"{0.30 * m:.2f}", "--downsample", "1", "--latent-dim", "48", "--linear-path",
+          "--mag-weight", "0.1", "--kl-beta", "0.005", "--kl-warmup", "0", "--lr", "3e-4", *common, *resume_vae])
     step(["train", "vae", *data_args, "--out", str(out / "vae"), "--run-dir", str(vae_run),   # the morph term
           "--max-minutes", f"{0.45 * m:.2f}", "--resume", "--interp-weight", "0.2", "--lr-half-life", "20000",
           *common])

@@ -169,6 +169,8 @@ def test_recipe_runs_its_documented_steps_in_order(tmp_path, monkeypatch):
     assert [c[1] for c in trains] == ["vae", "vae", "vocoder", "vocoder"]
     budgets = [float(c[c.index("--max-minutes") + 1]) for c in trains]
     assert budgets == sorted(budgets[:2]) + sorted(budgets[2:]) and budgets[1] + budgets[3] == 100
+    layout = [trains[0][trains[0].index(flag) + 1] for flag in ("--downsample", "--latent-dim", "--mag-weight")]
+    assert layout == ["1", "48", "0.1"] and "--linear-path" in trains[0]
     assert "--interp-weight" in trains[1] and "--resume" in trains[1]
     assert trains[2][trains[2].index("--vae") + 1] == str(tmp_path / "o" / "vae")
     assert trains[2][trains[2].index("--layers") + 1] == "4"
