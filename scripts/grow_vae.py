@@ -90,24 +90,20 @@ def main() -> int:
     ds = a.downsample or src.config.downsample
     D = a.latent_dim or src.config.latent_dim
     dst = grow(src, ds, D, a.linear_path or src.config.linear_path)
+    how = f"downsample {src.config.downsample} -> {ds}, latent_dim {src.config.latent_dim} -> {D}"
     if a.linear_path and not src.config.linear_path:
-        save_checkpoint(a.out, dst, {
-            "data": meta["provenance"].get("data"), "steps": 0,
-            "grown_from": {"from": a.src, "sha256": meta["provenance"].get("sha256"),
-                           "how": f"latent_dim {src.config.latent_dim} -> {D}, linear path added "
-                                  "(scripts/grow_vae.py)"}})
-        print(f"wrote {a.out}: downsample {ds}, latent_dim {D}, linear path (fitted at training's first step)")
-        return 0
-    z = torch.randn(1, src.config.latent_dim, 40)
-    with torch.no_grad():
-        same = (src.decode_frames(z) - dst.decode_frames(torch.cat([z, torch.zeros(1, D - z.shape[1], 40)], 1)))
+        how += ", linear path added"
+        said = "linear path (fitted at training's first step)"
+    else:
+        z = torch.randn(1, src.config.latent_dim, 40)
+        with torch.no_grad():
+            same = src.decode_frames(z) - dst.decode_frames(torch.cat([z, torch.zeros(1, D - z.shape[1], 40)], 1))
+        said = f"decoder unchanged on the old latents (largest difference {float(same.abs().max()):.2g})"
     save_checkpoint(a.out, dst, {
         "data": meta["provenance"].get("data"), "steps": 0,
         "grown_from": {"from": a.src, "sha256": meta["provenance"].get("sha256"),
-                       "how": f"downsample {src.config.downsample} -> {ds}, latent_dim {src.config.latent_dim} -> {D} "
-                              "(scripts/grow_vae.py)"}})
-    print(f"wrote {a.out}: downsample {ds}, latent_dim {D}; decoder unchanged on the old latents "
-          f"(largest difference {float(same.abs().max()):.2g})")
+                       "how": f"{how} (scripts/grow_vae.py)"}})
+    print(f"wrote {a.out}: downsample {ds}, latent_dim {D}; {said}")
     return 0
 
 

@@ -99,6 +99,16 @@ class CausalResLayer(nn.Module):
         return x + self.proj(self.act(self.conv(self.act(self.norm(x)), state)), state)
 
 
+def principal_axes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows ``(N, d)`` -> their mean ``(d,)``, covariance eigenvalues ``(d,)`` and eigenvectors ``(d, d)``
+    (columns), most variance first, in float64."""
+    x = x.double()
+    mean = x.mean(0)
+    evals, evecs = torch.linalg.eigh(torch.cov((x - mean).T))
+    order = torch.argsort(evals, descending=True)
+    return mean, evals[order], evecs[:, order]
+
+
 def latents_to_frames(z: torch.Tensor, n_frames: int, downsample: int) -> torch.Tensor:
     """Linear interpolation of ``(B, D, L)`` latents to ``(B, D, n_frames)`` mel-rate latents.
 
@@ -279,11 +289,9 @@ class MelVAE(FramePlanned):
         outputs at zero the model is exactly that PCA; training teaches the conv paths the rest."""
         if not self.config.linear_path:
             raise ConfigError("vae: this model has no linear path")
-        x = frames.double()
-        mean = x.mean(0)
-        evals, evecs = torch.linalg.eigh(torch.cov((x - mean).T))
-        order = torch.argsort(evals, descending=True)[: self.config.latent_dim]
-        v, rms = evecs[:, order], evals[order].clamp(min=0).mean().sqrt().clamp(min=1e-8)
+        mean, evals, evecs = principal_axes(frames)
+        v, var = evecs[:, : self.config.latent_dim], evals[: self.config.latent_dim]
+        rms = var.clamp(min=0).mean().sqrt().clamp(min=1e-8)
         w_enc = v.T / rms                                   # (D, n_mels)
         self.enc_lin.weight.copy_(w_enc[:, :, None].float())
         self.enc_lin.bias.copy_((-(w_enc @ mean)).float())
@@ -301,15 +309,11 @@ class MelVAE(FramePlanned):
     @torch.no_grad()
     def set_pca(self, latents: torch.Tensor) -> None:
         """Fit the PCA from posterior means ``(N, D)`` (frames of the training set)."""
-        z = latents.double()
-        mean = z.mean(0)
-        cov = torch.cov((z - mean).T)
-        evals, evecs = torch.linalg.eigh(cov)
-        order = torch.argsort(evals, descending=True)
-        comps = evecs[:, order].T
+        mean, evals, evecs = principal_axes(latents)
+        comps = evecs.T
         # sign convention: largest-magnitude entry of each direction is positive
         sign = torch.sign(comps.gather(1, comps.abs().argmax(1, keepdim=True)))
         comps = comps * sign
         self.pca_mean.copy_(mean.float())
         self.pca_components.copy_(comps.float())
-        self.pca_std.copy_(evals[order].clamp(min=0).sqrt().float())
+        self.pca_std.copy_(evals.clamp(min=0).sqrt().float())
