@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import ConfigError
 from .core import EngineCore
 from .runtime import LOG_FORMAT, LOG_VERSION
+from .safety import SafetyConfig
 from .slots import SampleCache
 
 #: Rendered after the last event when a log has no end line (the daemon was killed).
@@ -69,17 +70,20 @@ def read_log(path: str | os.PathLike) -> tuple[dict, list[dict], int | None]:
     return header, events, end
 
 
-def bounce(log_path, bundle, *, samples_dir=None, output_rate: int | None = None, writer=None) -> np.ndarray:
+def bounce(log_path, bundle, *, samples_dir=None, output_rate: int | None = None, writer=None,
+           safety: SafetyConfig | None = None) -> np.ndarray:
     """Render the performance in ``log_path``; returns the output-rate samples.
 
     ``writer`` (optional) receives every block's samples as they are rendered.
+    ``safety`` overrides the output stage the log says was played (loudness
+    tracking, limiter); a log without it played with neither.
     """
     header, events, end = read_log(log_path)
     rate = int(output_rate or header.get("output_rate") or bundle.sample_rate)
     if bundle.sample_rate != header.get("model_rate", bundle.sample_rate) or \
             bundle.mel_config.hop_length != header.get("hop", bundle.mel_config.hop_length):
         raise ConfigError(f"{log_path}: recorded with a model at another rate or hop than this checkpoint")
-    core = EngineCore(bundle, rate)
+    core = EngineCore(bundle, rate, safety=safety or SafetyConfig.from_dict(header.get("safety")))
     cache = SampleCache(bundle, samples_dir or header.get("samples") or ".")
     if end is None:
         last = events[-1]["block"] if events else 0

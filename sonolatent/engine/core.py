@@ -22,6 +22,8 @@ Per block:
 4. ``StreamingSynth.process(z, transpose)`` renders the frame; the samples get
    the envelope (linear attack/release, velocity), the gain (ramped across the
    block) and, when quitting, a short fade.
+5. After resampling, the output stage (:mod:`.safety`: loudness tracking toward
+   the blended sounds' own loudness, then the limiter) makes the block safe.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from ..control.namespace import MAX_SLOTS, Param, build_namespace
 from ..control.target import initial_values, linked_values
 from ..errors import SonolatentError
 from .playhead import LOOP_OFF, Playhead
+from .safety import FREE_POWER, OutputStage, SafetyConfig, power_at
 
 #: Length of the fade-out when the daemon quits.
 QUIT_FADE_SECONDS = 0.05
@@ -86,17 +89,29 @@ class Smoothed:
 
 
 class Resampler:
-    """Streaming model-rate -> output-rate conversion (soxr, aligned, steady output)."""
+    """Streaming model-rate -> output-rate conversion (soxr, aligned, steady output).
 
-    def __init__(self, rate_in: int, rate_out: int):
+    ``delay``: output samples it holds back once running steadily, measured at
+    construction on a throwaway stream fed ``chunk``-sample blocks.
+    """
+
+    def __init__(self, rate_in: int, rate_out: int, chunk: int = 512):
         self.rate_in, self.rate_out = int(rate_in), int(rate_out)
         self.ratio = self.rate_out / self.rate_in
         self.stream = None
+        self.delay = 0
         if self.rate_in != self.rate_out:
-            import soxr
-            # vr=True: steady output every chunk (~5 ms lag) instead of HQ's bursts of ~20 ms
-            self.stream = soxr.ResampleStream(self.rate_in, self.rate_out, 1, dtype="float32",
-                                              quality="HQ", vr=True)
+            self.stream = self._open()
+            probe, given, held = self._open(), 0, []
+            for i in range(24):
+                given += len(probe.resample_chunk(np.zeros(chunk, np.float32)))
+                held.append((i + 1) * chunk * self.ratio - given)
+            self.delay = int(round(float(np.mean(held[8:]))))
+
+    def _open(self):
+        import soxr
+        # vr=True: steady output every chunk (~5 ms lag) instead of HQ's bursts of ~20 ms
+        return soxr.ResampleStream(self.rate_in, self.rate_out, 1, dtype="float32", quality="HQ", vr=True)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if self.stream is None:
@@ -107,7 +122,8 @@ class Resampler:
 class EngineCore:
     """Control state and rendering of one voice; see the module docstring."""
 
-    def __init__(self, bundle, output_rate: int | None = None, namespace: dict[str, Param] | None = None):
+    def __init__(self, bundle, output_rate: int | None = None, namespace: dict[str, Param] | None = None,
+                 safety: SafetyConfig | None = None):
         from ..models.synth import StreamingSynth
 
         self.bundle = bundle
@@ -148,7 +164,10 @@ class EngineCore:
         self.finished = False
         self.block = 0
         self.samples_out = 0
-        self.resampler = Resampler(self.model_rate, self.output_rate)
+        self.resampler = Resampler(self.model_rate, self.output_rate, self.hop)
+        self.output = OutputStage(self.output_rate, safety)
+        # the slots' loudness of the last blocks: the synth plays a block's latent this many blocks later
+        self._ref_hist = [0.0] * int(round(self.synth.delay / self.hop))
         self._ramp = np.arange(1, self.hop * 4 + 1, dtype=np.float64)
 
     # -- derived --------------------------------------------------------------------------------
@@ -166,21 +185,8 @@ class EngineCore:
         return (block * self.hop - self.synth.delay) * self.output_rate / self.model_rate
 
     def _target_weights(self) -> np.ndarray:
-        v = self.values
-        w = np.zeros(MAX_SLOTS)
-        if self.blend_source == "morph":
-            a, b = v["/sono/morph/pair"]
-            m = v["/sono/morph"][0]
-            w[a] += 1.0 - m
-            w[b] += m
-        elif self.blend_source == "xy":
-            x, y = v["/sono/xy"]
-            w[:4] = ((1 - x) * (1 - y), x * (1 - y), (1 - x) * y, x * y)
-        else:
-            w[:] = v["/sono/weights"]
-            s = w.sum()
-            w = w / s if s > 0 else w
-        return w
+        """The blend in effect: ``/sono/weights`` holds it whichever way it was set (``linked_values``)."""
+        return np.array(self.values["/sono/weights"], np.float64)
 
     def latent(self, position: float | None = None) -> np.ndarray:
         """The raw latent (without glide) at ``position`` with the current smoothed controls."""
@@ -303,6 +309,7 @@ class EngineCore:
         self.glide[np.abs(self.glide) < SNAP] = 0.0
         y = self.synth.process(z.astype(np.float32)[:, None], float(self.transpose.value[0]))
         n = len(y)
+        amp_power = 0.0
         if n:
             r = self._ramp[:n]
             gain = g0 + (g1 - g0) * (r / n)
@@ -313,17 +320,40 @@ class EngineCore:
                 self.fade = float(fade[-1])
                 amp = amp * fade
             y = (y * amp).astype(np.float32)
+            amp_power = float(np.mean(amp * amp))
         elif self.quitting:
             self.fade = max(0.0, self.fade - self.hop / (QUIT_FADE_SECONDS * self.model_rate))
         if self.quitting and self.fade <= 0.0:
             self.finished = True
+        reference = self._loudness_reference(amp_power)
         self._advance()
         self.values["/sono/position"] = (float(self.playhead.position),)
         self.values["/sono/playing"] = (int(self.sounding),)
         self.block += 1
-        out = self.resampler(np.ascontiguousarray(y, np.float32))
+        out = self.output.process(self.resampler(np.ascontiguousarray(y, np.float32)), reference)
         self.samples_out += len(out)
         return out
+
+    def _loudness_reference(self, amp_power: float) -> float:
+        """The mean square this block's output should have, for the output stage's loudness tracking.
+
+        The blend-weighted loudness of the slots' own sounds at the playhead
+        (the latent mean's share, and free mode, at ``FREE_POWER``), from the
+        block whose latent the synth plays now, times this block's gain and
+        envelope.
+        """
+        if self.free:
+            p = FREE_POWER
+        else:
+            w, pos = self.weights.value, self.playhead.position
+            p, rest = 0.0, 1.0
+            for i, s in enumerate(self.slots):
+                if s is not None and w[i] != 0.0:
+                    p += w[i] * power_at(s.power, pos)
+                    rest -= w[i]
+            p += max(0.0, rest) * FREE_POWER
+        self._ref_hist.append(p)
+        return self._ref_hist.pop(0) * amp_power
 
     def _envelope(self, r: np.ndarray) -> np.ndarray:
         e0, tgt = self.env, self.env_target

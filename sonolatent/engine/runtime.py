@@ -40,6 +40,7 @@ from ..outputs import check_output_path
 from .core import EngineCore, coerce
 from .patch import checkpoint_ref, checkpoint_warning, load_patch, patch_text, resolve_patch, write_patch
 from .ring import SPSCRing
+from .safety import SafetyConfig
 from .slots import SampleCache
 from .writer import BackgroundWriter, LineLog, WavRecorder
 
@@ -62,7 +63,8 @@ class Engine:
 
     def __init__(self, bundle, *, samples_dir, mode: str = "headless", device_rate: int | None = None,
                  block_size: int = 256, safety_ms: float = 10.0, device=None, record=None, log_osc=None,
-                 patches_dir=None, duration: float | None = None, checkpoint: str | None = None):
+                 patches_dir=None, duration: float | None = None, checkpoint: str | None = None,
+                 safety: SafetyConfig | None = None):
         if mode not in ("device", "headless", "freewheel"):
             raise ValueError(f"unknown engine mode {mode!r}")
         if not 16 <= block_size <= 8192:
@@ -82,7 +84,7 @@ class Engine:
         if mode == "device":
             device_rate = self._open_stream(device_rate)
         self.device_rate = int(device_rate or bundle.sample_rate)
-        self.core = EngineCore(bundle, self.device_rate)
+        self.core = EngineCore(bundle, self.device_rate, safety=safety)
         self.namespace = self.core.namespace
         self.cache = SampleCache(bundle, self.samples_dir)
         # ring: target depth = one device block + a safety margin; room for a rendered block on top
@@ -121,7 +123,8 @@ class Engine:
                             "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
                             "samples": str(self.samples_dir.resolve()),
                             "model_rate": self.core.model_rate, "output_rate": self.device_rate,
-                            "hop": self.core.hop, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                            "hop": self.core.hop, "safety": self.core.output.config.to_dict(),
+                            "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
         self._quit_requested = False
         self._quit_injected = False
         self._producer_done = threading.Event()
@@ -140,12 +143,32 @@ class Engine:
     def value(self, address: str):
         return self.core.values.get(address)
 
+    def delays(self) -> dict:
+        """Where a change waits before it is heard, in device-rate samples (see docs/engine.md).
+
+        ``model``: the synth's delay (the decoder's and the vocoder's lookback);
+        ``frame``: one block is rendered whole before any of it is handed on;
+        ``ring``: the depth the producer keeps rendered ahead (0 in freewheel);
+        ``resampler``: what soxr holds back; ``limiter``: its lookahead.
+        """
+        c = self.core
+        ratio = self.device_rate / c.model_rate
+        d = {"model": int(round(c.synth.delay * ratio)), "frame": int(round(c.hop * ratio)),
+             "ring": self.target if self.mode != "freewheel" else 0,
+             "resampler": c.resampler.delay, "limiter": c.output.delay}
+        d["total"] = sum(d.values())
+        return d
+
     def info(self) -> dict:
         c = self.core
+        d = self.delays()
         return {"version": __version__, "engine": "sonolatent", "latent_dim": c.D,
                 "model_rate": c.model_rate, "device_rate": self.device_rate, "block_size": self.block_size,
-                "frame_samples": c.hop, "delay_samples": c.synth.delay, "slots": MAX_SLOTS, "mode": self.mode,
-                "buffer_samples": self.target}
+                "frame_samples": d["frame"], "delay_samples": d["total"],
+                **{f"delay_{k}_samples": v for k, v in d.items() if k != "total"},
+                "limiter": int(c.output.config.limiter), "limiter_ceiling_db": c.output.config.ceiling_db,
+                "loudness_tracking": int(c.output.config.track),
+                "slots": MAX_SLOTS, "mode": self.mode, "buffer_samples": self.target}
 
     def status(self) -> dict:
         n = self.core.block

@@ -14,26 +14,29 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..audio.io import SUPPORTED_EXTENSIONS, read_audio
 from ..errors import SonolatentError
+from .safety import frame_power
 
 MAX_NAME_LENGTH = 255
 
 
 @dataclass(frozen=True)
 class SlotSound:
-    """One encoded sound: latents ``(D, L)`` at the latent rate and its length in mel frames."""
+    """One encoded sound: latents ``(D, L)`` at the latent rate, its length in mel frames, and its
+    loudness per mel frame (mean square; the output stage tracks the voice toward it)."""
 
     name: str
     latents: np.ndarray     # float64 (D, L)
     n_frames: int           # mel frames of the sound
     sha256: str             # of the file's bytes, so a bounce can check it reads the same sound
     downsample: int
+    power: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)   # float64 (n_frames,)
 
     def column(self, position: float) -> np.ndarray:
         """Latent at normalised ``position`` (0..1), interpolated like ``latents_to_frames``."""
@@ -93,7 +96,7 @@ class SampleCache:
         with self._lock:
             hit = self._cache.get(key)
         if hit is not None:
-            return SlotSound(name, hit.latents, hit.n_frames, hit.sha256, hit.downsample)
+            return SlotSound(name, hit.latents, hit.n_frames, hit.sha256, hit.downsample, hit.power)
         data = path.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
         audio, _ = read_audio(path, self.bundle.sample_rate, allow_silent=True)
@@ -101,7 +104,8 @@ class SampleCache:
         if self._mel is None:
             self._mel = MelSpectrogram(self.bundle.mel_config)
         n_frames = self._mel.n_frames(len(audio))
-        sound = SlotSound(name, z, int(n_frames), digest, self.bundle.vae.config.downsample)
+        power = frame_power(audio, self.bundle.mel_config.hop_length, int(n_frames))
+        sound = SlotSound(name, z, int(n_frames), digest, self.bundle.vae.config.downsample, power)
         with self._lock:
             if len(self._cache) >= self.max_items:
                 self._cache.pop(next(iter(self._cache)))
