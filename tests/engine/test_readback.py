@@ -180,3 +180,18 @@ def test_info_reports_the_delays_in_device_rate_samples(bundle, daemon, rate, tm
     d = e.delays()
     assert d["ring"] == 0 and d["total"] == d["model"] + d["frame"] + d["resampler"] + d["limiter"]
     assert math.isclose(held, d["model"] + d["resampler"] + d["limiter"], abs_tol=1.5)
+
+
+def test_the_dry_run_target_reads_back_the_same_way():
+    """``RecordingTarget`` (the control surface's in-memory target) derives the weights as the engine does."""
+    from sonolatent.control.target import RecordingTarget
+
+    surface = ControlSurface(RecordingTarget(), "127.0.0.1", 0, oscquery_port=-1).start()
+    try:
+        c = Client(surface.osc.address[1])
+        c.send("/sono/morph", 0.25)
+        assert c.until("/sono/weights", (0.75, 0.25) + (0.0,) * 6) == pytest.approx((0.75, 0.25) + (0.0,) * 6)
+        c.send("/sono/xy/y", 0.5)
+        assert c.until("/sono/weights", (0.5, 0, 0.5, 0, 0, 0, 0, 0)) == pytest.approx((0.5, 0, 0.5, 0, 0, 0, 0, 0))
+    finally:
+        surface.stop()
