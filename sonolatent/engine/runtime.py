@@ -183,7 +183,9 @@ class Engine:
                 "buffer_target": self.target if self.mode != "freewheel" else 0,
                 "submits": self.submits, "changes_applied": self.changes_applied,
                 "scheduled": len(self._heap), "load_errors": self.load_errors,
-                "playing": int(self.core.sounding)}
+                "playing": int(self.core.sounding),
+                "loudness_gain_db": round(self.core.output.gain_db, 2),
+                "limiter_reduction_db": round(self.core.output.reduction_db, 2)}
 
     def attach_replier(self, replier) -> None:
         self.replier = replier

@@ -253,6 +253,11 @@ class OutputStage:
         """The tracking gain now, dB."""
         return float(self._track_state[2])
 
+    @property
+    def reduction_db(self) -> float:
+        """How far the limiter's gain is below 1 now, dB (0 when it is not limiting)."""
+        return float(-20.0 * math.log10(max(self._lim_f[0], 1e-12))) if self.config.limiter else 0.0
+
     def _alloc(self, channels: int) -> None:
         L = self.lookahead
         self._channels = channels

@@ -44,6 +44,7 @@ def test_limiter_keeps_every_sample_under_the_ceiling_with_one_gain_for_all_chan
     y = _stream(stage, x, [557, 1, 300, 558])
     assert np.abs(y).max() <= CEILING
     assert np.abs(y).max() > 0.95 * CEILING                       # it limits, it doesn't mute
+    assert stage.reduction_db > 6.0                                 # and says by how much
     # one gain for both channels: the right stays half the left, sample by sample
     assert np.allclose(y[:, 1], 0.5 * y[:, 0], atol=2e-7)
     # the same samples whatever the block sizes
@@ -182,3 +183,18 @@ def test_the_stage_allocates_no_block_buffer():
         gc.enable()
     assert np.abs(x).max() <= CEILING
     assert now - base <= 512 and peak - base < x.nbytes // 4
+
+
+def test_status_reports_the_tracking_gain(shipped):
+    from sonolatent.engine.runtime import Engine
+
+    bundle, _ = shipped
+    e = Engine(bundle, samples_dir=SAMPLES, mode="freewheel", duration=0.4)
+    e.preload({0: "piano_c4", 1: "strings_c4"}, [("/sono/morph", (0.5,)), ("/sono/latent/0", (-3.0,)),
+                                                  ("/sono/gain", (0.8,)), ("/sono/play", (1.0,))])
+    e.start()
+    assert e.wait(60)
+    e.close()
+    st = e.status()
+    assert st["loudness_gain_db"] < -6.0          # the loud latent is being turned down
+    assert st["limiter_reduction_db"] == round(e.core.output.reduction_db, 2)
