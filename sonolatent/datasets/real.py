@@ -342,7 +342,8 @@ def build_real(
                         audio = load()
                     except AudioFileError as e:
                         counts["unreadable"] += 1
-                        if counts["unreadable"] <= 20:
+                        stats["skipped"] = stats.get("skipped", 0) + 1
+                        if stats["skipped"] <= 3:
                             warn(f"{source.name}: skipped {e}")
                         continue
                     split = "valid" if source.held_out or i % valid_every == valid_every - 1 else "train"
@@ -364,6 +365,8 @@ def build_real(
                         stats["files"] += 1
                         stats["seconds"] += len(piece) / SAMPLE_RATE
                 bar.close()
+                if stats.get("skipped", 0) > 3:
+                    warn(f"{source.name}: skipped {stats['skipped']} files in all")
                 stats["seconds"] = round(stats["seconds"], 1)
         if not writers[False].entries:
             raise SonolatentError("no training audio could be fetched or decoded (see the warnings)")
