@@ -94,6 +94,7 @@ def initial_values(namespace: dict[str, Param]) -> dict[str, tuple]:
 #: The addresses that set the blend of the slots, and which of the three ways they belong to.
 BLEND_SOURCES = {"/sono/morph": "morph", "/sono/morph/pair": "morph", "/sono/xy": "xy", "/sono/xy/x": "xy",
                  "/sono/xy/y": "xy", "/sono/weights": "weights"}
+_BLEND_READS = {"morph": ("/sono/morph/pair", "/sono/morph"), "xy": ("/sono/xy",), "weights": ("/sono/weights",)}
 
 
 def blend_weights(kind: str, get: Callable[[str], tuple | None], n_slots: int) -> tuple:
@@ -151,8 +152,7 @@ def linked_values(address: str, values: tuple, current: Callable[[str], tuple | 
         def get(a):
             v = out.get(a)
             return v if v is not None else current(a)
-        if all(get(a) is not None for a in (("/sono/morph/pair", "/sono/morph") if kind == "morph"
-                                             else ("/sono/xy",) if kind == "xy" else ("/sono/weights",))):
+        if all(get(a) is not None for a in _BLEND_READS[kind]):
             out["/sono/weights"] = blend_weights(kind, get, len(have))
     return out
 
