@@ -49,6 +49,7 @@ LOG_VERSION = 1
 _CB_LOG = 16384  # callbacks remembered for latency measurement (power of two)
 _PROBES = 100_000
 GIL_SWITCH_S = 0.0005  # GIL hand-over interval while the engine runs (Python's default: 5 ms)
+_LIVE = frozenset({"/sono/position", "/sono/playing"})   # values the engine moves every block
 
 
 class Engine:
@@ -86,6 +87,7 @@ class Engine:
         self.device_rate = int(device_rate or bundle.sample_rate)
         self.core = EngineCore(bundle, self.device_rate, safety=safety)
         self.namespace = self.core.namespace
+        self._view = dict(self.core.values)   # what value() answers; replaced whole after each applied block
         self.cache = SampleCache(bundle, self.samples_dir)
         # ring: target depth = one device block + a safety margin; room for a rendered block on top
         frame_out = math.ceil(self.core.hop * self.device_rate / self.core.model_rate) + 64
@@ -141,7 +143,11 @@ class Engine:
         self._inbox.append((at, next(self._seq), list(changes), sender, time.perf_counter()))
 
     def value(self, address: str):
-        return self.core.values.get(address)
+        """The value in effect: the playhead's position and ``/sono/playing`` as of the last block, everything
+        else as of the last block boundary at which changes applied (never half of a patch's changes)."""
+        if address in _LIVE:
+            return self.core.values.get(address)
+        return self._view.get(address)
 
     def delays(self) -> dict:
         """Where a change waits before it is heard, in device-rate samples (see docs/engine.md).
@@ -467,6 +473,7 @@ class Engine:
 
     def _apply_block(self, changes, sounds) -> None:
         applied = self.core.apply(changes, sounds)
+        self._view = dict(self.core.values)
         self.changes_applied += len(applied)
         if self.log:
             rec = {"block": self.core.block, "changes": [[a, list(v)] for a, v in applied]}
