@@ -37,11 +37,12 @@ def worker(args) -> dict:
     from sonolatent.control.surface import ControlSurface
     from sonolatent.engine.runtime import Engine
     from sonolatent.models import load_bundle
+    from sonolatent.models.synth import StreamingSynth
 
     torch.set_num_threads(1)
     sys.setswitchinterval(0.0002)
     bundle = load_bundle(args.model)
-    engine = Engine(bundle, samples_dir=".", mode="device", device=args.device, block_size=args.block_size,
+    engine = Engine(StreamingSynth(bundle), samples_dir=".", mode="device", device=args.device, block_size=args.block_size,
                     safety_ms=args.buffer_ms)
     D = bundle.vae.latent_dim
     engine.preload(None, [("/sono/free", (1,)), ("/sono/latent", tuple([0.5] * D)), ("/sono/attack", (0.001,)),

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write the address table of docs/osc.md and README.md from sonolatent/control/namespace.py.
+"""Write the address table of docs/osc.md and README.md from sonolatent/params/namespace.py.
 
     python scripts/osc_table.py          # rewrite the table between the markers in both files
     python scripts/osc_table.py --check  # exit 1 if either is out of date
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from sonolatent.control.convert import has_norm  # noqa: E402
-from sonolatent.control.namespace import MAX_SLOTS, build_namespace  # noqa: E402
+from sonolatent.params.namespace import MAX_SLOTS, build_namespace  # noqa: E402
 
 DOC = ROOT / "docs" / "osc.md"
 DOCS = (DOC, ROOT / "README.md")

@@ -50,6 +50,7 @@ from pythonosc.osc_message import OscMessage
 from sonolatent.control.server import encode
 from sonolatent.engine.bounce import bounce
 from sonolatent.models import DEFAULT_CHECKPOINT, load_bundle
+from sonolatent.models.synth import StreamingSynth
 
 from .jackserver import JackServer
 
@@ -138,7 +139,7 @@ def replay_without(log: Path, address: str, bundle, out: Path) -> np.ndarray:
     n = torch.get_num_threads()
     torch.set_num_threads(1)      # two threads beside a training run: 6x slower here
     try:
-        return bounce(out, bundle)
+        return bounce(out, StreamingSynth(bundle))
     finally:
         torch.set_num_threads(n)
 

@@ -159,11 +159,12 @@ def run_serve(args) -> int:
     from ..control.surface import ControlSurface
     from ..engine.runtime import Engine
     from ..models import load_bundle
+    from ..models.synth import StreamingSynth
 
     torch.set_num_threads(1)          # one core for the model; the callback and OSC need the rest
     sys.setswitchinterval(0.0002)     # the callback waits at most ~0.2 ms for the GIL
     bundle = load_bundle(args.checkpoint)
-    engine = Engine(bundle, samples_dir=samples, mode=mode, device_rate=args.rate, block_size=args.block_size,
+    engine = Engine(StreamingSynth(bundle), samples_dir=samples, mode=mode, device_rate=args.rate, block_size=args.block_size,
                     safety_ms=args.buffer_ms, device=args.device, record=args.record, log_osc=args.log_osc,
                     patches_dir=patches, duration=args.duration, checkpoint=str(bundle.folder))
     surface = None
@@ -240,6 +241,7 @@ def run_bounce(args) -> int:
     from ..audio.io import write_audio
     from ..engine.bounce import bounce, read_log
     from ..models import load_bundle
+    from ..models.synth import StreamingSynth
 
     header, _, _ = read_log(args.log)
     torch.set_num_threads(1)
@@ -248,7 +250,7 @@ def run_bounce(args) -> int:
     samples = args.samples or header.get("samples")
     if samples and not Path(samples).is_dir():
         raise SonolatentError(f"sample folder {samples} (from {'--samples' if args.samples else 'the log'}) not found")
-    y = bounce(args.log, bundle, samples_dir=samples)
+    y = bounce(args.log, StreamingSynth(bundle), samples_dir=samples)
     rate = int(header.get("output_rate") or bundle.sample_rate)
     write_audio(args.output, y, rate, fmt=args.format)
     print(f"{args.output}: {len(y) / rate:.2f} s at {rate} Hz", flush=True)

@@ -51,7 +51,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..control.namespace import MAX_SLOTS, Param, build_namespace
+from ..params.namespace import MAX_SLOTS, Param, build_namespace
+from ..params.values import coerce
 from ..errors import ConfigError, SonolatentError
 from ..outputs import write_text_atomic
 from ..tomlfile import find_line, loads
@@ -147,8 +148,6 @@ def _string(patch: Patch, section: str, table: dict, key: str, default=None, emp
 
 def _param_change(patch: Patch, namespace: dict[str, Param], address: str, value, dim: int):
     """The coerced ``(address, values)`` for one ``[params]`` entry, or None when it is left out."""
-    from .core import coerce
-
     m = _LATENT_K.match(address)
     if m and int(m.group(1)) >= dim and isinstance(value, (int, float)) and not isinstance(value, bool):
         neutral = 1.0 if m.group(2) else 0.0

@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sonolatent.control.namespace import build_namespace
+from sonolatent.params.namespace import build_namespace
 from sonolatent.control.surface import ControlSurface
 from sonolatent.control.target import RecordingTarget
 
