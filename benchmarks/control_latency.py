@@ -9,7 +9,7 @@ block that applied it (``Engine.control_latencies`` plus the UDP/parse time).
 JACK's own output latency (one period with the dummy driver) is listed apart.
 Prints a table and writes benchmarks/results/control_latency.json.
 
-    python benchmarks/control_latency.py [--checkpoint DIR] [--blocks 64 256 1024] [--n 300]
+    python -m benchmarks.control_latency [--checkpoint DIR] [--blocks 64 256 1024] [--n 300]
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import subprocess
 import sys
 import time
 
-from realtime_common import RESULTS, JackServer, model_folder, percentile_row
+from benchmarks.common import RESULTS, model_folder, percentile_row, write_result
+from sonolatent.jackserver import JackServer
 
-from morph_common import write_result  # noqa: E402
 
 
 def worker(args) -> dict:

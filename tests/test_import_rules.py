@@ -129,3 +129,32 @@ def test_the_checker_sees_a_lazy_torch_import_two_modules_away_and_a_stray_train
         "sonolatent.params.namespace imports sonolatent.engine (sonolatent.params may not)",
         "sonolatent.params.namespace imports sonolatent.engine.core (sonolatent.params may not)",
     ], found
+
+
+BENCHMARKS = PACKAGE.parent / "benchmarks"
+
+
+def benchmark_problems(folder: Path) -> list[str]:
+    """Benchmarks are a package run as ``python -m benchmarks.NAME``: no ``tests`` imports, no ``sys.path`` edits."""
+    missing = [] if (folder / "__init__.py").exists() else [f"{folder.name}: no __init__.py"]
+    problems = []
+    for f in sorted(folder.glob("*.py")):
+        tree = ast.parse(f.read_text(encoding="utf-8"), str(f))
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            problems += [f"{f.name}:{node.lineno} imports {n}" for n in names if under(n, ("tests",))]
+            if isinstance(node, ast.Attribute) and node.attr == "path" and \
+                    isinstance(node.value, ast.Name) and node.value.id == "sys":
+                problems.append(f"{f.name}:{node.lineno} uses sys.path")
+    return missing + sorted(problems)
+
+
+def test_benchmarks_run_as_a_package_without_tests_or_path_edits():
+    assert benchmark_problems(BENCHMARKS) == []
+
+
+def test_the_benchmark_checker_sees_a_path_edit_and_a_tests_import(tmp_path):
+    (tmp_path / "b.py").write_text("import sys\nsys.path.insert(0, '.')\nfrom tests.jackserver import JackServer\n")
+    assert benchmark_problems(tmp_path) == [f"{tmp_path.name}: no __init__.py", "b.py:2 uses sys.path",
+                                            "b.py:3 imports tests.jackserver"]

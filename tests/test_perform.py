@@ -52,7 +52,7 @@ from sonolatent.engine.bounce import bounce
 from sonolatent.models import DEFAULT_CHECKPOINT, load_bundle
 from sonolatent.models.synth import StreamingSynth
 
-from .jackserver import JackServer
+from sonolatent.jackserver import JackServer
 
 pytestmark = pytest.mark.jack
 REPO = Path(__file__).resolve().parents[1]
