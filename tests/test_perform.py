@@ -6,7 +6,7 @@ the shipped model (a copy of checkpoints/default, so the training run that
 rewrites it cannot swap it mid-test); the bridge ``sonolatent bridge --patch
 patches/morph_modwheel.toml --api jack --in PORT`` reading a JACK MIDI port
 that this test writes real MIDI bytes into (a key, the mod wheel, another key).
-The README's "Performing with a MIDI controller" section runs the same commands.
+The README's "A MIDI controller" paragraph runs the same commands.
 
 What is checked: the daemon's values over OSC (/sono/morph after the wheel,
 /sono/transpose after the key), and the sound the daemon played (its
