@@ -22,7 +22,7 @@
     map = "midi/modwheel_morph.toml"     # the mapping that goes with it (relative to this file)
 
 Every section is optional (a file with only ``[slots]`` and ``[params]`` is
-the older, interim format and still loads). Every key is checked; a mistake
+a patch). Every key is checked; a mistake
 is one :class:`~sonolatent.errors.ConfigError` line ``FILE:LINE: [section]
 key 'KEY': problem``.
 
@@ -39,8 +39,9 @@ key 'KEY': problem``.
   re-encoded by the running model and only latent offsets mean something
   model-specific.
 
-:func:`patch_text` writes the full format; ``/sono/patch/save`` writes it
-atomically through :func:`write_patch`. Torch-free.
+:func:`patch_text` writes the full format with the one TOML writer
+(:func:`sonolatent.tomlfile.dumps`, which refuses a NaN); ``/sono/patch/save``
+writes it atomically through :func:`write_patch`. Torch-free.
 """
 
 from __future__ import annotations
