@@ -233,19 +233,20 @@ def _orgue_members(tree: Path, source: Source, tmp: Path) -> Iterator[tuple[str,
 
 
 def _sf2_notes(tree: Path, source: Source) -> Iterator[tuple[str, Callable[[], np.ndarray]]]:
+    """A SoundFont 2 drum kit (bank 0, preset 0) rendered dry, GM drum keys 35-81 at three velocities."""
     from .sf2 import Renderer
 
     found = sorted(tree.rglob(source.sf2))
     if not found:
         raise SonolatentError(f"{source.package}: {source.sf2} not in the package")
-    renderer = Renderer(found[0])
-    try:
+    notes = []
+    with Renderer(found[0]) as renderer:   # rendered here (a few seconds): the synth is closed before any load
         for pitch in range(35, 82):
             for velocity in (45, 85, 120):
-                yield (f"{source.sf2}/key{pitch:03d}_v{velocity:03d}",
-                       lambda pitch=pitch, velocity=velocity: renderer.note(0, 0, pitch, velocity, 0.3, 3.0))
-    finally:
-        renderer.close()
+                notes.append((f"{source.sf2}/key{pitch:03d}_v{velocity:03d}",
+                              renderer.note(0, 0, pitch, velocity, 0.3, 3.0)))
+    for name, audio in notes:
+        yield name, (lambda audio=audio: audio)
 
 
 def members(tree: Path, source: Source, tmp: Path) -> Iterator[tuple[str, Callable[[], np.ndarray]]]:
@@ -326,7 +327,7 @@ def build_real(
                 try:
                     tree, version = fetch(source, cache)
                     items = list(members(tree, source, tmp))
-                except SonolatentError as e:
+                except (SonolatentError, OSError, zipfile.BadZipFile) as e:
                     counts["failed_sources"] += 1
                     warn(f"source {source.name} left out: {e}")
                     continue
@@ -340,9 +341,12 @@ def build_real(
                 for i, (rel, load) in enumerate(bar):
                     try:
                         audio = load()
-                    except AudioFileError as e:
+                    except Exception as e:   # noqa: BLE001 - any file that won't decode is a warning and a count
+                        if not isinstance(e, AudioFileError):
+                            e = AudioFileError(f"{rel}: cannot decode ({e.__class__.__name__}: {e})")
                         counts["unreadable"] += 1
-                        if counts["unreadable"] <= 20:
+                        stats["skipped"] = stats.get("skipped", 0) + 1
+                        if stats["skipped"] <= 3:
                             warn(f"{source.name}: skipped {e}")
                         continue
                     split = "valid" if source.held_out or i % valid_every == valid_every - 1 else "train"
@@ -364,6 +368,8 @@ def build_real(
                         stats["files"] += 1
                         stats["seconds"] += len(piece) / SAMPLE_RATE
                 bar.close()
+                if stats.get("skipped", 0) > 3:
+                    warn(f"{source.name}: skipped {stats['skipped']} files in all")
                 stats["seconds"] = round(stats["seconds"], 1)
         if not writers[False].entries:
             raise SonolatentError("no training audio could be fetched or decoded (see the warnings)")

@@ -103,6 +103,19 @@ def test_sources_become_manifests_with_package_version_and_licence(cache, tmp_pa
     assert json.loads((out / "dataset.json").read_text())["sources"]["a"]["files"] == 6
 
 
+def test_a_soundfont_kit_is_rendered_note_by_note(tmp_path):
+    """An SF2 source (like avldrums): every key that sounds becomes a piece; silent keys are left out."""
+    sf2 = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+    cache = tmp_path / "cache"
+    _deb(cache, tmp_path, "kit-d", "0.5", {"usr/share/sounds/sf2/kit.sf2": lambda p: (
+        p.parent.mkdir(parents=True, exist_ok=True), p.write_bytes(sf2.read_bytes()))})
+    kit = Source("d", "drums", "kit-d", "CC-BY-SA-3.0", container="sf2", sf2="kit.sf2")
+    build_real(tmp_path / "r", tmp_path / "h", cache=cache, catalogue=(kit,), progress=False, warn=lambda m: None)
+    entries = load_manifest(tmp_path / "r")
+    assert len(entries) == 3 * 47 and all(e["package"] == "kit-d" and e["kind"] == "drums" for e in entries)
+    assert all(0.3 <= e["duration"] <= 3.4 for e in entries)
+
+
 def test_a_package_that_cannot_be_fetched_is_a_warning(cache, tmp_path):
     warnings = []   # apt-get download of a package no archive has fails, with or without a network
     result = build_real(tmp_path / "r", tmp_path / "h", cache=cache, catalogue=CATALOGUE[:1] + CATALOGUE[4:],
