@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import machine, table, write
+from benchmarks.common import RESULTS, table, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "patches" / "samples"
@@ -48,10 +48,10 @@ def cases(names: list[str], D: int) -> list[tuple[str, str, dict, list]]:
     return out
 
 
-def render(bundle, sounds, slots, changes, safety, seconds: float) -> np.ndarray:
+def render(synth, sounds, slots, changes, safety, seconds: float) -> np.ndarray:
     from sonolatent.engine.core import EngineCore
 
-    core = EngineCore(bundle, bundle.sample_rate, safety=safety)
+    core = EngineCore(synth, synth.sample_rate, safety=safety)
     core.apply([(f"/sono/slot/{k}/load", (n,)) for k, n in slots.items()], {k: sounds[n] for k, n in slots.items()})
     core.apply(changes + [("/sono/gain", (GAIN,)), ("/sono/play", (1.0,))])
     return np.concatenate([core.render_block() for _ in range(int(seconds / core.dt))]).astype(np.float64)
@@ -72,10 +72,12 @@ def main(argv=None) -> int:
     from sonolatent.engine.safety import SafetyConfig
     from sonolatent.engine.slots import SampleCache
     from sonolatent.models import load_bundle
+    from sonolatent.models.synth import StreamingSynth
 
     torch.set_num_threads(1)
     bundle = load_bundle(args.checkpoint)
-    cache = SampleCache(bundle, SAMPLES)
+    synth = StreamingSynth(bundle)
+    cache = SampleCache(synth, SAMPLES)
     names = sorted(p.stem for p in SAMPLES.glob("*.wav"))
     sounds = {n: cache.load(n) for n in names}
     configs = {"before": SafetyConfig(limiter=False, track=False), "after": SafetyConfig()}
@@ -84,7 +86,7 @@ def main(argv=None) -> int:
     for mode, label, slots, changes in cases(names, bundle.vae.latent_dim):
         row = {"mode": mode, "case": label}
         for tag, cfg in configs.items():
-            y = render(bundle, sounds, slots, changes, cfg, args.seconds)
+            y = render(synth, sounds, slots, changes, cfg, args.seconds)
             row[f"{tag}_rms_db"] = db(np.mean(y[skip:] ** 2))
             row[f"{tag}_peak_db"] = db(np.max(np.abs(y)) ** 2)
         rows.append(row)
@@ -108,9 +110,8 @@ def main(argv=None) -> int:
     print(table(summary, ["mode", "cases", "before_min", "before_max", "before_spread", "before_std", "before_peak_db",
                           "after_min", "after_max", "after_spread", "after_std", "after_peak_db"]))
     print(f"\n{len(rows)} cases x 2 settings, {args.seconds:g} s each, in {took:.0f} s")
-    path = write("loudness", {"machine": machine(), "checkpoint": str(bundle.folder), "gain": GAIN,
-                              "seconds": args.seconds, "summary": summary, "cases": rows})
-    print(f"wrote {path}")
+    write_result(RESULTS / "loudness.json", {"checkpoint": str(bundle.folder), "gain": GAIN, "seconds": args.seconds,
+                                             "summary": summary, "cases": rows})
     return 0
 
 

@@ -2,7 +2,7 @@
 
 The control surface (:mod:`sonolatent.control.server`, :mod:`.oscquery`)
 parses OSC, converts and checks values against the namespace
-(:mod:`.namespace`) and hands the result to a :class:`ControlTarget`. The
+(:mod:`sonolatent.params.namespace`) and hands the result to a :class:`ControlTarget`. The
 real-time engine implements :class:`ControlTarget`; :class:`RecordingTarget`
 is a small in-memory implementation for tests and ``--no-audio`` dry runs.
 
@@ -41,7 +41,8 @@ from collections import deque
 from typing import Callable, Protocol
 
 from .. import __version__
-from .namespace import Param, build_namespace
+from ..params.namespace import Param, build_namespace
+from ..params.values import initial_values, linked_values
 
 Sender = tuple  # (host, port) or an IPv6 (host, port, flow, scope) tuple, as socket.recvfrom gives it
 Change = tuple  # (address: str, values: tuple)
@@ -76,85 +77,6 @@ class ControlTarget(Protocol):
 
     def attach_replier(self, replier: Replier | None) -> None:
         """Called by the server on start (and with ``None`` on stop) so the target can answer later."""
-
-
-def initial_values(namespace: dict[str, Param]) -> dict[str, tuple]:
-    """Default value of every parameter that stores one (actions excluded; strings start as "")."""
-    out = {}
-    for a, p in namespace.items():
-        if p.action:
-            continue
-        if p.types and all(t == "s" for t in p.types):
-            out[a] = p.default or ("",) * len(p.types)
-        else:
-            out[a] = tuple(p.default)
-    return out
-
-
-#: The addresses that set the blend of the slots, and which of the three ways they belong to.
-BLEND_SOURCES = {"/sono/morph": "morph", "/sono/morph/pair": "morph", "/sono/xy": "xy", "/sono/xy/x": "xy",
-                 "/sono/xy/y": "xy", "/sono/weights": "weights"}
-_BLEND_READS = {"morph": ("/sono/morph/pair", "/sono/morph"), "xy": ("/sono/xy",), "weights": ("/sono/weights",)}
-
-
-def blend_weights(kind: str, get: Callable[[str], tuple | None], n_slots: int) -> tuple:
-    """The weights in effect (summing to 1, or all 0) when the blend is set by ``kind``
-    (``"morph"``, ``"xy"`` or ``"weights"``) with the values ``get`` reads."""
-    w = [0.0] * n_slots
-    if kind == "morph":
-        a, b = get("/sono/morph/pair")
-        m = get("/sono/morph")[0]
-        w[a] += 1.0 - m
-        w[b] += m
-    elif kind == "xy":
-        x, y = get("/sono/xy")
-        w[:4] = ((1 - x) * (1 - y), x * (1 - y), (1 - x) * y, x * y)
-        w = w[:n_slots]
-    else:
-        w = [float(v) for v in get("/sono/weights")]
-        s = sum(w)
-        w = [v / s for v in w] if s > 0 else w
-    return tuple(float(v) for v in w)
-
-
-def linked_values(address: str, values: tuple, current: Callable[[str], tuple | None]) -> dict[str, tuple]:
-    """The stored values a change sets, including the addresses that mirror it or derive from it.
-
-    ``/sono/latent`` and ``/sono/latent/K`` are two views of the same offsets,
-    as are ``/sono/xy`` and ``/sono/xy/x``, ``/sono/xy/y``. ``/sono/weights``
-    holds the blend in effect: after ``/sono/morph``, ``/sono/morph/pair`` or
-    ``/sono/xy`` it is the weights they make, after ``/sono/weights`` the sent
-    weights normalised to sum 1 (``/sono/morph`` and ``/sono/xy`` keep the
-    values last sent to them). Given a change and a way to read current
-    values, return every address whose stored value changes (the engine and
-    :class:`RecordingTarget` apply this to keep their snapshot coherent).
-    """
-    out = {address: values}
-    if address == "/sono/latent":
-        for k, v in enumerate(values):
-            out[f"/sono/latent/{k}"] = (v,)
-    elif address.startswith("/sono/latent/") and address.count("/") == 3:
-        vec = current("/sono/latent")
-        k = int(address.rsplit("/", 1)[1])
-        if vec is not None and k < len(vec):
-            vec = list(vec)
-            vec[k] = values[0]
-            out["/sono/latent"] = tuple(vec)
-    elif address == "/sono/xy":
-        out["/sono/xy/x"] = (values[0],)
-        out["/sono/xy/y"] = (values[1],)
-    elif address in ("/sono/xy/x", "/sono/xy/y"):
-        xy = current("/sono/xy") or (0.0, 0.0)
-        out["/sono/xy"] = (values[0], xy[1]) if address.endswith("x") else (xy[0], values[0])
-    kind = BLEND_SOURCES.get(address)
-    have = current("/sono/weights")
-    if kind is not None and have is not None:
-        def get(a):
-            v = out.get(a)
-            return v if v is not None else current(a)
-        if all(get(a) is not None for a in _BLEND_READS[kind]):
-            out["/sono/weights"] = blend_weights(kind, get, len(have))
-    return out
 
 
 class RecordingTarget:

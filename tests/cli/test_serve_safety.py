@@ -11,6 +11,7 @@ import soundfile as sf
 from sonolatent.engine.bounce import bounce
 from sonolatent.engine.safety import CEILING_DB, SafetyConfig
 from sonolatent.models import load_bundle
+from sonolatent.models.synth import StreamingSynth
 
 
 def test_serve_limiter_switch_is_logged_and_bounce_follows_it(tiny_bundle_dir, tmp_path):
@@ -30,9 +31,9 @@ def test_serve_limiter_switch_is_logged_and_bounce_follows_it(tiny_bundle_dir, t
     header = json.loads(log.read_text().splitlines()[0])
     assert header["safety"] == {"limiter": False, "track": False, "ceiling_db": CEILING_DB}
     live, _ = sf.read(rec, dtype="float32")
-    bundle = load_bundle(tiny_bundle_dir)
-    assert np.array_equal(bounce(log, bundle, samples_dir=samples), live)     # as played: no stage
-    safe = bounce(log, bundle, samples_dir=samples, safety=SafetyConfig())     # bounce --limiter on
+    synth = StreamingSynth(load_bundle(tiny_bundle_dir))
+    assert np.array_equal(bounce(log, synth, samples_dir=samples), live)     # as played: no stage
+    safe = bounce(log, synth, samples_dir=samples, safety=SafetyConfig())     # bounce --limiter on
     assert np.abs(safe).max() <= np.float32(10 ** (CEILING_DB / 20))
     # with the stage: the limiter's lookahead held back, the level moved toward the loud sample's
     assert len(live) - len(safe) == round(0.002 * 44100)

@@ -63,7 +63,7 @@ def daemon(bundle, samples_dir, tmp_path):
 
     def start(**kw):
         kw.setdefault("mode", "headless")
-        e = Engine(bundle, samples_dir=samples_dir, patches_dir=tmp_path, **kw)
+        e = Engine(StreamingSynth(bundle), samples_dir=samples_dir, patches_dir=tmp_path, **kw)
         surface = ControlSurface(e, "127.0.0.1", 0, oscquery_port=-1).start()
         made.append((e, surface))
         e.start()
@@ -168,7 +168,7 @@ def test_info_reports_the_delays_in_device_rate_samples(bundle, daemon, rate, tm
     # measured through a freewheel render: what model, resampler and limiter hold back is what never
     # reaches the recording of N blocks
     rec = tmp_path / f"fw{rate}.wav"
-    e = Engine(bundle, samples_dir=tmp_path, mode="freewheel", device_rate=rate, record=rec, duration=0.5)
+    e = Engine(StreamingSynth(bundle), samples_dir=tmp_path, mode="freewheel", device_rate=rate, record=rec, duration=0.5)
     e.start()
     assert e.wait(60)
     e.close()

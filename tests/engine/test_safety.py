@@ -18,6 +18,7 @@ from sonolatent.engine.core import EngineCore
 from sonolatent.engine.safety import CEILING_DB, FREE_LEVEL_DB, TRACK_MAX_BOOST_DB, OutputStage, SafetyConfig
 from sonolatent.engine.slots import SampleCache
 from sonolatent.models import DEFAULT_CHECKPOINT, load_bundle
+from sonolatent.models.synth import StreamingSynth
 
 SAMPLES = Path(__file__).resolve().parents[2] / "patches" / "samples"
 CEILING = np.float32(10 ** (CEILING_DB / 20))
@@ -92,10 +93,10 @@ def test_loudness_tracking_moves_toward_the_reference_and_holds_in_silence():
 # ---- the engine, swept over every sample pair and latent coordinate ---------------------------------
 @pytest.fixture(scope="module")
 def shipped():
-    bundle = load_bundle(DEFAULT_CHECKPOINT)
-    cache = SampleCache(bundle, SAMPLES)
+    synth = StreamingSynth(load_bundle(DEFAULT_CHECKPOINT))   # one synth, reset by every EngineCore made on it
+    cache = SampleCache(synth, SAMPLES)
     names = sorted(p.stem for p in SAMPLES.glob("*.wav"))
-    return bundle, {n: cache.load(n) for n in names}
+    return synth, {n: cache.load(n) for n in names}
 
 
 def _conditions(D: int, n_groups: int, per_group: int):
@@ -106,16 +107,16 @@ def _conditions(D: int, n_groups: int, per_group: int):
     return [jobs[g * per_group:(g + 1) * per_group] for g in range(n_groups)]
 
 
-def _sweep(bundle, sounds, safety, blocks_per=4):
+def _sweep(synth, sounds, safety, blocks_per=4):
     """Peak of the engine's output over the sweep, and what was covered."""
     names = sorted(sounds)
     pairs = list(itertools.combinations(names, 2))
-    D = bundle.vae.latent_dim
+    D = synth.latent_dim
     per = -(-2 * D // (len(pairs) + 1)) + 1
     groups = _conditions(D, len(pairs) + 1, per)        # the last group plays in free mode
     covered, peak = set(), 0.0
     for g, jobs in enumerate(groups):
-        core = EngineCore(bundle, 44100, safety=safety)
+        core = EngineCore(synth, 44100, safety=safety)
         if g < len(pairs):
             a, b = pairs[g]
             core.apply([("/sono/slot/0/load", (a,)), ("/sono/slot/1/load", (b,))], {0: sounds[a], 1: sounds[b]})
@@ -135,10 +136,10 @@ def _sweep(bundle, sounds, safety, blocks_per=4):
 
 
 def test_no_pair_and_no_latent_offset_drives_the_output_over_the_ceiling(shipped):
-    bundle, sounds = shipped
+    synth, sounds = shipped
     assert len(sounds) >= 7
-    peak, covered, n_pairs = _sweep(bundle, sounds, SafetyConfig())
-    D = bundle.vae.latent_dim
+    peak, covered, n_pairs = _sweep(synth, sounds, SafetyConfig())
+    D = synth.latent_dim
     assert n_pairs == len(sounds) * (len(sounds) - 1) // 2
     assert {(k, v) for k in range(D) for v in (4.0, -4.0)} <= covered
     assert peak <= 1.0                   # never above 0 dBFS
@@ -146,10 +147,10 @@ def test_no_pair_and_no_latent_offset_drives_the_output_over_the_ceiling(shipped
 
 
 def test_free_mode_is_brought_to_the_level_of_the_sounds(shipped):
-    bundle, _ = shipped
+    synth, _ = shipped
     levels = {}
     for track in (False, True):
-        core = EngineCore(bundle, 44100, safety=SafetyConfig(limiter=False, track=track))
+        core = EngineCore(synth, 44100, safety=SafetyConfig(limiter=False, track=track))
         core.apply([("/sono/free", (1,)), ("/sono/gain", (1.0,)), ("/sono/play", (1.0,))])
         y = np.concatenate([core.render_block() for _ in range(200)])[35000:]
         levels[track] = 10 * np.log10(np.mean(y.astype(np.float64) ** 2))
@@ -188,8 +189,8 @@ def test_the_stage_allocates_no_block_buffer():
 def test_status_reports_the_tracking_gain(shipped):
     from sonolatent.engine.runtime import Engine
 
-    bundle, _ = shipped
-    e = Engine(bundle, samples_dir=SAMPLES, mode="freewheel", duration=0.4)
+    synth, _ = shipped
+    e = Engine(synth, samples_dir=SAMPLES, mode="freewheel", duration=0.4)
     e.preload({0: "piano_c4", 1: "strings_c4"}, [("/sono/morph", (0.5,)), ("/sono/latent/0", (-3.0,)),
                                                   ("/sono/gain", (0.8,)), ("/sono/play", (1.0,))])
     e.start()
