@@ -70,7 +70,7 @@ def daemon(bundle, samples_dir, tmp_path):
         return e, Client(surface.osc.address[1])
 
     yield start
-    for e, surface in made:
+    for e, surface in reversed(made):     # last started, first closed: each restores what it found
         surface.stop()
         e.request_quit()
         e.close()
