@@ -39,7 +39,7 @@ import socket
 import threading
 import time
 
-from ..errors import ConfigError
+from ..errors import ConfigError, SonolatentError
 from .convert import OscValueError, convert, is_pattern, match, to_norm
 from .guard import LOOPBACK, AllowList, Budgets, RateLimiter, Throttle, parse_allow  # noqa: F401 (re-exported)
 from .target import ControlTarget, Sender
@@ -305,7 +305,8 @@ class OscServer:
             except Exception as e:
                 c["errors"] += applied
                 self.throttle.warn("submit", f"OSC: the engine refused a change: {type(e).__name__}: {e}")
-                self._error(sender, changes[0][0], f"internal error: {type(e).__name__}")
+                self._error(sender, changes[0][0], str(e) if isinstance(e, SonolatentError)
+                            else f"internal error: {type(e).__name__}")
                 return
             c["submits"] += 1
             c["applied"] += applied
