@@ -28,6 +28,7 @@ for ``I``, seconds for ``t``, one-character ``str`` for ``c``, 4-tuples for
 from __future__ import annotations
 
 import math
+import re
 import struct
 
 BUNDLE_TAG = b"#bundle\0"
@@ -45,6 +46,8 @@ _D = struct.Struct(">d")
 _U = struct.Struct(">Q")
 _FIXED = {"i": 4, "f": 4, "c": 4, "r": 4, "m": 4, "h": 8, "d": 8, "t": 8}
 _NO_DATA = {"T": True, "F": False, "N": None, "I": math.inf}
+_ADDRESS_CHARS = bytes(range(0x21, 0x7F))
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 class WireError(ValueError):
@@ -76,7 +79,7 @@ class Message:
 def _check_address(raw: bytes) -> str:
     if not raw or raw[0] != 0x2F:
         raise WireError("address does not start with '/'")
-    if any(b < 0x21 or b > 0x7E for b in raw):
+    if raw.translate(None, _ADDRESS_CHARS):
         raise WireError("address has a control, space or non-ASCII character")
     return raw.decode("ascii")
 
@@ -99,7 +102,7 @@ def _text(raw: bytes) -> str:
         s = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise WireError("string is not UTF-8") from None
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in s):
+    if _CONTROL.search(s):
         raise WireError("string has a control character")
     return s
 

@@ -58,6 +58,10 @@ class ControlServer:
         try:
             family = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0][0]
             self.sock = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            except OSError:
+                pass
             self.sock.bind((host, port))
         except socket.gaierror as e:
             raise SonolatentError(f"--control {host}:{port}: unknown host ({e.strerror})") from None
