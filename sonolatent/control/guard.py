@@ -102,6 +102,26 @@ class TokenBuckets:
         b[0] = tokens
         return False
 
+    def _refill(self, key) -> list:
+        now = self.clock()
+        b = self._b.get(key)
+        if b is None:
+            if len(self._b) > MAX_KEYS:
+                self._b.clear()
+            b = self._b[key] = [self.burst, now]
+        b[0] = min(self.burst, b[0] + (now - b[1]) * self.rate)
+        b[1] = now
+        return b
+
+    def has(self, key) -> bool:
+        """Whether ``key``'s bucket holds anything (it may be in debt after :meth:`charge`)."""
+        return self.rate <= 0 or self._refill(key)[0] > 0
+
+    def charge(self, key, n: float) -> None:
+        """Take ``n`` tokens whatever the bucket holds: work already done is paid back over time."""
+        if self.rate > 0:
+            self._refill(key)[0] -= n
+
     def give_back(self, key, n: float) -> None:
         b = self._b.get(key)
         if b is not None:
@@ -150,6 +170,15 @@ class Budgets:
             self.sender[kind].give_back(key, n)
             return False
         return True
+
+    def has(self, kind: str, sender) -> bool:
+        """Whether both the sender's and the global bucket of ``kind`` hold anything."""
+        return self.sender[kind].has(sender[:2] if sender is not None else None) and self.everyone[kind].has(None)
+
+    def charge(self, kind: str, sender, n: float) -> None:
+        """Pay for work measured after it was done (both buckets may go into debt)."""
+        self.sender[kind].charge(sender[:2] if sender is not None else None, n)
+        self.everyone[kind].charge(None, n)
 
     def rates(self) -> dict:
         return {f"{k}_per_sender": self.sender[k].rate for k in self.KINDS} | \

@@ -17,9 +17,11 @@ this order:
    refused (``/sono/error address reason``, ``errors``) or converted; the
    changes of one packet (all messages of a bundle, nested ones too) go to
    ``target.submit`` together (``applied`` counts those messages). A wildcard
-   pattern takes one token per address it matches from the *match* budget
-   (``limited`` counts messages dropped for it); every reply, pushed values
-   included, takes one from the receiver's *reply* budget (``dropped_replies``).
+   pattern is matched on a tree of path segments (:class:`.convert.PatternIndex`)
+   and pays its work (nodes looked at + addresses matched) from the *match*
+   budget; a sender in debt gets no more patterns matched (``limited``); every
+   reply, pushed values included, takes one from the receiver's *reply* budget
+   (``dropped_replies``).
 
 Bundle timetags: immediate (1) or past -> ``at=None``; future -> ``at`` (a
 ``time.time()`` value, the latest timetag of the bundle and its nested
@@ -40,7 +42,7 @@ import threading
 import time
 
 from ..errors import ConfigError, SonolatentError
-from .convert import OscValueError, convert, is_pattern, match, to_norm
+from .convert import OscValueError, PatternIndex, convert, is_pattern, to_norm
 from .guard import LOOPBACK, AllowList, Budgets, RateLimiter, Throttle, parse_allow  # noqa: F401 (re-exported)
 from .target import ControlTarget, Sender
 from .wire import MAX_BUNDLE_DEPTH, WireError, WireLimitError, encode, parse_packet  # noqa: F401 (re-exported)
@@ -110,6 +112,7 @@ class OscServer:
         self._subs: dict = {}          # sender -> [expiry (monotonic), fresh]
         self._subs_lock = threading.Lock()
         self._readable = [a for a, p in self.namespace.items() if not p.action and p.access & 1]
+        self.patterns = PatternIndex(self.namespace)
         self._sock: socket.socket | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -322,12 +325,16 @@ class OscServer:
             self._server_message(address, args, sender)
             return
         if is_pattern(address):
-            targets = [(p, norm) for p, norm in match(self.namespace, address) if not p.action]
-            if targets and not self.budgets.take("matches", sender, len(targets)):
+            # the work of matching is paid after it is done (tree nodes looked at + targets), so a sender
+            # in debt is refused before any: a pattern costs at most one overshoot of the budget
+            if not self.budgets.has("matches", sender):
                 self.throttle.warn("matches", f"OSC: {sender[0]} matches more addresses than its budget; dropping")
                 raise _WorkLimit
+            found, cost = self.patterns.match(address)
+            self.budgets.charge("matches", sender, cost)
+            targets = [(p, norm) for p, norm in found if not p.action]
         else:
-            targets = match(self.namespace, address)
+            targets = self.patterns.match(address)[0]
         if not targets:
             raise OscValueError("no such address (see /sono/info or the OSCQuery tree)")
         for p, norm in targets:
