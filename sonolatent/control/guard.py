@@ -88,18 +88,10 @@ class TokenBuckets:
         """Take ``n`` tokens from ``key``'s bucket; False (and nothing taken) when it holds fewer."""
         if self.rate <= 0:
             return True
-        now = self.clock()
-        b = self._b.get(key)
-        if b is None:
-            if len(self._b) > MAX_KEYS:
-                self._b.clear()
-            b = self._b[key] = [self.burst, now]
-        tokens = min(self.burst, b[0] + (now - b[1]) * self.rate)
-        b[1] = now
-        if tokens >= n:
-            b[0] = tokens - n
+        b = self._refill(key)
+        if b[0] >= n:
+            b[0] -= n
             return True
-        b[0] = tokens
         return False
 
     def _refill(self, key) -> list:
