@@ -197,6 +197,7 @@ def run_phase(name, addr, pids_fn, prober, rate, seconds, kind, seed=16) -> dict
         assert snd.stdout.readline().strip() == "ready"
     st0 = prober.status()
     cpu0, _ = _cpu_rss(pids_fn())
+    eng0, _ = _cpu_rss(pids_fn()[:1])
     t0 = time.monotonic()
     if snd is not None:
         snd.stdin.write("go\n")
@@ -217,6 +218,7 @@ def run_phase(name, addr, pids_fn, prober, rate, seconds, kind, seed=16) -> dict
     time.sleep(0.3)
     st1 = prober.status()
     cpu1, rss = _cpu_rss(pids_fn())
+    eng1, _ = _cpu_rss(pids_fn()[:1])
     frame_s = st1["frame_ms"] / 1e3
     audio = (st1["blocks"] - st0["blocks"]) * frame_s
     d = lambda k: int(st1.get(k, 0) - st0.get(k, 0))  # noqa: E731
@@ -228,7 +230,7 @@ def run_phase(name, addr, pids_fn, prober, rate, seconds, kind, seed=16) -> dict
             "answered_share": round(answered / max(asked, 1), 4),
             "ring_underruns": d("ring_underruns"), "audio_s": round(audio, 2), "wall_s": round(wall + 0.3, 2),
             "audio_vs_wall": round(audio / (wall + 0.3), 4),
-            "cpu_s": round(cpu1 - cpu0, 1), "cpu_share": round((cpu1 - cpu0) / (wall + 0.3), 2),
+            "cpu_s": round(cpu1 - cpu0, 1), "engine_process_cpu_s": round(eng1 - eng0, 1), "cpu_share": round((cpu1 - cpu0) / (wall + 0.3), 2),
             "rss_mb": round(max(peak[0], rss), 1),
             "changes_carried": d("carried"), "engine_busy_drops": d("dropped_busy") + d("net_engine_busy")}
 
@@ -294,7 +296,7 @@ def main() -> int:
     info = sf.info(str(take))
     take_s = info.frames / info.samplerate
     cols = ["phase", "seconds", "packets_sent", "packets_per_s", "received", "dropped", "second_client_answered",
-            "ring_underruns", "audio_s", "wall_s", "audio_vs_wall", "cpu_s", "rss_mb"]
+            "ring_underruns", "audio_s", "wall_s", "audio_vs_wall", "cpu_s", "engine_process_cpu_s", "rss_mb"]
     w = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
     print("  ".join(f"{c:>{w[c]}}" for c in cols))
     for r in rows:

@@ -8,7 +8,9 @@ this order:
    ``--allow``) -> ``dropped_not_allowed``;
 2. its size against ``max_packet`` -> ``dropped_size``;
 3. the sender's and the global *message* budget (one message taken before
-   parsing, the rest of a bundle's after) -> ``dropped_rate``;
+   parsing, the rest of a bundle's after) -> ``dropped_rate``; a sender
+   (address and port) that runs out is then ignored for ``PENALTY_S`` by the
+   receive loop without any further work, so a flood drains fast;
 4. it is parsed by :mod:`.wire` (strict: lengths, padding, names, bundle
    sizes) -> ``dropped_malformed``, or ``dropped_limits`` for a packet over a
    cap (bundle depth, messages per packet); never a traceback, at most one log
@@ -54,6 +56,7 @@ DEFAULT_MAX_FUTURE = 4.0
 DEFAULT_RCVBUF = 4 << 20
 MAX_SUBSCRIBERS = 8
 MAX_LEASE = 60.0
+PENALTY_S = 0.01     # a sender over its message budget is ignored this long (the receive loop's fast path)
 # type tags a parameter may be sent; others (S c I ...) parse but are refused with an answer
 _KNOWN_TAGS = frozenset("ihfdsbrmtTFN[]")
 _SERVER_ADDRESSES = frozenset({"/sono/ping", "/sono/info", "/sono/status", "/sono/subscribe", "/sono/unsubscribe"})
@@ -211,6 +214,10 @@ class OscServer:
         buf = bytearray(self.max_packet + 1)
         view = memoryview(buf)
         sock = self._sock
+        recv = sock.recvfrom_into
+        c = self.counters
+        clock = time.monotonic
+        boxed: dict = {}     # sender -> monotonic time until which its packets are dropped unread
         with selectors.DefaultSelector() as sel:
             sel.register(sock, selectors.EVENT_READ)
             while not self._stop.is_set():
@@ -218,14 +225,28 @@ class OscServer:
                     continue
                 for _ in range(10000):  # drain what is queued, then look at the stop flag again
                     try:
-                        n, sender = sock.recvfrom_into(buf)
+                        n, sender = recv(buf)
                     except (BlockingIOError, InterruptedError):
                         break
                     except OSError as e:  # e.g. an ICMP error reported on the socket
                         self.throttle.warn("recv", f"OSC: receive error: {e}")
                         break
+                    # the flood path: a sender that just ran out of budget is ignored for PENALTY_S
+                    # (one lookup per packet, no parsing), so the queue drains fast and others get through
+                    until = boxed.get(sender)
+                    if until is not None:
+                        if clock() < until:
+                            c["received"] += 1
+                            c["dropped_rate"] += 1
+                            continue
+                        del boxed[sender]
+                    before = c["dropped_rate"]
                     try:
                         self.handle_datagram(bytes(view[:n]) if n <= self.max_packet else None, sender)
+                        if c["dropped_rate"] != before:
+                            if len(boxed) > 4096:
+                                boxed.clear()
+                            boxed[sender] = clock() + PENALTY_S
                     except Exception as e:  # never let a bug in one packet stop the server
                         self.counters["errors"] += 1
                         self.throttle.warn("internal", f"OSC: internal error on a packet from {sender[0]}: {type(e).__name__}: {e}")
