@@ -27,8 +27,8 @@ MAX_KEYS = 4096   # senders remembered per bucket table (forgotten all at once b
 # defaults: per sender / for everyone, per second (the bucket holds one second's worth)
 SENDER_MESSAGES = 5000.0
 GLOBAL_MESSAGES = 20000.0
-SENDER_MATCHES = 20000.0
-GLOBAL_MATCHES = 50000.0
+SENDER_MATCHES = 8000.0
+GLOBAL_MATCHES = 32000.0
 SENDER_REPLIES = 2000.0
 GLOBAL_REPLIES = 10000.0
 
