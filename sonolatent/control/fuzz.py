@@ -14,7 +14,7 @@ import struct
 import time
 from typing import Iterator
 
-from .namespace import build_namespace
+from ..params.namespace import build_namespace
 from .wire import BUNDLE_TAG, encode, encode_bundle
 
 # reproducers from issue 16 (hex UDP payloads)

@@ -41,8 +41,8 @@ import threading
 import time
 
 from ..errors import ConfigError, SonolatentError
-from .namespace import Param
-from .target import linked_values
+from ..params.namespace import Param
+from ..params.values import linked_values
 
 CHUNK = 64             # changes per submit message
 SNAPSHOT_S = 0.01      # how often the engine process sends changed values and status

@@ -27,7 +27,7 @@ from pathlib import Path
 import mido
 
 from ..control.convert import resolve
-from ..control.namespace import build_namespace
+from ..params.namespace import build_namespace
 from ..errors import ConfigError, SonolatentError
 from ..outputs import write_text_atomic
 from .mapping import AftertouchMap, CCMap, FieldError, Mapping, NRPNMap, PitchbendConfig, check_address, save_mapping

@@ -10,6 +10,7 @@ import soundfile as sf
 
 from sonolatent.engine.bounce import bounce, read_log
 from sonolatent.engine.runtime import MAX_CHANGES_PER_BLOCK, MAX_LOADER_JOBS, Engine
+from sonolatent.models.synth import StreamingSynth
 
 
 class Replies:
@@ -25,7 +26,7 @@ class Replies:
 
 def test_changes_over_the_block_cap_carry_over_in_order_and_bounce_exactly(bundle, samples_dir, tmp_path):
     rec, log = tmp_path / "take.wav", tmp_path / "take.jsonl"
-    e = Engine(bundle, samples_dir=samples_dir, mode="freewheel", record=rec, log_osc=log, duration=1.0)
+    e = Engine(StreamingSynth(bundle), samples_dir=samples_dir, mode="freewheel", record=rec, log_osc=log, duration=1.0)
     d = e.core.D
     e.preload({0: "sine", 1: "saw"}, [("/sono/play", (1.0,))])
     # one bundle of 700 changes (a pattern bomb), then 40 bundles for the same instant, then one more change
@@ -52,13 +53,13 @@ def test_changes_over_the_block_cap_carry_over_in_order_and_bounce_exactly(bundl
     assert morphs == [[j / 40] for j in range(40)]
     assert e.status()["carried"] == (444 + 81) + (188 + 81) + 13     # each change counted per block it waited
     live, _ = sf.read(rec, dtype="float32")
-    assert np.array_equal(bounce(log, bundle), live)          # carried changes bounce sample-exactly
+    assert np.array_equal(bounce(log, StreamingSynth(bundle)), live)          # carried changes bounce sample-exactly
 
 
 def test_a_flood_of_patch_saves_is_refused_beyond_the_loader_queue(bundle, samples_dir, tmp_path):
     patches = tmp_path / "patches"
     patches.mkdir()
-    e = Engine(bundle, samples_dir=samples_dir, mode="freewheel", patches_dir=patches, duration=0.5)
+    e = Engine(StreamingSynth(bundle), samples_dir=samples_dir, mode="freewheel", patches_dir=patches, duration=0.5)
     replies = Replies()
     e.attach_replier(replies)
     e.submit([("/sono/patch/save", (f"p{k}",)) for k in range(200)], None, ("127.0.0.1", 9))
