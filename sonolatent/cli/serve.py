@@ -46,6 +46,8 @@ def _register_serve(subparsers) -> None:
     p.add_argument("--patches", default=None, metavar="DIR",
                    help="folder for /sono/patch/save and /sono/patch/load (default: the --patch file's folder, "
                         "else patches/)")
+    p.add_argument("--voices", type=int, default=8, metavar="N",
+                   help="voices: notes that sound at once (/sono/note/on; default: 8; 1..64)")
     a = p.add_argument_group("audio")
     a.add_argument("--device", default=None, help="output device (number or name; see --list-devices)")
     a.add_argument("--list-devices", action="store_true", help="list the audio devices and exit")
@@ -125,6 +127,8 @@ def run_serve(args) -> int:
         raise SonolatentError("--freewheel renders as fast as possible: give --duration SECONDS")
     if args.duration is not None and args.duration <= 0:
         raise SonolatentError(f"--duration {args.duration}: must be positive")
+    if not 1 <= args.voices <= 64:
+        raise SonolatentError(f"--voices {args.voices}: must be 1..64")
     if args.rate is not None and not 8000 <= args.rate <= 384000:
         raise SonolatentError(f"--rate {args.rate}: must be 8000..384000")
     samples = Path(args.samples) if args.samples else DEFAULT_SAMPLES
@@ -165,7 +169,7 @@ def run_serve(args) -> int:
     bundle = load_bundle(args.checkpoint)
     engine = Engine(bundle, samples_dir=samples, mode=mode, device_rate=args.rate, block_size=args.block_size,
                     safety_ms=args.buffer_ms, device=args.device, record=args.record, log_osc=args.log_osc,
-                    patches_dir=patches, duration=args.duration, checkpoint=str(bundle.folder))
+                    patches_dir=patches, duration=args.duration, checkpoint=str(bundle.folder), voices=args.voices)
     surface = None
     ok = False
     try:

@@ -79,7 +79,10 @@ def bounce(log_path, bundle, *, samples_dir=None, output_rate: int | None = None
     if bundle.sample_rate != header.get("model_rate", bundle.sample_rate) or \
             bundle.mel_config.hop_length != header.get("hop", bundle.mel_config.hop_length):
         raise ConfigError(f"{log_path}: recorded with a model at another rate or hop than this checkpoint")
-    core = EngineCore(bundle, rate)
+    voices = header.get("voices", 1)
+    if not isinstance(voices, int) or not 1 <= voices <= 64:
+        raise ConfigError(f"{log_path}: bad voice count {voices!r} in the header")
+    core = EngineCore(bundle, rate, voices=voices)
     cache = SampleCache(bundle, samples_dir or header.get("samples") or ".")
     if end is None:
         last = events[-1]["block"] if events else 0

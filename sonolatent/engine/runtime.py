@@ -37,7 +37,7 @@ from .. import __version__
 from ..control.namespace import MAX_SLOTS
 from ..errors import SonolatentError
 from ..outputs import check_output_path
-from .core import EngineCore, coerce
+from .core import DEFAULT_VOICES, EngineCore, coerce
 from .patch import checkpoint_ref, checkpoint_warning, load_patch, patch_text, resolve_patch, write_patch
 from .ring import SPSCRing
 from .slots import SampleCache
@@ -62,7 +62,8 @@ class Engine:
 
     def __init__(self, bundle, *, samples_dir, mode: str = "headless", device_rate: int | None = None,
                  block_size: int = 256, safety_ms: float = 10.0, device=None, record=None, log_osc=None,
-                 patches_dir=None, duration: float | None = None, checkpoint: str | None = None):
+                 patches_dir=None, duration: float | None = None, checkpoint: str | None = None,
+                 voices: int = DEFAULT_VOICES):
         if mode not in ("device", "headless", "freewheel"):
             raise ValueError(f"unknown engine mode {mode!r}")
         if not 16 <= block_size <= 8192:
@@ -82,7 +83,7 @@ class Engine:
         if mode == "device":
             device_rate = self._open_stream(device_rate)
         self.device_rate = int(device_rate or bundle.sample_rate)
-        self.core = EngineCore(bundle, self.device_rate)
+        self.core = EngineCore(bundle, self.device_rate, voices=voices)
         self.namespace = self.core.namespace
         self.cache = SampleCache(bundle, self.samples_dir)
         # ring: target depth = one device block + a safety margin; room for a rendered block on top
@@ -121,7 +122,7 @@ class Engine:
                             "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
                             "samples": str(self.samples_dir.resolve()),
                             "model_rate": self.core.model_rate, "output_rate": self.device_rate,
-                            "hop": self.core.hop, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                            "hop": self.core.hop, "voices": len(self.core.bank.voices), "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
         self._quit_requested = False
         self._quit_injected = False
         self._producer_done = threading.Event()
@@ -145,6 +146,7 @@ class Engine:
         return {"version": __version__, "engine": "sonolatent", "latent_dim": c.D,
                 "model_rate": c.model_rate, "device_rate": self.device_rate, "block_size": self.block_size,
                 "frame_samples": c.hop, "delay_samples": c.synth.delay, "slots": MAX_SLOTS, "mode": self.mode,
+                "voices": len(c.bank.voices),
                 "buffer_samples": self.target}
 
     def status(self) -> dict:
@@ -410,6 +412,7 @@ class Engine:
 
     def _apply_due(self, due) -> None:
         changes, sounds = [], {}
+        note_senders = []   # the sender of each /sono/note/on, in order: answered with the voice it took
         for _, _, items, sender, arrival in due:
             for address, values in items:
                 p = self.namespace.get(address)
@@ -431,6 +434,8 @@ class Engine:
                     self._error(sender, address, "read-only")
                 else:
                     changes.append((address, vals))
+                    if address == "/sono/note/on":
+                        note_senders.append(sender)
             if items and arrival is not None:   # internal items (quit on a signal) carry no arrival
                 self.probes.append((arrival, self.core.block))
         while self._installs:
@@ -439,6 +444,20 @@ class Engine:
             sounds.update(snd)
         if changes:
             self._apply_block(changes, sounds)
+        if note_senders:
+            self._answer_notes(note_senders)
+
+    def _answer_notes(self, senders) -> None:
+        """``/sono/note/voice pitch voice`` to whoever sent each note-on (a note-on at velocity 0 takes none)."""
+        r = self.replier
+        if r is None:
+            return
+        for sender, (pitch, voice) in zip(senders, self.core.note_voices):
+            if sender is not None and voice >= 0:
+                try:
+                    r.reply(sender, "/sono/note/voice", (pitch, voice), "fi")
+                except Exception:
+                    pass
 
     def _apply_block(self, changes, sounds) -> None:
         applied = self.core.apply(changes, sounds)
