@@ -49,6 +49,9 @@ def _register_serve(subparsers) -> None:
     p.add_argument("--voices", type=int, default=8, metavar="N",
                    help="voices: notes that sound at once (/sono/note/on; default: 8; 1..64)")
     a = p.add_argument_group("audio")
+    a.add_argument("--channels", type=int, default=1, choices=(1, 2),
+                   help="1 mono, 2 stereo: voices panned (/sono/pan, /sono/spread) and widened (/sono/width); "
+                        "the take and its bounce are stereo (default: 1)")
     a.add_argument("--device", default=None, help="output device (number or name; see --list-devices)")
     a.add_argument("--list-devices", action="store_true", help="list the audio devices and exit")
     a.add_argument("--block-size", type=int, default=256, metavar="N", help="device block size in samples (default: 256)")
@@ -169,7 +172,8 @@ def run_serve(args) -> int:
     bundle = load_bundle(args.checkpoint)
     engine = Engine(bundle, samples_dir=samples, mode=mode, device_rate=args.rate, block_size=args.block_size,
                     safety_ms=args.buffer_ms, device=args.device, record=args.record, log_osc=args.log_osc,
-                    patches_dir=patches, duration=args.duration, checkpoint=str(bundle.folder), voices=args.voices)
+                    patches_dir=patches, duration=args.duration, checkpoint=str(bundle.folder), voices=args.voices,
+                    channels=args.channels)
     surface = None
     ok = False
     try:

@@ -63,6 +63,10 @@ def build_namespace(latent_dim: int = 16, n_slots: int = MAX_SLOTS) -> dict[str,
         Param("/sono/voices", "i", "Number of voices (serve --voices; read only)", (1,), (64,), (8,), access=1),
         Param("/sono/voices/active", "i", "Voices sounding now (read only)", (0,), (64,), (0,), access=1),
         Param("/sono/voices/steal", "i", "With every voice busy, a new note takes: 0 the oldest (released notes first), 1 the quietest", (0,), (1,), (0,), values=(0, 1)),
+        # stereo (serve --channels 2)
+        Param("/sono/pan", "f", "Pan of voice 0 and the centre of the notes: -1 left .. 1 right (0: both channels at full level)", (-1.0,), (1.0,), (0.0,)),
+        Param("/sono/spread", "f", "Notes spread by pitch: a note pans by spread * (pitch - root) / 24 from /sono/pan", (0.0,), (1.0,), (0.0,)),
+        Param("/sono/width", "f", "Stereo width: each voice decodes left and right from latents offset by +-width sd (PCA coordinates 1 and 2); 0 = the same sound in both", (0.0,), (1.0,), (0.0,)),
         # playhead
         Param("/sono/position", "f", "Playhead position in the slots' (aligned) sound, 0 start .. 1 end", (0.0,), (1.0,), (0.0,)),
         Param("/sono/rate", "f", "Playhead rate: 1 normal, 0 freezes, negative reverses", (-4.0,), (4.0,), (1.0,)),

@@ -97,14 +97,14 @@ class Smoothed:
 class Resampler:
     """Streaming model-rate -> output-rate conversion (soxr, aligned, steady output)."""
 
-    def __init__(self, rate_in: int, rate_out: int):
+    def __init__(self, rate_in: int, rate_out: int, channels: int = 1):
         self.rate_in, self.rate_out = int(rate_in), int(rate_out)
         self.ratio = self.rate_out / self.rate_in
         self.stream = None
         if self.rate_in != self.rate_out:
             import soxr
             # vr=True: steady output every chunk (~5 ms lag) instead of HQ's bursts of ~20 ms
-            self.stream = soxr.ResampleStream(self.rate_in, self.rate_out, 1, dtype="float32",
+            self.stream = soxr.ResampleStream(self.rate_in, self.rate_out, channels, dtype="float32",
                                               quality="HQ", vr=True)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -117,11 +117,14 @@ class EngineCore:
     """Control state and rendering of ``voices`` voices; see the module docstring."""
 
     def __init__(self, bundle, output_rate: int | None = None, namespace: dict[str, Param] | None = None,
-                 voices: int = DEFAULT_VOICES):
+                 voices: int = DEFAULT_VOICES, channels: int = 1):
         from ..models.batched import BatchSynth
 
         if not isinstance(voices, int) or not 1 <= voices <= 64:
             raise SonolatentError(f"--voices {voices}: must be 1..64")
+        if channels not in (1, 2):
+            raise SonolatentError(f"--channels {channels}: must be 1 or 2")
+        self.channels = channels
         self.bundle = bundle
         self.model_rate = bundle.sample_rate
         self.output_rate = int(output_rate or self.model_rate)
@@ -151,7 +154,12 @@ class EngineCore:
         self.weights = Smoothed(self._target_weights())
         self.offsets = Smoothed(v["/sono/latent"])
         self.scales = Smoothed([v[f"/sono/latent/{k}/scale"][0] for k in range(self.D)])
-        self.smoothed = (self.gain, self.rate, self.transpose, self.weights, self.offsets, self.scales)
+        self.width = Smoothed(v["/sono/width"])
+        self.smoothed = (self.gain, self.rate, self.transpose, self.weights, self.offsets, self.scales, self.width)
+        spread = np.zeros(self.D)                  # the left channel's offset direction at width 1 (in latent units)
+        spread[1 % self.D] += 1.0
+        spread[2 % self.D] -= 1.0
+        self._width_dir = self.pca_comp.T @ (spread * self.pca_std)
         self.fade = 1.0
         self.quitting = False
         self.finished = False
@@ -159,7 +167,7 @@ class EngineCore:
         self.samples_out = 0
         self.note_voices: list[tuple[float, int]] = []   # (pitch, voice) of each note-on, for replies
         self._skip = self.synth.delay                     # the lead-in still to drop from the output
-        self.resampler = Resampler(self.model_rate, self.output_rate)
+        self.resampler = Resampler(self.model_rate, self.output_rate, channels)
         self._ramp = np.arange(1, self.hop + 1, dtype=np.float64)
 
     # -- voice 0 (the /sono/play voice) seen as the single voice of earlier versions -------------------
@@ -294,8 +302,9 @@ class EngineCore:
                 bank.note_off(pitch, self._samples("/sono/release"))
                 self.note_voices.append((pitch, -1))
                 return
-            voice = bank.note_on(pitch, pitch - v["/sono/note/root"][0], vel, self._samples("/sono/attack"),
-                                 self.start_point)
+            semis = pitch - v["/sono/note/root"][0]
+            pan = min(1.0, max(-1.0, v["/sono/pan"][0] + v["/sono/spread"][0] * semis / 24.0))
+            voice = bank.note_on(pitch, semis, vel, self._samples("/sono/attack"), self.start_point, pan)
             self.note_voices.append((pitch, voice.index))
         elif a == "/sono/note/off":
             bank.note_off(vals[0], self._samples("/sono/release"))
@@ -307,7 +316,12 @@ class EngineCore:
             bank.steal = vals[0]
         elif a == "/sono/play":
             bank.play(vals[0] if vals else 1.0, self._samples("/sono/attack"), self._samples("/sono/release"),
-                      self.start_point)
+                      self.start_point).pan = v["/sono/pan"][0]
+        elif a == "/sono/pan":
+            if bank.voices[0].note is None:
+                bank.voices[0].pan = vals[0]
+        elif a == "/sono/width":
+            self.width.set(vals)
         elif a == "/sono/stop":
             bank.voices[0].release(self._samples("/sono/release"))
         elif a == "/sono/quit":
@@ -353,38 +367,59 @@ class EngineCore:
 
     # -- rendering -------------------------------------------------------------------------------
     def render_block(self) -> np.ndarray:
-        """Render one mel frame of every sounding voice; returns the new output-rate samples (float32)."""
+        """Render one mel frame of every sounding voice; returns the new output-rate samples (float32,
+        ``(n,)`` mono or ``(n, 2)`` stereo)."""
         a = self.smooth_coef
         g0 = float(self.gain.value[0])
         for s in self.smoothed:
             s.step(a)
         g1 = float(self.gain.value[0])
         bank = self.bank
-        active = bank.active()
-        rows, Z, semis = [], [], []
+        stereo = self.channels == 2
+        width = float(self.width.value[0]) if stereo else 0.0
+        wide = stereo and (width > 0.0 or self.width.target[0] > 0.0)
+        rows, Z, semis, rendered = [], [], [], []
         transpose = float(self.transpose.value[0])
-        for voice in active:
-            if not voice.streams:
-                s = bank.take_stream()
-                if s is None:   # more steals in one frame than the pool holds: this one stays silent
-                    voice.env = voice.env_target = 0.0
-                    continue
-                self.synth.reset(s)
-                voice.streams = [s]
-            rows.append(voice.streams[0])
-            Z.append(self.latent(voice.playhead.position) + voice.glide)
-            semis.append(transpose + voice.pitch)
+        for voice in bank.active():
+            if not self._streams_for(voice, wide):
+                continue
+            z = self.latent(voice.playhead.position) + voice.glide
+            st = transpose + voice.pitch
+            if len(voice.streams) == 2:   # left and right: the latent offset either way
+                rows += voice.streams
+                Z += [z + width * self._width_dir, z - width * self._width_dir]
+                semis += [st, st]
+            else:
+                rows.append(voice.streams[0])
+                Z.append(z)
+                semis.append(st)
+            rendered.append(voice)
         for voice in bank.voices + bank.ghosts:
             voice.glide *= a
             voice.glide[np.abs(voice.glide) < SNAP] = 0.0
-        rendered = [v for v in active if v.streams]
         n = self.hop
         r = self._ramp
-        mix = np.zeros(n)
+        mix = np.zeros((n, 2) if stereo else n)
         if rendered:
             Y = self.synth.process(np.array(rows, np.int64), np.array(Z, np.float32), semis)
-            for i, voice in enumerate(rendered):
-                mix += Y[i] * voice.envelope(r)
+            k = 0
+            for voice in rendered:
+                env = voice.envelope(r)
+                if not stereo:
+                    mix += Y[k] * env
+                    k += 1
+                    continue
+                left = Y[k]
+                right = Y[k + 1] if len(voice.streams) == 2 else left
+                k += len(voice.streams)
+                if len(voice.streams) == 2 and not wide:   # narrowed to 0: the right fades onto the left, then goes
+                    right = right + (left - right) * (r / n)
+                    bank.drop_second_stream(voice)
+                gl, gr = min(1.0, 1.0 - voice.pan), min(1.0, 1.0 + voice.pan)
+                l0, r0 = voice.gains or (gl, gr)
+                voice.gains = (gl, gr)
+                mix[:, 0] += left * (env * (l0 + (gl - l0) * (r / n)) if l0 != gl else env * gl)
+                mix[:, 1] += right * (env * (r0 + (gr - r0) * (r / n)) if r0 != gr else env * gr)
         amp = g0 + (g1 - g0) * (r / n)
         if self.quitting:
             fade = np.maximum(self.fade - r / (QUIT_FADE_SECONDS * self.model_rate), 0.0)
@@ -392,7 +427,7 @@ class EngineCore:
             amp = amp * fade
             if self.fade <= 0.0:
                 self.finished = True
-        y = (mix * amp).astype(np.float32)
+        y = (mix * (amp[:, None] if stereo else amp)).astype(np.float32)
         for voice in bank.voices + bank.ghosts:
             self._advance(voice)
         bank.settle()
@@ -407,6 +442,24 @@ class EngineCore:
         out = self.resampler(np.ascontiguousarray(y, np.float32))
         self.samples_out += len(out)
         return out
+
+    def _streams_for(self, voice, wide: bool) -> bool:
+        """Give ``voice`` its stream (fresh) and, spread in stereo, a second one (a copy of the first); False
+        when the pool is empty (more steals in one frame than it holds: the voice stays silent)."""
+        bank = self.bank
+        if not voice.streams:
+            s = bank.take_stream()
+            if s is None:
+                voice.env = voice.env_target = 0.0
+                return False
+            self.synth.reset(s)
+            voice.streams = [s]
+        if wide and len(voice.streams) == 1:
+            s = bank.take_stream()
+            if s is not None:
+                self.synth.copy(voice.streams[0], s)
+                voice.streams.append(s)
+        return True
 
     def _advance(self, voice) -> None:
         ph = voice.playhead

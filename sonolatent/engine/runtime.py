@@ -63,7 +63,7 @@ class Engine:
     def __init__(self, bundle, *, samples_dir, mode: str = "headless", device_rate: int | None = None,
                  block_size: int = 256, safety_ms: float = 10.0, device=None, record=None, log_osc=None,
                  patches_dir=None, duration: float | None = None, checkpoint: str | None = None,
-                 voices: int = DEFAULT_VOICES):
+                 voices: int = DEFAULT_VOICES, channels: int = 1):
         if mode not in ("device", "headless", "freewheel"):
             raise ValueError(f"unknown engine mode {mode!r}")
         if not 16 <= block_size <= 8192:
@@ -80,16 +80,17 @@ class Engine:
         for path, what in ((record, "--record"), (log_osc, "--log-osc")):
             if path:
                 check_output_path(path, what)   # before a device or a file is opened
+        self.channels = channels
         if mode == "device":
             device_rate = self._open_stream(device_rate)
         self.device_rate = int(device_rate or bundle.sample_rate)
-        self.core = EngineCore(bundle, self.device_rate, voices=voices)
+        self.core = EngineCore(bundle, self.device_rate, voices=voices, channels=self.channels)
         self.namespace = self.core.namespace
         self.cache = SampleCache(bundle, self.samples_dir)
         # ring: target depth = one device block + a safety margin; room for a rendered block on top
         frame_out = math.ceil(self.core.hop * self.device_rate / self.core.model_rate) + 64
         self.target = self.block_size + int(round(safety_ms * 1e-3 * self.device_rate))
-        self.ring = SPSCRing(self.target + 2 * frame_out + self.block_size)
+        self.ring = SPSCRing(self.target + 2 * frame_out + self.block_size, self.channels)
         # control
         self._inbox: collections.deque = collections.deque()
         self._heap: list = []
@@ -115,14 +116,15 @@ class Engine:
         self.probes: collections.deque = collections.deque(maxlen=_PROBES)
         # outputs
         self._writer = BackgroundWriter() if (record or log_osc) else None
-        self.recorder = WavRecorder(record, self.device_rate, self._writer) if record else None
+        self.recorder = WavRecorder(record, self.device_rate, self._writer, self.channels) if record else None
         self.log = LineLog(log_osc, self._writer) if log_osc else None
         if self.log:
             self.log.write({"format": LOG_FORMAT, "version": LOG_VERSION, "sonolatent": __version__,
                             "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
                             "samples": str(self.samples_dir.resolve()),
                             "model_rate": self.core.model_rate, "output_rate": self.device_rate,
-                            "hop": self.core.hop, "voices": len(self.core.bank.voices), "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                            "hop": self.core.hop, "voices": len(self.core.bank.voices),
+                            "channels": self.channels, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
         self._quit_requested = False
         self._quit_injected = False
         self._producer_done = threading.Event()
@@ -185,6 +187,8 @@ class Engine:
             raise SonolatentError(f"--device {self.device}: no such output device ({e})") from None
         rate = int(rate or dev["default_samplerate"])
         channels = min(2, int(dev["max_output_channels"])) or 1
+        if channels < self.channels:   # a mono device plays the left channel
+            self.channels = channels
         try:
             self.stream = sd.OutputStream(samplerate=rate, blocksize=self.block_size, device=self.device,
                                           channels=channels, dtype="float32", callback=self._callback,
@@ -330,7 +334,7 @@ class Engine:
             self.ring_underruns += 1
 
     def _headless_clock(self) -> None:
-        out = np.zeros((self.block_size, 1), np.float32)
+        out = np.zeros((self.block_size, self.channels), np.float32)
         period = self.block_size / self.device_rate
         nxt = time.perf_counter()
         while not self._stop.is_set():

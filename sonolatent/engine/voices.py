@@ -54,6 +54,8 @@ class Voice:
         self.onset = 0                   # model samples of its next frame before it starts sounding
         self.fade = 1.0                  # a ghost's fade-out gain (1 for a voice)
         self.fade_step = 0.0
+        self.pan = 0.0                   # -1 left .. 1 right
+        self.gains = None                # (left, right) applied at the end of the last frame
 
     @property
     def sounding(self) -> bool:
@@ -94,6 +96,7 @@ class Voice:
         g.glide = self.glide.copy()
         g.env, g.env_target, g.env_step = self.env, self.env_target, self.env_step
         g.pitch, g.note, g.streams = self.pitch, self.note, self.streams
+        g.pan, g.gains = self.pan, self.gains
         self.streams = []
         self.env = self.env_target = 0.0
         self.held = self.sustained = False
@@ -124,6 +127,10 @@ class VoiceBank:
         self._free.extend(reversed(v.streams))
         v.streams = []
 
+    def drop_second_stream(self, v: Voice) -> None:
+        """``v`` goes back to one stream (its right channel, when it stops being spread in stereo)."""
+        self._free.append(v.streams.pop())
+
     def active(self) -> list[Voice]:
         """What renders this frame: sounding voices, then ghosts."""
         return [v for v in self.voices if v.sounding] + self.ghosts
@@ -145,6 +152,7 @@ class VoiceBank:
             self.give_streams(v)
         v.env = v.env_target = 0.0
         v.glide[:] = 0.0
+        v.gains = None
         self.started.append(v)
 
     def choose(self, note: float) -> Voice:
@@ -163,15 +171,17 @@ class VoiceBank:
             return min(released, key=lambda v: (v.env, v.age))
         return min(order, key=lambda v: v.age)
 
-    def note_on(self, note: float, pitch: float, velocity: float, attack_samples: float, start: float) -> Voice:
-        """Start ``note`` (``pitch`` semitones from the root); returns the voice. ``start``: playhead position."""
+    def note_on(self, note: float, pitch: float, velocity: float, attack_samples: float, start: float,
+                pan: float = 0.0) -> Voice:
+        """Start ``note`` (``pitch`` semitones from the root, at ``pan``); returns the voice. ``start``: playhead
+        position."""
         v = self.choose(note)
         legato = v.note == note and v.sounding
         if not legato:
             self._fresh(v)
         self._age += 1
         v.age = self._age
-        v.note, v.pitch = note, pitch
+        v.note, v.pitch, v.pan = note, pitch, pan
         v.held, v.sustained = True, False
         v.playhead.set_position(start)
         v.start(velocity, attack_samples)

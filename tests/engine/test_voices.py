@@ -197,3 +197,61 @@ def test_note_on_over_osc_answers_the_voice_it_took(bundle, samples_dir):
         e.wait(10)
         surface.stop()
         e.close()
+
+
+# -- stereo ---------------------------------------------------------------------------------------------
+
+
+def stereo_run(bundle, sine, events, blocks, channels=2):
+    c = EngineCore(bundle, voices=4, channels=channels)
+    c.apply(SETUP, {0: sine})
+    parts = []
+    for b in range(blocks):
+        if b in events:
+            c.apply(events[b])
+        parts.append(c.render_block())
+    return c, np.concatenate(parts)
+
+
+def test_stereo_at_width_0_and_centre_pan_is_the_mono_sound_in_both_channels_bit_for_bit(bundle, sine):
+    chord = {1: [("/sono/note/on", (60.0, 1.0)), ("/sono/note/on", (67.0, 0.5))], 12: [("/sono/note/off", (60.0,))]}
+    _, mono = stereo_run(bundle, sine, chord, 24, channels=1)
+    _, st = stereo_run(bundle, sine, chord, 24)
+    assert st.shape == (len(mono), 2) and np.abs(mono).max() > 1e-3
+    assert np.array_equal(st[:, 0], mono) and np.array_equal(st[:, 1], mono)
+
+
+def test_pan_spread_and_width(bundle, sine):
+    # spread: a note above the root pans right, one below pans left
+    c, st = stereo_run(bundle, sine, {0: [("/sono/spread", (1.0,))], 1: [("/sono/note/on", (72.0, 1.0))]}, 12)
+    assert c.bank.voices[1].pan == pytest.approx(0.5)
+    left, right = np.abs(st[:, 0]).max(), np.abs(st[:, 1]).max()
+    assert left == pytest.approx(0.5 * right, rel=1e-5)
+    # width: left and right decode different latents; back at 0 they merge into one sound again
+    events = {1: [("/sono/note/on", (60.0, 1.0))], 8: [("/sono/width", (0.6,))], 20: [("/sono/width", (0.0,))]}
+    c, st = stereo_run(bundle, sine, events, 40)
+    start = int(c.output_index_of_block(8)) + 512
+    stop = int(c.output_index_of_block(20))
+    assert np.abs(st[start:stop, 0] - st[start:stop, 1]).max() > 1e-3
+    assert np.array_equal(st[-2000:, 0], st[-2000:, 1])
+    assert len(c.bank.voices[1].streams) == 1
+
+
+def test_a_stereo_bounce_equals_the_live_take(bundle, samples_dir, tmp_path):
+    import soundfile as sf
+
+    rec, log = tmp_path / "st.wav", tmp_path / "st.jsonl"
+    e = Engine(bundle, samples_dir=samples_dir, mode="freewheel", record=rec, log_osc=log, duration=1.2,
+               device_rate=48000, voices=3, channels=2)
+    e.preload({0: "sine"}, SETUP[1:] + [("/sono/spread", (0.8,)), ("/sono/note/on", (55.0, 1.0))])
+    t = time.time()
+    e.submit([("/sono/note/on", (64.0, 0.8)), ("/sono/width", (0.5,))], t + 0.2, None)
+    e.submit([("/sono/pan", (-0.5,)), ("/sono/play", (0.7,)), ("/sono/width", (0.0,))], t + 0.6, None)
+    e.start()
+    assert e.wait(60)
+    e.close()
+    live, sr = sf.read(rec, dtype="float32")
+    assert live.ndim == 2 and live.shape[1] == 2 and np.abs(live).max() > 1e-3
+    assert not np.array_equal(live[:, 0], live[:, 1])
+    replay = bounce(log, bundle)
+    assert replay.shape == live.shape and np.array_equal(replay, live)
