@@ -24,9 +24,9 @@ def sine(bundle, samples_dir):
     return SampleCache(bundle, samples_dir).load("sine")
 
 
-def run(bundle, sine, events, blocks, voices=8):
+def run(bundle, sine, events, blocks, voices=8, channels=1):
     """Render ``blocks`` blocks applying ``events`` ({block: [changes]}); returns (core, samples)."""
-    c = EngineCore(bundle, voices=voices)
+    c = EngineCore(bundle, voices=voices, channels=channels)
     c.apply(SETUP, {0: sine})
     parts = []
     for b in range(blocks):
@@ -203,14 +203,7 @@ def test_note_on_over_osc_answers_the_voice_it_took(bundle, samples_dir):
 
 
 def stereo_run(bundle, sine, events, blocks, channels=2):
-    c = EngineCore(bundle, voices=4, channels=channels)
-    c.apply(SETUP, {0: sine})
-    parts = []
-    for b in range(blocks):
-        if b in events:
-            c.apply(events[b])
-        parts.append(c.render_block())
-    return c, np.concatenate(parts)
+    return run(bundle, sine, events, blocks, voices=4, channels=channels)
 
 
 def test_stereo_at_width_0_and_centre_pan_is_the_mono_sound_in_both_channels_bit_for_bit(bundle, sine):
