@@ -25,18 +25,17 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from realtime_common import RESULTS, JackServer, model_folder  # noqa: E402
-
-from morph_common import write_result  # noqa: E402
+from benchmarks.common import RESULTS, ROOT, model_folder, write_result
+from sonolatent.jackserver import JackServer
 
 CHORD = [60, 64, 67, 71, 72, 76, 79, 83, 84, 88, 91, 95, 96, 100, 103, 107]
 
 
 def _core(bundle, voices: int, rate: int):
     from sonolatent.engine.core import EngineCore
+    from sonolatent.models.synth import StreamingSynth
 
-    core = EngineCore(bundle, rate, voices=max(voices, 1))
+    core = EngineCore(StreamingSynth(bundle), rate, voices=max(voices, 1))
     core.apply([("/sono/free", (1,)), ("/sono/latent", tuple([0.5] * core.D)), ("/sono/attack", (0.001,))]
                + [("/sono/note/on", (float(CHORD[k % len(CHORD)] - 24), 0.5)) for k in range(voices)])
     return core
@@ -73,11 +72,12 @@ def worker(args) -> dict:
 
     from sonolatent.engine.runtime import Engine
     from sonolatent.models import load_bundle
+    from sonolatent.models.synth import StreamingSynth
 
     torch.set_num_threads(1)
     sys.setswitchinterval(0.0002)
     bundle = load_bundle(args.model)
-    engine = Engine(bundle, samples_dir=".", mode="device", device=args.device, block_size=256,
+    engine = Engine(StreamingSynth(bundle), samples_dir=".", mode="device", device=args.device, block_size=256,
                     duration=args.seconds, voices=args.voices)
     D = bundle.vae.latent_dim
     engine.preload(None, [("/sono/free", (1,)), ("/sono/latent", tuple([0.5] * D)), ("/sono/attack", (0.001,))]
@@ -127,9 +127,9 @@ def main(argv=None) -> int:
     frame_ms = 1e3 * bundle.mel_config.hop_length / bundle.sample_rate
     fit = int((args.budget * frame_ms - base) // slope) if slope > 0 else 0
     with JackServer(48000, 256) as jack:
-        cmd = [sys.executable, __file__, "--worker", "--model", str(folder), "--device", str(jack.device()),
+        cmd = [sys.executable, "-m", "benchmarks.voices", "--worker", "--model", str(folder), "--device", str(jack.device()),
                "--voices", str(args.voices), "--seconds", str(args.seconds)]
-        r = subprocess.run(cmd, env=jack.env, capture_output=True, text=True, timeout=args.seconds * 20 + 900)
+        r = subprocess.run(cmd, env=jack.env, cwd=ROOT, capture_output=True, text=True, timeout=args.seconds * 20 + 900)
         if r.returncode != 0:
             print(r.stdout[-2000:], r.stderr[-2000:], file=sys.stderr)
             return 1

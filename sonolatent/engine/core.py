@@ -36,8 +36,8 @@ import math
 
 import numpy as np
 
-from ..control.namespace import MAX_SLOTS, Param, build_namespace
-from ..control.target import initial_values, linked_values
+from ..params.namespace import MAX_SLOTS, Param, build_namespace
+from ..params.values import initial_values, linked_values
 from ..errors import SonolatentError
 from .playhead import LOOP_OFF
 from .voices import VoiceBank
@@ -48,34 +48,6 @@ QUIT_FADE_SECONDS = 0.05
 SNAP = 1e-7
 #: Voices when none is asked for (``serve --voices``).
 DEFAULT_VOICES = 8
-
-
-def coerce(param: Param, values) -> tuple:
-    """Check and clamp ``values`` for ``param`` (the control surface does the same for OSC)."""
-    if not isinstance(values, (list, tuple)):
-        values = (values,)
-    values = tuple(values)
-    if param.action and not param.types:
-        return ()
-    if param.action and not values and param.default:
-        return tuple(param.default)
-    if len(values) != len(param.types):
-        raise SonolatentError(f"{param.address}: expects {len(param.types)} value(s), got {len(values)}")
-    out = []
-    for i, (t, v) in enumerate(zip(param.types, values)):
-        if t == "s":
-            if not isinstance(v, str):
-                raise SonolatentError(f"{param.address}: value {i + 1} must be a string")
-            out.append(v)
-            continue
-        if isinstance(v, bool):
-            v = float(v)
-        if not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise SonolatentError(f"{param.address}: value {i + 1} must be a finite number, got {v!r}")
-        if param.min:
-            v = min(max(v, param.min[i]), param.max[i])
-        out.append(int(round(v)) if t == "i" else float(v))
-    return tuple(out)
 
 
 class Smoothed:
@@ -114,17 +86,21 @@ class Resampler:
 
 
 class EngineCore:
-    """Control state and rendering of ``voices`` voices; see the module docstring."""
+    """Control state and rendering of ``voices`` voices; see the module docstring.
 
-    def __init__(self, bundle, output_rate: int | None = None, namespace: dict[str, Param] | None = None,
+    ``synth`` is handed in (the engine never imports the models): anything with ``bundle`` and
+    ``batch(streams)``, which gives the batched synth the voices render through
+    (``StreamingSynth.batch`` -> ``models.batched.BatchSynth``).
+    """
+
+    def __init__(self, synth, output_rate: int | None = None, namespace: dict[str, Param] | None = None,
                  voices: int = DEFAULT_VOICES, channels: int = 1):
-        from ..models.batched import BatchSynth
-
         if not isinstance(voices, int) or not 1 <= voices <= 64:
             raise SonolatentError(f"--voices {voices}: must be 1..64")
         if channels not in (1, 2):
             raise SonolatentError(f"--channels {channels}: must be 1 or 2")
         self.channels = channels
+        bundle = synth.bundle
         self.bundle = bundle
         self.model_rate = bundle.sample_rate
         self.output_rate = int(output_rate or self.model_rate)
@@ -133,7 +109,7 @@ class EngineCore:
         self.D = bundle.vae.latent_dim
         self.namespace = namespace or build_namespace(self.D, MAX_SLOTS)
         self.bank = VoiceBank(voices, self.D, self.model_rate)
-        self.synth = BatchSynth(bundle, self.bank.capacity)
+        self.synth = synth.batch(self.bank.capacity)   # every voice's streams, rendered in one call a frame
         vae = bundle.vae
         self.pca_mean = vae.pca_mean.detach().double().numpy().copy()
         self.pca_comp = vae.pca_components.detach().double().numpy().copy()
@@ -264,10 +240,11 @@ class EngineCore:
         """Apply ``(address, values)`` changes together at this block boundary.
 
         ``sounds`` maps slot index -> :class:`SlotSound` for ``/sono/slot/K/load``
-        changes (loading happens elsewhere; this only installs). Returns the
-        changes as applied (values coerced), for the performance log.
-        :attr:`note_voices` lists ``(pitch, voice)`` for each ``/sono/note/on`` of
-        this call (voice -1 for velocity 0, a note off).
+        changes (loading happens elsewhere; this only installs). The values are
+        checked where they entered (``params.values``). Returns the changes as
+        applied, for the performance log. :attr:`note_voices` lists
+        ``(pitch, voice)`` for each ``/sono/note/on`` of this call (voice -1 for
+        velocity 0, a note off).
         """
         bank = self.bank
         tracked = [v for v in bank.voices if v.sounding or v.index == 0] + bank.ghosts
@@ -279,7 +256,7 @@ class EngineCore:
             p = self.namespace.get(address)
             if p is None:
                 raise SonolatentError(f"{address}: no such address")
-            vals = coerce(p, values)
+            vals = tuple(values)
             self._apply_one(address, vals, sounds or {})
             applied.append((address, vals))
         fresh = set(map(id, bank.started))

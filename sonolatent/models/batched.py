@@ -203,9 +203,9 @@ class BatchSynth:
     def delay(self) -> int:
         return self.vae.delay + self.vocoder.delay
 
-    @property
-    def sample_rate(self) -> int:
-        return self.bundle.sample_rate
+    def batch(self, streams: int) -> "BatchSynth":
+        """This batch when it holds ``streams`` streams, else a larger one of the same model."""
+        return self if streams <= self.streams else BatchSynth(self.bundle, streams)
 
     def _states(self):
         return self._vae_hists + self._voc_hists + [self._prev, self._tails]

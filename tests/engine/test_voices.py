@@ -14,6 +14,7 @@ from sonolatent.engine.bounce import bounce, read_log
 from sonolatent.engine.core import EngineCore
 from sonolatent.engine.runtime import Engine
 from sonolatent.engine.slots import SampleCache
+from sonolatent.models.synth import StreamingSynth
 
 SETUP = [("/sono/slot/0/load", ("sine",)), ("/sono/attack", (0.002,)), ("/sono/release", (0.05,)),
          ("/sono/smooth", (0.0,)), ("/sono/gain", (0.5,))]
@@ -21,12 +22,12 @@ SETUP = [("/sono/slot/0/load", ("sine",)), ("/sono/attack", (0.002,)), ("/sono/r
 
 @pytest.fixture(scope="module")
 def sine(bundle, samples_dir):
-    return SampleCache(bundle, samples_dir).load("sine")
+    return SampleCache(StreamingSynth(bundle), samples_dir).load("sine")
 
 
 def run(bundle, sine, events, blocks, voices=8, channels=1):
     """Render ``blocks`` blocks applying ``events`` ({block: [changes]}); returns (core, samples)."""
-    c = EngineCore(bundle, voices=voices, channels=channels)
+    c = EngineCore(StreamingSynth(bundle), voices=voices, channels=channels)
     c.apply(SETUP, {0: sine})
     parts = []
     for b in range(blocks):
@@ -55,7 +56,7 @@ def test_a_note_plays_its_distance_from_the_root_like_the_mono_voice_transposed(
 
 
 def test_note_off_releases_and_sustain_holds_until_the_pedal_comes_up(bundle, sine):
-    c = EngineCore(bundle, voices=4)
+    c = EngineCore(StreamingSynth(bundle), voices=4)
     c.apply(SETUP, {0: sine})
     c.apply([("/sono/note/on", (60.0, 1.0)), ("/sono/note/on", (64.0, 1.0))])
     for _ in range(5):
@@ -77,7 +78,7 @@ def test_note_off_releases_and_sustain_holds_until_the_pedal_comes_up(bundle, si
 
 
 def test_all_notes_off_releases_notes_and_the_play_voice(bundle, sine):
-    c = EngineCore(bundle, voices=4)
+    c = EngineCore(StreamingSynth(bundle), voices=4)
     c.apply(SETUP, {0: sine})
     c.apply([("/sono/note/on", (60.0, 1.0)), ("/sono/note/on", (72.0, 1.0)), ("/sono/play", (1.0,))])
     for _ in range(3):
@@ -90,7 +91,7 @@ def test_all_notes_off_releases_notes_and_the_play_voice(bundle, sine):
 
 
 def test_allocation_reuses_the_pitch_then_free_voices_then_steals_the_oldest(bundle, sine):
-    c = EngineCore(bundle, voices=3)
+    c = EngineCore(StreamingSynth(bundle), voices=3)
     c.apply(SETUP, {0: sine})
     c.apply([("/sono/note/on", (p, 1.0)) for p in (60.0, 62.0, 64.0)])
     assert c.note_voices == [(60.0, 1), (62.0, 2), (64.0, 0)]       # voice 0 (the play voice) last
@@ -129,7 +130,7 @@ def shipped():
 def test_stealing_past_n_voices_makes_no_click(shipped, samples_dir, monkeypatch):
     """Six overlapping notes on two voices: four steals. No sample-to-sample jump in the output is larger
     than the largest in the same notes played on enough voices (where nothing is cut)."""
-    bundle, sine = shipped, SampleCache(shipped, samples_dir).load("sine")
+    bundle, sine = shipped, SampleCache(StreamingSynth(shipped), samples_dir).load("sine")
     ref = _steal_run(bundle, sine, 8)
     stolen = _steal_run(bundle, sine, 2)
     assert np.abs(stolen - ref).max() > 1e-3                         # stealing did change the sound
@@ -140,7 +141,7 @@ def test_stealing_past_n_voices_makes_no_click(shipped, samples_dir, monkeypatch
 
 
 def test_voices_survive_patch_save_and_load(bundle, samples_dir, tmp_path):
-    e = Engine(bundle, samples_dir=samples_dir, mode="freewheel", patches_dir=tmp_path, duration=1.5, voices=4)
+    e = Engine(StreamingSynth(bundle), samples_dir=samples_dir, mode="freewheel", patches_dir=tmp_path, duration=1.5, voices=4)
     e.preload({0: "sine"}, [("/sono/note/root", (57.0,)), ("/sono/voices/steal", (1,)),
                             ("/sono/note/on", (60.0, 1.0)), ("/sono/note/on", (64.0, 1.0))])
     e._save_patch("chordy")
@@ -157,7 +158,7 @@ def test_voices_survive_patch_save_and_load(bundle, samples_dir, tmp_path):
 
 def test_a_polyphonic_bounce_equals_the_live_take(bundle, samples_dir, tmp_path):
     rec, log = tmp_path / "poly.wav", tmp_path / "poly.jsonl"
-    e = Engine(bundle, samples_dir=samples_dir, mode="freewheel", record=rec, log_osc=log, duration=1.5,
+    e = Engine(StreamingSynth(bundle), samples_dir=samples_dir, mode="freewheel", record=rec, log_osc=log, duration=1.5,
                device_rate=48000, voices=3)
     e.preload({0: "sine"}, SETUP[1:] + [("/sono/note/on", (60.0, 1.0))])
     t = time.time()
@@ -171,13 +172,13 @@ def test_a_polyphonic_bounce_equals_the_live_take(bundle, samples_dir, tmp_path)
     live, sr = sf.read(rec, dtype="float32")
     header, events, _ = read_log(log)
     assert header["voices"] == 3 and sum(len(ev["changes"]) for ev in events) >= 12
-    replay = bounce(log, bundle)
+    replay = bounce(log, StreamingSynth(bundle))
     assert sr == 48000 and len(live) > 48000 and np.abs(live).max() > 1e-3
     assert replay.shape == live.shape and np.array_equal(replay, live)
 
 
 def test_note_on_over_osc_answers_the_voice_it_took(bundle, samples_dir):
-    e = Engine(bundle, samples_dir=samples_dir, mode="headless", duration=3.0, voices=4)
+    e = Engine(StreamingSynth(bundle), samples_dir=samples_dir, mode="headless", duration=3.0, voices=4)
     e.preload({0: "sine"})
     surface = ControlSurface(e, "127.0.0.1", 0, oscquery_port=-1, rate=0).start()
     e.start()
@@ -234,7 +235,7 @@ def test_a_stereo_bounce_equals_the_live_take(bundle, samples_dir, tmp_path):
     import soundfile as sf
 
     rec, log = tmp_path / "st.wav", tmp_path / "st.jsonl"
-    e = Engine(bundle, samples_dir=samples_dir, mode="freewheel", record=rec, log_osc=log, duration=1.2,
+    e = Engine(StreamingSynth(bundle), samples_dir=samples_dir, mode="freewheel", record=rec, log_osc=log, duration=1.2,
                device_rate=48000, voices=3, channels=2)
     e.preload({0: "sine"}, SETUP[1:] + [("/sono/spread", (0.8,)), ("/sono/note/on", (55.0, 1.0))])
     t = time.time()
@@ -246,5 +247,5 @@ def test_a_stereo_bounce_equals_the_live_take(bundle, samples_dir, tmp_path):
     live, sr = sf.read(rec, dtype="float32")
     assert live.ndim == 2 and live.shape[1] == 2 and np.abs(live).max() > 1e-3
     assert not np.array_equal(live[:, 0], live[:, 1])
-    replay = bounce(log, bundle)
+    replay = bounce(log, StreamingSynth(bundle))
     assert replay.shape == live.shape and np.array_equal(replay, live)
