@@ -166,20 +166,24 @@ def test_info_reports_the_delays_in_device_rate_samples(bundle, daemon, rate, tm
     assert c_off.info()["delay_limiter_samples"] == 0
 
     # measured through a freewheel render: what model, resampler and limiter hold back is what never
-    # reaches the recording of N blocks
-    rec = tmp_path / f"fw{rate}.wav"
-    e = Engine(StreamingSynth(bundle), samples_dir=tmp_path, mode="freewheel", device_rate=rate, record=rec, duration=0.5)
-    e.start()
-    assert e.wait(60)
-    e.close()
-    n_blocks = e.core.block
-    y, sr = sf.read(rec, dtype="float32")
-    held = n_blocks * hop * ratio - len(y)
-    assert sr == rate
-    assert abs(held - (want["model"] + want["resampler"] + want["limiter"])) <= 1.5
-    d = e.delays()
-    assert d["ring"] == 0 and d["total"] == d["model"] + d["frame"] + d["resampler"] + d["limiter"]
-    assert math.isclose(held, d["model"] + d["resampler"] + d["limiter"], abs_tol=1.5)
+    # reaches the recording of N blocks (mono and stereo alike)
+    for channels in (1, 2):
+        rec = tmp_path / f"fw{rate}_{channels}.wav"
+        e = Engine(StreamingSynth(bundle), samples_dir=tmp_path, mode="freewheel", device_rate=rate, record=rec,
+                   duration=0.5, voices=4, channels=channels)
+        e.start()
+        assert e.wait(60)
+        e.close()
+        n_blocks = e.core.block
+        y, sr = sf.read(rec, dtype="float32", always_2d=True)
+        held = n_blocks * hop * ratio - len(y)
+        assert sr == rate and y.shape[1] == channels
+        assert abs(held - (want["model"] + want["resampler"] + want["limiter"])) <= 1.5
+        d = e.delays()
+        held_parts = ("model", "resampler", "limiter")
+        assert {k: d[k] for k in held_parts} == {k: want[k] for k in held_parts}
+        assert d["ring"] == 0 and d["total"] == d["model"] + d["frame"] + d["resampler"] + d["limiter"]
+        assert math.isclose(held, d["model"] + d["resampler"] + d["limiter"], abs_tol=1.5)
 
 
 def test_the_dry_run_target_reads_back_the_same_way():
