@@ -122,6 +122,10 @@ class EngineCore:
         self.pca_mean = vae.pca_mean.detach().double().numpy().copy()
         self.pca_comp = vae.pca_components.detach().double().numpy().copy()
         self.pca_std = vae.pca_std.detach().double().numpy().copy()
+        # the latent map (/sono/map, /sono/slot/K/map): PCA coordinates 0 and 1 in standard deviations
+        self.map_proj = np.zeros((2, self.D))
+        k = min(2, self.D)
+        self.map_proj[:k] = self.pca_comp[:k] / np.maximum(self.pca_std[:k], 1e-12)[:, None]
         self.values: dict[str, tuple] = initial_values(self.namespace)
         v = self.values
         self.slots: list = [None] * MAX_SLOTS
@@ -320,10 +324,22 @@ class EngineCore:
         self._advance()
         self.values["/sono/position"] = (float(self.playhead.position),)
         self.values["/sono/playing"] = (int(self.sounding),)
+        self._update_map(z)
         self.block += 1
         out = self.resampler(np.ascontiguousarray(y, np.float32))
         self.samples_out += len(out)
         return out
+
+    def _update_map(self, z: np.ndarray) -> None:
+        """The current sound and each loaded slot (at the playhead) as points of the latent map."""
+        v, proj, mean = self.values, self.map_proj, self.pca_mean
+        x, y = proj @ (z - mean)
+        v["/sono/map"] = (float(x), float(y))
+        p = self.playhead.position
+        for k, s in enumerate(self.slots):
+            if s is not None:
+                x, y = proj @ (s.column(p) - mean)
+                v[f"/sono/slot/{k}/map"] = (float(x), float(y))
 
     def _envelope(self, r: np.ndarray) -> np.ndarray:
         e0, tgt = self.env, self.env_target

@@ -72,6 +72,28 @@ def resolve_sample(root: str | os.PathLike, name: str) -> Path:
     raise SonolatentError(f"sample {name!r}: not found in {root}")
 
 
+def list_samples(root: str | os.PathLike, limit: int = 1000) -> list[str]:
+    """Names of the sounds directly in ``root`` that a slot load accepts (sorted; stems, extensions dropped)."""
+    from ..control.convert import NAME_RE
+
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        return []
+    names: list[str] = []
+    for e in entries:
+        stem, ext = os.path.splitext(e.name)
+        if ext.lower() in SUPPORTED_EXTENSIONS and NAME_RE.fullmatch(stem) and ".." not in stem and stem not in names:
+            try:
+                if e.is_file():
+                    names.append(stem)
+            except OSError:
+                continue
+            if len(names) >= limit:
+                break
+    return names
+
+
 class SampleCache:
     """Encodes sounds with a model bundle; caches by (path, size, mtime). Thread-safe."""
 
