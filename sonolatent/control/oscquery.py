@@ -238,21 +238,50 @@ class _Listener:
         self.wake.set()
 
 
+class _Gate(asyncio.Protocol):
+    """The first protocol of every accepted TCP connection: admits it or closes it before anything is built.
+
+    Refusing costs one ``abort``, so a flood of connections cannot tie the
+    event loop up building WebSocket state for connections that are closed anyway.
+    """
+
+    __slots__ = ("srv", "factory")
+
+    def __init__(self, srv: "OscQueryServer", factory):
+        self.srv, self.factory = srv, factory
+
+    def connection_made(self, transport) -> None:
+        peer = transport.get_extra_info("peername") or ("", 0)
+        host = str(peer[0])
+        if not self.srv._admit(host):
+            transport.abort()
+            return
+        conn = self.factory()
+        conn.peer_host, conn.admitted = host, True
+        transport.set_protocol(conn)
+        conn.connection_made(transport)
+
+    def connection_lost(self, exc) -> None:
+        pass
+
+
 class _Connection(ServerConnection):
-    """Admits or refuses a TCP connection the moment it is accepted (allowlist, connection caps)."""
+    """A WebSocket/HTTP connection that gives its place back when it ends (admission: :class:`_Gate`)."""
 
     oscquery: "OscQueryServer"
+    admitted = None      # None: not seen by the gate (then admitted here)
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
-        peer = transport.get_extra_info("peername") or ("", 0)
-        self.peer_host = str(peer[0])
-        self.admitted = self.oscquery._admit(self.peer_host)
-        if not self.admitted:
-            transport.abort()
+        if self.admitted is None:
+            peer = transport.get_extra_info("peername") or ("", 0)
+            self.peer_host = str(peer[0])
+            self.admitted = self.oscquery._admit(self.peer_host)
+            if not self.admitted:
+                transport.abort()
 
     def connection_lost(self, exc) -> None:
-        if getattr(self, "admitted", False):
+        if self.admitted:
             self.admitted = False
             self.oscquery._release(self.peer_host)
         super().connection_lost(exc)
@@ -388,7 +417,13 @@ class OscQueryServer:
                 self._ws_handler, self.host, self._want_port, family=family, backlog=self.backlog,
                 process_request=self._process_request, create_connection=Conn, open_timeout=self.header_timeout,
                 max_size=self.max_message, max_queue=16, ping_interval=20, ping_timeout=20, close_timeout=2,
-                logger=_quiet, server_header=f"sonolatent-oscquery/{__version__}", compression=None)
+                logger=_quiet, server_header=f"sonolatent-oscquery/{__version__}", compression=None,
+                start_serving=False)
+            aserver = self._server.server
+            inner = getattr(aserver, "_protocol_factory", None)
+            if inner is not None:   # asyncio.Server keeps it there (3.8-3.13); else _Connection admits
+                aserver._protocol_factory = lambda: _Gate(self, inner)
+            await aserver.start_serving()
         except (OSError, UnicodeError) as e:
             failure.append(getattr(e, "strerror", None) or str(e))
             started.set()
