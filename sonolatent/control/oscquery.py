@@ -299,7 +299,7 @@ class OscQueryServer:
                  max_connections: int = DEFAULT_MAX_CONNECTIONS, max_per_host: int = DEFAULT_MAX_PER_HOST,
                  header_timeout: float = DEFAULT_HEADER_TIMEOUT, backlog: int = DEFAULT_BACKLOG,
                  http_rate: float = DEFAULT_HTTP_RATE, ws_rate: float = DEFAULT_WS_RATE,
-                 push_interval: float = 0.02, max_message: int = 65536, web_root: Path | None = WEB_ROOT):
+                 push_interval: float = 0.04, max_message: int = 65536, web_root: Path | None = WEB_ROOT):
         self.target = target
         self.host, self._want_port = host, int(port)
         self.osc_port = int(osc_port)

@@ -29,7 +29,8 @@ def add_control_arguments(parser: argparse.ArgumentParser) -> None:
                    help="address to listen on for OSC (UDP) and OSCQuery (HTTP) (default: 127.0.0.1, this machine only)")
     g.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"OSC UDP port (default: {DEFAULT_PORT}; 0 picks a free one)")
     g.add_argument("--oscquery-port", type=int, default=None, metavar="PORT",
-                   help="OSCQuery HTTP (TCP) port (default: the OSC port number; -1 turns OSCQuery off)")
+                   help="OSCQuery HTTP/WebSocket (TCP) port, also serving the browser surface at /ui/ "
+                        "(default: the OSC port number; -1 turns it off)")
     g.add_argument("--allow", action="append", metavar="CIDR",
                    help="accept OSC/HTTP from these addresses, e.g. 192.168.1.0/24 (repeatable; default: loopback only)")
     g.add_argument("--osc-rate", type=float, default=DEFAULT_RATE, metavar="N",
@@ -106,6 +107,10 @@ class ControlSurface:
         s = f"OSC on udp {host}:{port}"
         if self.http is not None:
             s += f", OSCQuery on {self.http.url}, surface on {self.http.url}ui/"
+            if host in ("", "0.0.0.0", "::"):
+                from .discovery import advertised_addresses
+                s += " (from another device: " + ", ".join(
+                    f"http://{a}:{self.http.port}/ui/" for a in advertised_addresses(host)[:3]) + ")"
         if self.advertiser is not None:
             s += f", advertised as {self.advertiser.instance!r}"
         if self._allow.loopback_only and not _is_loopback(host):

@@ -335,7 +335,7 @@ function drawMap() {
   const pts = [];
   if (m.current) pts.push(m.current);
   for (let k = 0; k < state.nSlots; k++) if (state.names[k] && m.slots[k]) pts.push(m.slots[k]);
-  const want = Math.max(2, ...pts.map(([x, y]) => 1.2 * Math.max(Math.abs(x), Math.abs(y))));
+  const want = Math.max(2, ...pts.map(([x, y]) => 1.25 * Math.max(Math.abs(x), Math.abs(y))));
   m.extent += (want - m.extent) * 0.2;
   if (Math.abs(want - m.extent) > 1e-3) state.dirty = true;
   const half = size / 2;
@@ -353,7 +353,9 @@ function drawMap() {
     const [x, y] = m.slots[k];
     g.fillStyle = COLORS[k % COLORS.length];
     g.beginPath(); g.arc(X(x), Y(y), 6 * dpr, 0, 2 * Math.PI); g.fill();
-    g.fillText(`${k} ${state.names[k]}`, X(x) + 9 * dpr, Y(y) + 4 * dpr);
+    const right = X(x) > half;             // labels point inwards, so none runs off the edge
+    g.textAlign = right ? "right" : "left";
+    g.fillText(`${k} ${state.names[k]}`, X(x) + (right ? -9 : 9) * dpr, Math.min(size - 4 * dpr, Math.max(12 * dpr, Y(y) + 4 * dpr)));
   }
   if (m.trail.length > 1) {
     g.strokeStyle = "#5ec8ff66";
