@@ -82,7 +82,8 @@ DEFAULT_MAX_CONNECTIONS = 256
 DEFAULT_MAX_PER_HOST = 64
 DEFAULT_HEADER_TIMEOUT = 5.0
 DEFAULT_BACKLOG = 1024
-DEFAULT_HTTP_RATE = 200.0      # HTTP requests per second per host
+DEFAULT_HTTP_RATE = 50.0       # HTTP requests per second per host (twice that from all hosts together)
+ROOT_CACHE_S = 0.25            # the whole tree (~8 ms to render at 48 dims) is rendered at most this often
 DEFAULT_WS_RATE = 1000.0       # WebSocket messages per second per connection
 MAX_PENDING_REPLIES = 256      # OSC replies queued for one slow WebSocket reader
 
@@ -314,6 +315,8 @@ class OscQueryServer:
         self.max_message = int(max_message)
         self.ws_rate = float(ws_rate)
         self.http_limiter = RateLimiter(http_rate)
+        self.http_all = RateLimiter(2 * http_rate)
+        self._root: tuple[float, bytes] | None = None
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.throttle = Throttle()
         self.static = _load_static(Path(web_root)) if web_root is not None else {}
@@ -489,7 +492,7 @@ class OscQueryServer:
                 return _json(403, {"error": "WebSocket from another web origin"})
             return None
         c["http_requests"] += 1
-        if not self.http_limiter.take(host):
+        if not self.http_limiter.take(host) or not self.http_all.take("*"):
             c["http_rate"] += 1
             return _json(429, {"error": "too many requests"})
         try:
@@ -518,6 +521,11 @@ class OscQueryServer:
             return _response(302, extra=(("Location", UI_PREFIX),))
         if not self.tree.has(path):
             return _json(404, {"error": "no such OSC address", "path": path[:200]})
+        if path == "/" and not query:
+            now = time.monotonic()
+            if self._root is None or now - self._root[0] > ROOT_CACHE_S:
+                self._root = (now, json.dumps(self.tree.node("/"), separators=(",", ":")).encode())
+            return _response(200, self._root[1], "application/json")
         node = self.tree.node(path)
         if not query:
             return _json(200, node)

@@ -233,3 +233,22 @@ def test_slowloris_then_osc_and_http_answer_within_a_second():
     finally:
         udp.close()
         s.stop()
+
+
+def test_http_requests_are_rate_limited_per_address():
+    s = OscQueryServer(RecordingTarget(), "127.0.0.1", 0, osc_port=9, http_rate=5).start()
+    try:
+        codes = []
+        t0 = time.monotonic()
+        for _ in range(20):
+            conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=5)
+            conn.request("GET", "/")
+            r = conn.getresponse()
+            r.read()
+            codes.append(r.status)
+            conn.close()
+        allowed = 5 + 5 * (time.monotonic() - t0)           # the burst, then 5 per second
+        assert codes[:5] == [200] * 5 and codes.count(200) <= allowed + 1 and set(codes) == {200, 429}
+        assert s.counters["http_rate"] == codes.count(429)
+    finally:
+        s.stop()
