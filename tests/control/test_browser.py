@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 import time
 
-import numpy as np
 import pytest
-import soundfile as sf
 from playwright.sync_api import sync_playwright
 from pythonosc.osc_message import OscMessage
 from websockets.sync.client import connect
@@ -22,7 +20,7 @@ from sonolatent.control.namespace import build_namespace
 from sonolatent.control.surface import ControlSurface
 from sonolatent.control.target import RecordingTarget
 
-from .conftest import Client, wait_until
+from .conftest import Client, wait_until, write_sounds
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -44,10 +42,7 @@ def daemon(tiny_bundle_dir, tmp_path_factory):
     from sonolatent.models import load_bundle
 
     torch.set_num_threads(1)
-    samples = tmp_path_factory.mktemp("samples")
-    t = np.arange(int(0.5 * 44100)) / 44100
-    sf.write(samples / "sine.wav", (0.5 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 44100)
-    sf.write(samples / "saw.wav", (0.3 * ((t * 330) % 1.0 - 0.5)).astype(np.float32), 44100)
+    samples = write_sounds(tmp_path_factory.mktemp("samples"))
     engine = Engine(load_bundle(tiny_bundle_dir), samples_dir=samples, mode="headless", block_size=256)
     surface = ControlSurface(engine, "127.0.0.1", 0).start()
     engine.start()

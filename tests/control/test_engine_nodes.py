@@ -12,6 +12,8 @@ import soundfile as sf
 from sonolatent.engine.runtime import Engine
 from sonolatent.engine.slots import list_samples
 
+from .conftest import write_sounds
+
 
 @pytest.fixture(scope="module")
 def bundle(tiny_bundle_dir):
@@ -25,10 +27,7 @@ def bundle(tiny_bundle_dir):
 
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory):
-    d = tmp_path_factory.mktemp("samples")
-    t = np.arange(int(0.5 * 44100)) / 44100
-    sf.write(d / "sine.wav", (0.5 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 44100)
-    sf.write(d / "saw.flac", (0.3 * ((t * 330) % 1.0 - 0.5)).astype(np.float32), 44100)
+    d = write_sounds(tmp_path_factory.mktemp("samples"), **{"saw.flac": np.zeros(1000)})   # saw twice: listed once
     (d / "notes.txt").write_text("not a sound")
     (d / "bad name.wav").write_bytes(b"")
     (d / "sub").mkdir()
