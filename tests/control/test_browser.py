@@ -199,6 +199,11 @@ def test_every_latent_coordinate_is_reachable_and_the_layout_fits_a_phone(browse
         assert target.wait_for(lambda t: t.value("/sono/xy") is not None
                                and abs(t.value("/sono/xy")[0] - 0.25) < 0.02
                                and abs(t.value("/sono/xy")[1] - 0.75) < 0.02, timeout=5)
+        p.page.focus("#xy")                                # and from a keyboard
+        p.page.keyboard.press("ArrowRight")
+        p.page.keyboard.press("ArrowDown")
+        assert target.wait_for(lambda t: abs(t.value("/sono/xy")[0] - 0.30) < 0.02
+                               and abs(t.value("/sono/xy")[1] - 0.70) < 0.02, timeout=5)
     finally:
         p.close()
         surface.stop()

@@ -188,6 +188,7 @@ function setupXY() {
     const x = Math.min(1, Math.max(0, (ev.clientX - r.left) / r.width));
     const y = Math.min(1, Math.max(0, 1 - (ev.clientY - r.top) / r.height));
     placePuck(x, y);
+    pad.dataset.value = `${x.toFixed(4)},${y.toFixed(4)}`;
     send("/sono/xy", "ff", [x, y]);
   };
   pad.addEventListener("pointerdown", (ev) => {
@@ -197,6 +198,18 @@ function setupXY() {
     ev.preventDefault();
   });
   pad.addEventListener("pointermove", (ev) => { if (state.held.has(pad)) at(ev); });
+  pad.addEventListener("keydown", (ev) => {   // arrow keys move the puck (shift: finer)
+    const step = ev.shiftKey ? 0.005 : 0.05;
+    const d = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, step], ArrowDown: [0, -step] }[ev.key];
+    if (!d) return;
+    ev.preventDefault();
+    const [x0, y0] = (pad.dataset.value || "0,0").split(",").map(Number);
+    const x = Math.min(1, Math.max(0, x0 + d[0]));
+    const y = Math.min(1, Math.max(0, y0 + d[1]));
+    pad.dataset.value = `${x.toFixed(4)},${y.toFixed(4)}`;
+    placePuck(x, y);
+    send("/sono/xy", "ff", [x, y]);
+  });
   for (const name of ["pointerup", "pointercancel"]) {
     pad.addEventListener(name, (ev) => {
       if (pad.hasPointerCapture(ev.pointerId)) pad.releasePointerCapture(ev.pointerId);
