@@ -102,47 +102,49 @@ def test_dragging_the_xy_pad_sets_xy_read_back_over_udp(page, daemon):
         udp.close()
 
 
-WATCH = """() => {
+WATCH = """([lat, morph]) => {
   window.__seen = {};
   const start = document.getElementById('map').dataset.current;
-  new MutationObserver(() => {
-    if (!window.__seen.slider && document.getElementById('latent-0-out').textContent === '2.50')
-      window.__seen.slider = Date.now();
-  }).observe(document.getElementById('latent-0-out'), {childList: true, characterData: true, subtree: true});
-  new MutationObserver(() => {
-    if (!window.__seen.morph && document.getElementById('morph-out').textContent === '0.60')
-      window.__seen.morph = Date.now();
-  }).observe(document.getElementById('morph-out'), {childList: true, characterData: true, subtree: true});
-  new MutationObserver(() => {
-    const now = document.getElementById('map').dataset.current;
-    if (!window.__seen.map && now !== start) window.__seen.map = Date.now();
-  }).observe(document.getElementById('map'), {attributes: true});
+  const watch = (id, key, done, opts) => new MutationObserver(() => {
+    if (!window.__seen[key] && done()) window.__seen[key] = Date.now();
+  }).observe(document.getElementById(id), opts);
+  const text = {childList: true, characterData: true, subtree: true};
+  watch('latent-0-out', 'slider', () => document.getElementById('latent-0-out').textContent === lat, text);
+  watch('morph-out', 'morph', () => document.getElementById('morph-out').textContent === morph, text);
+  const x = () => parseFloat(document.getElementById('map').dataset.current);
+  watch('map', 'map', () => Math.abs(x() - parseFloat(start)) > 0.01, {attributes: true});
   return start;
 }"""
 
 
 def test_osc_from_outside_moves_slider_and_map_point_within_200ms(page, daemon):
+    """Wall-clock delay from a UDP send to the page's DOM (both stamped on this machine's clock).
+
+    The best of three tries must be under 200 ms: one try can lose its time slice on a loaded
+    machine; a pipeline slower than that (a long push interval, polling) fails every try.
+    """
     engine, surface = daemon
     udp = Client(surface.osc.address)
+    tries = []
     try:
-        udp.send("/sono/latent", *([0.0] * engine.core.D))
-        udp.send("/sono/morph", 0.0)
-        assert udp.ask("/sono/ping")[0] == "/sono/pong"
-        page.page.wait_for_function("() => document.getElementById('latent-0-out').textContent === '0.00'")
-        time.sleep(0.3)                                    # the map point settles where the offsets put it
-        start = page.page.evaluate(WATCH)
-        sent = time.time() * 1000
-        udp.send("/sono/latent/0", 2.5)
-        udp.send("/sono/morph", 0.6)
-        page.page.wait_for_function("() => window.__seen.slider && window.__seen.morph && window.__seen.map",
-                                    timeout=5000)
-        seen = page.page.evaluate("() => window.__seen")
-        delays = {k: v - sent for k, v in seen.items()}
-        print("delays ms", delays)
-        assert all(d < 200 for d in delays.values()), delays
-        x0 = float(start.split(",")[0])
-        assert wait_until(lambda: float(page.page.evaluate(
-            "() => document.getElementById('map').dataset.current").split(",")[0]) > x0 + 2.0, timeout=5)
+        for k, (lat, morph) in enumerate(((2.5, 0.6), (-1.5, 0.2), (3.0, 0.9))):
+            udp.send("/sono/latent", *([0.0] * engine.core.D))
+            assert udp.ask("/sono/ping")[0] == "/sono/pong"
+            page.page.wait_for_function("() => document.getElementById('latent-0-out').textContent === '0.00'")
+            time.sleep(0.6)                                # the map point settles where the offsets put it
+            start = page.page.evaluate(WATCH, [f"{lat:.2f}", f"{morph:.2f}"])
+            sent = time.time() * 1000
+            udp.send("/sono/latent/0", lat)
+            udp.send("/sono/morph", morph)
+            page.page.wait_for_function("() => window.__seen.slider && window.__seen.morph && window.__seen.map",
+                                        timeout=5000)
+            seen = page.page.evaluate("() => window.__seen")
+            tries.append({key: v - sent for key, v in seen.items()})
+            x0 = float(start.split(",")[0])                # and the map point goes where the offset says
+            assert wait_until(lambda: abs(float(page.page.evaluate(
+                "() => document.getElementById('map').dataset.current").split(",")[0]) - x0 - lat) < 0.2, timeout=5)
+        print("delays ms", tries)
+        assert min(max(t.values()) for t in tries) < 200, tries
     finally:
         udp.close()
 
