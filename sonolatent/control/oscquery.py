@@ -64,7 +64,7 @@ from websockets.http11 import Response
 
 from .. import __version__
 from ..errors import ConfigError
-from .namespace import Param
+from ..params.namespace import Param
 from .server import AllowList, RateLimiter, Throttle, encode
 from .target import ControlTarget
 

@@ -16,7 +16,7 @@ from playwright.sync_api import sync_playwright
 from pythonosc.osc_message import OscMessage
 from websockets.sync.client import connect
 
-from sonolatent.control.namespace import build_namespace
+from sonolatent.params.namespace import build_namespace
 from sonolatent.control.surface import ControlSurface
 from sonolatent.control.target import RecordingTarget
 

@@ -16,7 +16,7 @@ from pythonosc.osc_message import OscMessage
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from sonolatent.control.namespace import build_namespace
+from sonolatent.params.namespace import build_namespace
 from sonolatent.control.oscquery import OscQueryServer
 from sonolatent.control.server import encode
 from sonolatent.control.surface import ControlSurface

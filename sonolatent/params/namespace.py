@@ -19,9 +19,12 @@ Conventions
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 MAX_SLOTS = 8
+#: A sample or patch name (never a path; ``..`` is refused on top): the OSC checks and the sample list use it.
+NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 @dataclass(frozen=True)
