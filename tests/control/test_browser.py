@@ -40,10 +40,11 @@ def daemon(tiny_bundle_dir, tmp_path_factory):
 
     from sonolatent.engine.runtime import Engine
     from sonolatent.models import load_bundle
+    from sonolatent.models.synth import StreamingSynth
 
     torch.set_num_threads(1)
     samples = write_sounds(tmp_path_factory.mktemp("samples"))
-    engine = Engine(load_bundle(tiny_bundle_dir), samples_dir=samples, mode="headless", block_size=256)
+    engine = Engine(StreamingSynth(load_bundle(tiny_bundle_dir)), samples_dir=samples, mode="headless", block_size=256)
     surface = ControlSurface(engine, "127.0.0.1", 0).start()
     engine.start()
     yield engine, surface

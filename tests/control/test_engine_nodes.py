@@ -11,6 +11,7 @@ import soundfile as sf
 
 from sonolatent.engine.runtime import Engine
 from sonolatent.engine.slots import list_samples
+from sonolatent.models.synth import StreamingSynth
 
 from .conftest import write_sounds
 
@@ -38,14 +39,14 @@ def samples(tmp_path_factory):
 def test_sample_list_is_what_a_slot_load_accepts(samples, bundle):
     assert list_samples(samples) == ["saw", "sine"]
     assert list_samples(samples / "nothing") == []
-    e = Engine(bundle, samples_dir=samples, mode="freewheel", duration=0.1)
+    e = Engine(StreamingSynth(bundle), samples_dir=samples, mode="freewheel", duration=0.1)
     assert e.choices("/sono/slot/3/load") == ("saw", "sine")
     assert e.choices("/sono/gain") is None
     e.close()
 
 
 def test_map_points_are_pca_coordinates_0_and_1_in_sd(samples, bundle):
-    e = Engine(bundle, samples_dir=samples, mode="freewheel", duration=0.3)
+    e = Engine(StreamingSynth(bundle), samples_dir=samples, mode="freewheel", duration=0.3)
     e.preload({0: "sine", 2: "saw"}, [("/sono/smooth", (0.0,)), ("/sono/position", (0.25,)), ("/sono/rate", (0.0,)),
                                        ("/sono/xy", (0.0, 1.0))])   # all weight on slot 2, the playhead frozen
     core = e.core
@@ -65,7 +66,7 @@ def test_map_points_are_pca_coordinates_0_and_1_in_sd(samples, bundle):
 
 
 def test_meters_follow_the_output(samples, bundle):
-    e = Engine(bundle, samples_dir=samples, mode="freewheel", duration=1.0)
+    e = Engine(StreamingSynth(bundle), samples_dir=samples, mode="freewheel", duration=1.0)
     e.preload({0: "sine"}, [("/sono/gain", (1.0,))])
     e.start()
     assert e.wait(60)
@@ -73,7 +74,7 @@ def test_meters_follow_the_output(samples, bundle):
     assert e.value("/sono/meter/level") == (0.0,)                             # never played: silence
     assert 0.0 < e.value("/sono/meter/cpu")[0] and e.value("/sono/meter/underflows") == (0,)
 
-    e = Engine(bundle, samples_dir=samples, mode="freewheel", duration=1.0)
+    e = Engine(StreamingSynth(bundle), samples_dir=samples, mode="freewheel", duration=1.0)
     e.preload({0: "sine"}, [("/sono/gain", (1.0,)), ("/sono/play", (1.0,)), ("/sono/attack", (0.001,))])
     e.start()
     assert e.wait(60)
