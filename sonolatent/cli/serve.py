@@ -69,6 +69,8 @@ def _register_serve(subparsers) -> None:
     # older spellings of --host and --oscquery-port: still accepted, not listed in --help
     p.add_argument("--bind", dest="host", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument("--http-port", dest="oscquery_port", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    # the OSC/OSCQuery surface in the engine's own process, as before the split (for comparisons only)
+    p.add_argument("--control-in-process", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=run_serve)
 
 
@@ -175,6 +177,7 @@ def run_serve(args) -> int:
 
     import torch
 
+    from ..control.netproc import NetworkProcess
     from ..control.surface import ControlSurface
     from ..engine.runtime import Engine
     from ..models import load_bundle
@@ -191,8 +194,14 @@ def run_serve(args) -> int:
     try:
         if args.patch:
             engine.load_patch_file(args.patch)
-        surface = ControlSurface.from_args(engine, args).start()
-        host, port = surface.osc.address
+        # OSC and OSCQuery run in a process of their own (control/netproc.py): parsing and answering
+        # never hold the interpreter lock the producer and the callback need
+        if getattr(args, "control_in_process", False):
+            surface = ControlSurface.from_args(engine, args).start()
+            host, port = surface.osc.address
+        else:
+            surface = NetworkProcess.from_args(engine, args).start()
+            host, port = surface.address
         if mode == "device":
             where = f"audio: {_device_name(engine)} at {engine.device_rate} Hz, block {engine.block_size}"
         elif mode == "headless":

@@ -65,7 +65,8 @@ from websockets.http11 import Response
 from .. import __version__
 from ..errors import ConfigError
 from ..params.namespace import Param
-from .server import AllowList, RateLimiter, Throttle, encode
+from .guard import AllowList, Throttle, TokenBuckets
+from .wire import encode
 from .target import ControlTarget
 
 ATTRIBUTES = ("FULL_PATH", "CONTENTS", "TYPE", "ACCESS", "VALUE", "RANGE", "DESCRIPTION", "CLIPMODE", "UNIT",
@@ -223,7 +224,7 @@ class _Listener:
         self.values: dict[str, bytes] = {}   # address -> latest encoded value not yet sent (coalesced)
         self.replies: list[bytes] = []       # OSC replies, in order
         self.wake = asyncio.Event()
-        self.limiter = RateLimiter(rate)
+        self.limiter = TokenBuckets(rate)
 
     def queue_reply(self, data: bytes, counters: dict) -> None:
         if len(self.replies) >= MAX_PENDING_REPLIES:
@@ -314,8 +315,8 @@ class OscQueryServer:
         self.push_interval = float(push_interval)
         self.max_message = int(max_message)
         self.ws_rate = float(ws_rate)
-        self.http_limiter = RateLimiter(http_rate)
-        self.http_all = RateLimiter(2 * http_rate)
+        self.http_limiter = TokenBuckets(http_rate)
+        self.http_all = TokenBuckets(2 * http_rate)
         self._root: tuple[float, bytes] | None = None
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.throttle = Throttle()

@@ -12,8 +12,14 @@ Threads:
   producer renders as fast as it can, straight to the recorder);
 - the **loader** reads and encodes slot sounds and patches off the audio path.
 
-``submit`` (called by the OSC server for every packet) only appends to a
-deque. The callback only copies out of the ring and increments counters: no
+``submit`` (called for every packet's changes, by the OSC server or, in
+``sonolatent serve``, by the relay thread of :mod:`sonolatent.control.netproc`
+whose network process did the parsing) only appends to a bounded deque
+(:data:`MAX_INBOX` submits; beyond, dropped and counted as ``dropped_busy``).
+At most :data:`MAX_CHANGES_PER_BLOCK` changes are applied before one block;
+the rest carry over, in order, to the next blocks (``carried`` counts them).
+At most :data:`MAX_LOADER_JOBS` slot loads and patch saves/loads wait for the
+loader; more are refused (``/sono/error ... busy``). The callback only copies out of the ring and increments counters: no
 locks, no allocation beyond slice views, no logging, no model work.
 """
 
@@ -47,6 +53,9 @@ LOG_FORMAT = "sonolatent-performance"
 LOG_VERSION = 1
 _CB_LOG = 16384  # callbacks remembered for latency measurement (power of two)
 _PROBES = 100_000
+MAX_INBOX = 4096              # submits waiting for the producer
+MAX_CHANGES_PER_BLOCK = 256   # changes applied before one block; the rest carry over
+MAX_LOADER_JOBS = 8           # loads/saves waiting for the loader
 GIL_SWITCH_S = 0.0005  # GIL hand-over interval while the engine runs (Python's default: 5 ms)
 
 
@@ -95,6 +104,10 @@ class Engine:
         # control
         self._inbox: collections.deque = collections.deque()
         self._heap: list = []
+        self._carry: list = []       # due submits (or their rest) over the per-block cap, oldest first
+        self.max_changes_per_block = MAX_CHANGES_PER_BLOCK
+        self._loader_in = 0           # jobs queued (producer thread only) ...
+        self._loader_out = 0          # ... and taken (loader thread only): no shared read-modify-write
         self._seq = itertools.count()
         self._installs: collections.deque = collections.deque()   # (changes, sounds, sender) from the loader
         self._loader_q: queue.SimpleQueue = queue.SimpleQueue()
@@ -110,6 +123,8 @@ class Engine:
         self.submits = 0
         self.changes_applied = 0
         self.load_errors = 0
+        self.dropped_busy = 0
+        self.carried = 0
         self.level = 0.0             # output peak, held and falling back (/sono/meter/level)
         self.render_recent = 0.0     # render seconds per block, averaged over the last ~50 blocks
         self._level_fall = 0.5 ** (self.core.dt / 0.3)   # the held peak halves every 0.3 s
@@ -142,6 +157,9 @@ class Engine:
 
     # ===== ControlTarget ===========================================================================
     def submit(self, changes, at, sender) -> None:
+        if len(self._inbox) >= MAX_INBOX:
+            self.dropped_busy += 1
+            return
         self.submits += 1
         self._inbox.append((at, next(self._seq), list(changes), sender, time.perf_counter()))
 
@@ -178,6 +196,7 @@ class Engine:
                 "buffer_target": self.target if self.mode != "freewheel" else 0,
                 "submits": self.submits, "changes_applied": self.changes_applied,
                 "scheduled": len(self._heap), "load_errors": self.load_errors,
+                "dropped_busy": self.dropped_busy, "carried": self.carried,
                 "playing": int(self.core.sounding)}
 
     def attach_replier(self, replier) -> None:
@@ -421,7 +440,7 @@ class Engine:
     def _collect_due(self) -> list:
         """Submits due at this block: scheduled ones whose time has come, then immediate ones."""
         inbox, heap = self._inbox, self._heap
-        if not inbox and not heap:
+        if not inbox and not heap and not self._carry:
             return []
         now_block = self.block_time()
         immediate = []
@@ -432,14 +451,21 @@ class Engine:
                 immediate.append(item)
             else:
                 heapq.heappush(heap, item)
-        due = []
+        due, self._carry = self._carry, []
         while heap and heap[0][0] <= now_block:
             due.append(heapq.heappop(heap))
         return due + immediate
 
     def _apply_due(self, due) -> None:
         changes, sounds = [], {}
-        for _, _, items, sender, arrival in due:
+        room = self.max_changes_per_block
+        for k, (at, seq, items, sender, arrival) in enumerate(due):
+            if len(items) > room:   # over the cap: the rest waits for the next blocks, in order
+                rest = [(at, seq, items[room:], sender, None)] + list(due[k + 1:])
+                self.carried += sum(len(r[2]) for r in rest)
+                self._carry = rest + self._carry
+                items = items[:room]
+            room -= len(items)
             for address, values in items:
                 p = self.namespace.get(address)
                 if p is None:
@@ -447,17 +473,19 @@ class Engine:
                     continue
                 vals = tuple(values)   # checked by the control surface (ControlTarget.submit's contract)
                 if address.startswith("/sono/slot/") and address.endswith("/load"):
-                    self._loader_q.put(("slot", int(address.split("/")[3]), vals[0], sender))
+                    self._to_loader(("slot", int(address.split("/")[3]), vals[0], sender), address)
                 elif address == "/sono/patch/load":
-                    self._loader_q.put(("patch-load", None, vals[0], sender))
+                    self._to_loader(("patch-load", None, vals[0], sender), address)
                 elif address == "/sono/patch/save":
-                    self._loader_q.put(("patch-save", None, vals[0], sender))
+                    self._to_loader(("patch-save", None, vals[0], sender), address)
                 elif not p.action and not p.access & 2:
                     self._error(sender, address, "read-only")
                 else:
                     changes.append((address, vals))
             if items and arrival is not None:   # internal items (quit on a signal) carry no arrival
                 self.probes.append((arrival, self.core.block))
+            if room <= 0 and self._carry:
+                break
         while self._installs:
             ch, snd, _ = self._installs.popleft()
             changes += ch
@@ -476,11 +504,22 @@ class Engine:
             self.log.write(rec)
 
     # ----- loader -------------------------------------------------------------------------------
+    def _to_loader(self, job, address: str) -> None:
+        if self._loader_in - self._loader_out >= MAX_LOADER_JOBS:
+            self.load_errors += 1
+            self._error(job[3], address, f"busy: {MAX_LOADER_JOBS} loads/saves are waiting; try again")
+            return
+        self._loader_in += 1
+        self._loader_q.put(job)
+
     def _loader(self) -> None:
         while True:
             job = self._loader_q.get()
             if job is None:
                 return
+            self._loader_out += 1
+            if self._stop.is_set():
+                continue          # closing: what still waits is not started (no half-written patch)
             kind, slot, name, sender = job
             try:
                 if kind == "slot":

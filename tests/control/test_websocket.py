@@ -17,6 +17,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from sonolatent.params.namespace import build_namespace
+from sonolatent.control.guard import AllowList
 from sonolatent.control.oscquery import OscQueryServer
 from sonolatent.control.server import encode
 from sonolatent.control.surface import ControlSurface
@@ -131,7 +132,8 @@ def test_static_surface_files_only():
 
 
 def test_allowlist_refuses_websockets():
-    s = OscQueryServer(RecordingTarget(), "127.0.0.1", 0, osc_port=9, allow=["10.0.0.0/8"]).start()
+    s = OscQueryServer(RecordingTarget(), "127.0.0.1", 0, osc_port=9,
+                       allow=AllowList(["10.0.0.0/8"], loopback=False)).start()
     try:
         with pytest.raises(Exception):
             connect(f"ws://127.0.0.1:{s.port}/", open_timeout=3)
