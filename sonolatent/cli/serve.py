@@ -48,7 +48,12 @@ def _register_serve(subparsers) -> None:
     p.add_argument("--patches", default=None, metavar="DIR",
                    help="folder for /sono/patch/save and /sono/patch/load (default: the --patch file's folder, "
                         "else patches/)")
+    p.add_argument("--voices", type=int, default=8, metavar="N",
+                   help="voices: notes that sound at once (/sono/note/on; default: 8; 1..64)")
     a = p.add_argument_group("audio")
+    a.add_argument("--channels", type=int, default=1, choices=(1, 2),
+                   help="1 mono, 2 stereo: voices panned (/sono/pan, /sono/spread) and widened (/sono/width); "
+                        "the take and its bounce are stereo (default: 1)")
     a.add_argument("--device", default=None, help="output device (number or name; see --list-devices)")
     a.add_argument("--list-devices", action="store_true", help="list the audio devices and exit")
     a.add_argument("--block-size", type=int, default=256, metavar="N", help="device block size in samples (default: 256)")
@@ -146,6 +151,8 @@ def run_serve(args) -> int:
         raise SonolatentError("--freewheel renders as fast as possible: give --duration SECONDS")
     if args.duration is not None and args.duration <= 0:
         raise SonolatentError(f"--duration {args.duration}: must be positive")
+    if not 1 <= args.voices <= 64:
+        raise SonolatentError(f"--voices {args.voices}: must be 1..64")
     if args.rate is not None and not 8000 <= args.rate <= 384000:
         raise SonolatentError(f"--rate {args.rate}: must be 8000..384000")
     samples = Path(args.samples) if args.samples else DEFAULT_SAMPLES
@@ -188,7 +195,8 @@ def run_serve(args) -> int:
     bundle = load_bundle(args.checkpoint)
     engine = Engine(StreamingSynth(bundle), samples_dir=samples, mode=mode, device_rate=args.rate, block_size=args.block_size,
                     safety_ms=args.buffer_ms, device=args.device, record=args.record, log_osc=args.log_osc,
-                    patches_dir=patches, duration=args.duration, checkpoint=str(bundle.folder))
+                    patches_dir=patches, duration=args.duration, checkpoint=str(bundle.folder), voices=args.voices,
+                    channels=args.channels)
     surface = None
     ok = False
     try:

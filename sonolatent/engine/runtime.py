@@ -43,7 +43,7 @@ from .. import __version__
 from ..params.namespace import MAX_SLOTS
 from ..errors import SonolatentError
 from ..outputs import check_output_path
-from .core import EngineCore
+from .core import DEFAULT_VOICES, EngineCore
 from .patch import checkpoint_ref, checkpoint_warning, load_patch, patch_text, resolve_patch, write_patch
 from .ring import SPSCRing
 from .slots import SampleCache, list_samples
@@ -73,7 +73,8 @@ class Engine:
 
     def __init__(self, synth, *, samples_dir, mode: str = "headless", device_rate: int | None = None,
                  block_size: int = 256, safety_ms: float = 10.0, device=None, record=None, log_osc=None,
-                 patches_dir=None, duration: float | None = None, checkpoint: str | None = None):
+                 patches_dir=None, duration: float | None = None, checkpoint: str | None = None,
+                 voices: int = DEFAULT_VOICES, channels: int = 1):
         if mode not in ("device", "headless", "freewheel"):
             raise ValueError(f"unknown engine mode {mode!r}")
         if not 16 <= block_size <= 8192:
@@ -91,16 +92,17 @@ class Engine:
         for path, what in ((record, "--record"), (log_osc, "--log-osc")):
             if path:
                 check_output_path(path, what)   # before a device or a file is opened
+        self.channels = channels
         if mode == "device":
             device_rate = self._open_stream(device_rate)
         self.device_rate = int(device_rate or bundle.sample_rate)
-        self.core = EngineCore(synth, self.device_rate)
+        self.core = EngineCore(synth, self.device_rate, voices=voices, channels=self.channels)
         self.namespace = self.core.namespace
         self.cache = SampleCache(synth, self.samples_dir)
         # ring: target depth = one device block + a safety margin; room for a rendered block on top
         frame_out = math.ceil(self.core.hop * self.device_rate / self.core.model_rate) + 64
         self.target = self.block_size + int(round(safety_ms * 1e-3 * self.device_rate))
-        self.ring = SPSCRing(self.target + 2 * frame_out + self.block_size)
+        self.ring = SPSCRing(self.target + 2 * frame_out + self.block_size, self.channels)
         # control
         self._inbox: collections.deque = collections.deque()
         self._heap: list = []
@@ -137,14 +139,15 @@ class Engine:
         self.probes: collections.deque = collections.deque(maxlen=_PROBES)
         # outputs
         self._writer = BackgroundWriter() if (record or log_osc) else None
-        self.recorder = WavRecorder(record, self.device_rate, self._writer) if record else None
+        self.recorder = WavRecorder(record, self.device_rate, self._writer, self.channels) if record else None
         self.log = LineLog(log_osc, self._writer) if log_osc else None
         if self.log:
             self.log.write({"format": LOG_FORMAT, "version": LOG_VERSION, "sonolatent": __version__,
                             "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
                             "samples": str(self.samples_dir.resolve()),
                             "model_rate": self.core.model_rate, "output_rate": self.device_rate,
-                            "hop": self.core.hop, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                            "hop": self.core.hop, "voices": len(self.core.bank.voices),
+                            "channels": self.channels, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
         self._quit_requested = False
         self._quit_injected = False
         self._producer_done = threading.Event()
@@ -181,6 +184,7 @@ class Engine:
         return {"version": __version__, "engine": "sonolatent", "latent_dim": c.D,
                 "model_rate": c.model_rate, "device_rate": self.device_rate, "block_size": self.block_size,
                 "frame_samples": c.hop, "delay_samples": c.synth.delay, "slots": MAX_SLOTS, "mode": self.mode,
+                "voices": len(c.bank.voices),
                 "buffer_samples": self.target}
 
     def status(self) -> dict:
@@ -220,6 +224,8 @@ class Engine:
             raise SonolatentError(f"--device {self.device}: no such output device ({e})") from None
         rate = int(rate or dev["default_samplerate"])
         channels = min(2, int(dev["max_output_channels"])) or 1
+        if channels < self.channels:   # a mono device plays the left channel
+            self.channels = channels
         try:
             self.stream = sd.OutputStream(samplerate=rate, blocksize=self.block_size, device=self.device,
                                           channels=channels, dtype="float32", callback=self._callback,
@@ -365,7 +371,7 @@ class Engine:
             self.ring_underruns += 1
 
     def _headless_clock(self) -> None:
-        out = np.zeros((self.block_size, 1), np.float32)
+        out = np.zeros((self.block_size, self.channels), np.float32)
         period = self.block_size / self.device_rate
         nxt = time.perf_counter()
         while not self._stop.is_set():
@@ -458,6 +464,7 @@ class Engine:
 
     def _apply_due(self, due) -> None:
         changes, sounds = [], {}
+        note_senders = []   # the sender of each /sono/note/on, in order: answered with the voice it took
         room = self.max_changes_per_block
         for k, (at, seq, items, sender, arrival) in enumerate(due):
             if len(items) > room:   # over the cap: the rest waits for the next blocks, in order
@@ -482,6 +489,8 @@ class Engine:
                     self._error(sender, address, "read-only")
                 else:
                     changes.append((address, vals))
+                    if address == "/sono/note/on":
+                        note_senders.append(sender)
             if items and arrival is not None:   # internal items (quit on a signal) carry no arrival
                 self.probes.append((arrival, self.core.block))
             if room <= 0 and self._carry:
@@ -492,6 +501,20 @@ class Engine:
             sounds.update(snd)
         if changes:
             self._apply_block(changes, sounds)
+        if note_senders:
+            self._answer_notes(note_senders)
+
+    def _answer_notes(self, senders) -> None:
+        """``/sono/note/voice pitch voice`` to whoever sent each note-on (a note-on at velocity 0 takes none)."""
+        r = self.replier
+        if r is None:
+            return
+        for sender, (pitch, voice) in zip(senders, self.core.note_voices):
+            if sender is not None and voice >= 0:
+                try:
+                    r.reply(sender, "/sono/note/voice", (pitch, voice), "fi")
+                except Exception:
+                    pass
 
     def _apply_block(self, changes, sounds) -> None:
         applied = self.core.apply(changes, sounds)
