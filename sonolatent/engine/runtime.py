@@ -46,7 +46,7 @@ from ..outputs import check_output_path
 from .core import DEFAULT_VOICES, EngineCore
 from .patch import checkpoint_ref, checkpoint_warning, load_patch, patch_text, resolve_patch, write_patch
 from .ring import SPSCRing
-from .slots import SampleCache
+from .slots import SampleCache, list_samples
 from .writer import BackgroundWriter, LineLog, WavRecorder
 
 LOG_FORMAT = "sonolatent-performance"
@@ -127,6 +127,11 @@ class Engine:
         self.load_errors = 0
         self.dropped_busy = 0
         self.carried = 0
+        self.level = 0.0             # output peak, held and falling back (/sono/meter/level)
+        self.render_recent = 0.0     # render seconds per block, averaged over the last ~50 blocks
+        self._level_fall = 0.5 ** (self.core.dt / 0.3)   # the held peak halves every 0.3 s
+        self._samples_names: tuple = ()
+        self._samples_listed = -1e9
         # latency measurement: callback times and read positions, and (arrival, first sample) probes
         self._cb_time = np.zeros(_CB_LOG)
         self._cb_pos = np.zeros(_CB_LOG, np.int64)
@@ -163,6 +168,16 @@ class Engine:
 
     def value(self, address: str):
         return self.core.values.get(address)
+
+    def choices(self, address: str):
+        """The names a string parameter can take now (the OSCQuery tree's VALS): the sample folder's sounds."""
+        if not (address.startswith("/sono/slot/") and address.endswith("/load")):
+            return None
+        now = time.monotonic()
+        if now - self._samples_listed > 2.0:
+            self._samples_names = tuple(list_samples(self.samples_dir))
+            self._samples_listed = now
+        return self._samples_names
 
     def info(self) -> dict:
         c = self.core
@@ -416,6 +431,17 @@ class Engine:
             self.ring.push(out)
         if self.recorder is not None:
             self.recorder.write(out)
+        self._meter(out, dt)
+
+    def _meter(self, out, dt: float) -> None:
+        """The meters read over OSC/OSCQuery: output peak, render load, gaps."""
+        peak = float(np.max(np.abs(out))) if len(out) else 0.0
+        self.level = max(peak, self.level * self._level_fall)
+        self.render_recent += 0.02 * (dt - self.render_recent)
+        v = self.core.values
+        v["/sono/meter/level"] = (self.level,)
+        v["/sono/meter/cpu"] = (self.render_recent / self.core.dt,)
+        v["/sono/meter/underflows"] = (self.underflows + self.ring_underruns,)
 
     def _collect_due(self) -> list:
         """Submits due at this block: scheduled ones whose time has come, then immediate ones."""
