@@ -52,7 +52,7 @@ def check_audio_file(path: str | os.PathLike, *, min_seconds: float = 0.0,
         raise AudioFileError(f"{p}: is a folder, not a sound file")
     try:
         info = sf.info(str(p))
-    except Exception as e:
+    except Exception as e:  # soundfile raises RuntimeError/LibsndfileError/TypeError
         raise AudioFileError(f"{p}: not a readable sound file ({_short(e)})") from None
     if info.frames <= 0 or info.samplerate <= 0:
         raise AudioFileError(f"{p}: the file holds no audio")
@@ -106,18 +106,7 @@ def read_audio(
     ``allow_silent``), too short, too long or NaN/inf-containing signal.
     """
     p = Path(path)
-    if not p.exists():
-        raise AudioFileError(f"{p}: no such file")
-    if p.is_dir():
-        raise AudioFileError(f"{p}: is a folder, not a sound file")
-    try:
-        info = sf.info(str(p))
-    except Exception as e:  # soundfile raises RuntimeError/LibsndfileError/TypeError
-        raise AudioFileError(f"{p}: not a readable sound file ({_short(e)})") from None
-    if max_seconds is not None and info.samplerate > 0 and info.frames / info.samplerate > max_seconds:
-        raise AudioFileError(
-            f"{p}: too long ({info.frames / info.samplerate:.0f} s; the limit is {max_seconds:.0f} s)"
-        )
+    check_audio_file(p, max_seconds=max_seconds)
     try:
         data, sr = sf.read(str(p), dtype="float32", always_2d=True)
     except Exception as e:
