@@ -31,15 +31,13 @@ import numpy as np
 
 from ..audio.io import SUPPORTED_EXTENSIONS, read_audio, wav_shortfall
 from ..errors import AudioFileError, SonolatentError
-from .manifest import AUDIO_DIR, SAMPLE_RATE, DatasetWriter, choose_valid
+from .manifest import AUDIO_DIR, MIN_CLIP_SECONDS, SAMPLE_RATE, DatasetWriter, choose_valid
 
 ROOT_GROUP = "."
 #: A chunk quieter than this (absolute peak) is silence.
 SILENCE_PEAK = 1e-4
 #: The last chunk of a split file is kept only if at least this long (seconds).
 MIN_CHUNK_SECONDS = 0.25
-#: A file shorter than this is refused, as ``reconstruct`` refuses it (a few mel frames).
-MIN_FILE_SECONDS = 0.05
 
 
 def _warn_stderr(msg: str) -> None:
@@ -133,7 +131,7 @@ def build_from_folder(
                    disable=(None if progress is None else not progress))
         for path, rel in bar:
             try:
-                audio, _ = read_audio(path, SAMPLE_RATE, min_seconds=MIN_FILE_SECONDS)
+                audio, _ = read_audio(path, SAMPLE_RATE, min_seconds=MIN_CLIP_SECONDS)
             except AudioFileError as e:
                 skipped["unreadable"] += 1
                 warn(f"skipped {e}")

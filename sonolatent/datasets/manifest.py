@@ -39,6 +39,9 @@ AUDIO_DIR = "audio"
 SPLITS = ("train", "valid")
 REQUIRED_KEYS = ("path", "label", "group", "split", "duration", "sample_rate")
 PEAK_DB = -1.0
+#: The shortest clip a dataset holds and training reads (seconds): a few mel frames, what ``reconstruct``
+#: refuses below. A shorter one (a one-sample clip) would reach the models' norm layers as a single frame.
+MIN_CLIP_SECONDS = 0.05
 
 
 # ----------------------------------------------------------------------------- reading
