@@ -284,7 +284,7 @@ class Engine:
         return True
 
     def close(self, abort: bool = False) -> None:
-        """Stop everything; finalise the recording and the log atomically (``abort``: delete them)."""
+        """Stop everything; finalise the recording and the log (``abort``: delete them)."""
         self._stop.set()
         self._quit_requested = True
         self._loader_q.put(None)
@@ -313,7 +313,10 @@ class Engine:
         self._writer.close()
         if abort or self._writer.error is not None:
             for out in outputs:
-                out.abort()
+                if out is self.recorder and not abort:
+                    out.keep()          # a write failed mid-take: what reached the disk stays playable
+                else:
+                    out.abort()
         if not abort and self._writer.error is not None:
             raise SonolatentError(f"writing the outputs failed: {self._writer.error}")
 

@@ -201,3 +201,22 @@ def test_checkpoints_take_the_users_umask(tmp_path, mask):
     assert mode(folder) == 0o777 & ~mask
     assert mode(folder / "model.safetensors") == mode(folder / "config.json") == 0o666 & ~mask
     assert sorted(p.name for p in folder.parent.iterdir()) == ["vae"]   # no temporary folder left
+
+
+def test_an_export_cut_short_is_reported_by_the_next_run(tmp_path, monkeypatch):
+    """What a killed export leaves (its temporary folder, as the cleanup never ran) is found and named."""
+    import sonolatent.models.checkpoint as ck
+    from sonolatent.outputs import report_stale_parts
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(ck, "save_file", killed)
+    monkeypatch.setattr(ck.shutil, "rmtree", lambda *a, **k: None)     # as after kill -9: no cleanup
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path / "vae", MelVAE(MelConfig(), TINY))
+    monkeypatch.undo()
+    (tmp_path / ".notes.txt").write_text("not ours")
+    said = []
+    found = report_stale_parts(tmp_path, tmp_path, warn=said.append)
+    assert [p.name.startswith(".vae.") and p.is_dir() for p in found] == [True]
+    assert len(said) == 1 and "1 unfinished temporary file" in said[0] and found[0].name in said[0]
