@@ -82,9 +82,13 @@ def _fit(y: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+#: The shortest file ``eval`` measures (seconds).
+MIN_SECONDS = 0.1
+
+
 def evaluate_file(bundle: ModelBundle, path: Path, griffinlim_iters: int = 64) -> FileResult:
     cfg = bundle.mel_config
-    x, sr = read_audio(path, cfg.sample_rate, min_seconds=0.1)
+    x, sr = read_audio(path, cfg.sample_rate, min_seconds=MIN_SECONDS)
     melspec = MelSpectrogram(cfg)
     xt = torch.from_numpy(x)[None]
     logmel = melspec(xt)[0].numpy()

@@ -178,3 +178,46 @@ def test_recipe_runs_its_documented_steps_in_order(tmp_path, monkeypatch):
     synthesis = [trains[2][trains[2].index(flag) + 1] for flag in ("--istft-n-fft", "--upsample")]
     assert synthesis == ["2048", "1"]
     assert "--adversarial" in trains[3] and "--resume" in trains[3]
+
+
+@pytest.mark.parametrize("argv", [
+    ["reconstruct", "{bad}", "-o", "o.wav"],
+    ["morph", "{wav}", "{bad}", "-o", "o.wav"],
+    ["traverse", "{bad}", "--dim", "0", "-o", "o.png"],
+    ["render", "{score}", "-o", "o.wav"],
+    ["eval", "{badfolder}"],
+])
+@pytest.mark.parametrize("bad", ["garbage", "short"])
+def test_a_bad_input_is_named_before_the_model_loads(tmp_path, sounds, capsys, monkeypatch, argv, bad):
+    """With a checkpoint that does not exist, the bad input file is still what the one line names: it is
+    checked first, not seconds of model loading later."""
+    monkeypatch.chdir(tmp_path)
+    d = tmp_path / "badfolder"
+    d.mkdir()
+    if bad == "garbage":
+        (d / "b.wav").write_bytes(b"RIFF\x00\x00garbage" * 20)
+    else:
+        sf.write(d / "b.wav", tone(440, 0.004), 44100)     # 4 ms: shorter than any command takes
+    score = tmp_path / "s.toml"
+    score.write_text(f'[[source]]\nname = "a"\nfile = "{sounds / "a.wav"}"\n[[source]]\nname = "b"\n'
+                     f'file = "{d / "b.wav"}"\n[[key]]\ntime = 0.0\nweights = {{ a = 1.0 }}\n')
+    subs = {"{bad}": str(d / "b.wav"), "{wav}": str(sounds / "a.wav"), "{score}": str(score),
+            "{badfolder}": str(d)}
+    argv = [subs.get(a, a) for a in argv] + ["--checkpoint", str(tmp_path / "no-such-checkpoint")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "b.wav" in "\n".join(err) and "checkpoint" not in err[-1], err
+    assert ("not a readable sound file" if bad == "garbage" else "too short") in "\n".join(err)
+
+
+def test_map_skips_a_bad_file_with_a_warning_and_counts_it(tiny_bundle_dir, sounds, tmp_path, capsys):
+    sf.write(sounds / "c.wav", tone(660, 0.4), 44100)
+    (sounds / "broken.wav").write_bytes(b"RIFF\x00\x00garbage" * 20)        # the header says so
+    sf.write(sounds / "sub" / "quiet.wav", np.zeros(22050, np.float32), 44100)   # only decoding says so
+    out = tmp_path / "map.png"
+    assert main(["map", str(sounds), "-o", str(out), "--checkpoint", str(tiny_bundle_dir)]) == 0
+    cap = capsys.readouterr()
+    warned = [x for x in cap.err.splitlines() if x.startswith("sonolatent: warning: skipped")]
+    assert len(warned) == 2 and "broken.wav" in warned[0] + warned[1] and "quiet.wav" in warned[0] + warned[1]
+    assert "(3 sounds, 2 folders; skipped 2 unusable files)" in cap.out, cap.out
+    assert out.stat().st_size > 1000
