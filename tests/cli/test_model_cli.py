@@ -224,3 +224,33 @@ def test_map_skips_a_bad_file_with_a_warning_and_counts_it(tiny_bundle_dir, soun
     assert len(warned) == 2 and "broken.wav" in warned[0] + warned[1] and "quiet.wav" in warned[0] + warned[1]
     assert "(3 sounds, 2 folders; skipped 2 unusable files)" in cap.out, cap.out
     assert out.stat().st_size > 1000
+
+
+def test_the_full_model_makes_its_mel_in_chunks_with_the_same_result(tiny_bundle_dir, monkeypatch):
+    """reconstruct's mel is made a few thousand frames at a time (a long file's STFT never exists whole):
+    the same numbers as the one-piece mel, and the same output through the full model."""
+    import torch
+
+    from sonolatent.audio.mel import MelSpectrogram
+    from sonolatent.evaluation import full_model
+    from sonolatent.models import load_bundle
+
+    bundle = load_bundle(tiny_bundle_dir)
+    x = np.random.default_rng(3).standard_normal(44100 * 3).astype(np.float32) * 0.2
+    ms = MelSpectrogram(bundle.mel_config)
+    whole = ms(torch.from_numpy(x)[None])[0]
+    pieces = ms.chunked(torch.from_numpy(x), 37)
+    assert pieces.shape == whole.shape and torch.allclose(pieces, whole, atol=1e-4)
+    calls = []
+    stft = torch.stft
+    monkeypatch.setattr(torch, "stft", lambda *a, **k: calls.append(a[0].shape[-1]) or stft(*a, **k))
+    y = full_model(bundle, x, chunk_frames=64)
+    c = bundle.mel_config
+    assert len(calls) == -(-whole.shape[1] // 64) and max(calls) == 63 * c.hop_length + c.n_fft   # in pieces
+    monkeypatch.undo()
+    with torch.no_grad():
+        from sonolatent.models.synth import render_frames
+        from sonolatent.models.vae import latents_to_frames
+        z = bundle.vae.encode(whole[None])
+        ref = render_frames(bundle, latents_to_frames(z, whole.shape[1], bundle.vae.config.downsample)[0].numpy())
+    assert y.shape == ref.shape and np.abs(y - ref).max() < 1e-4
