@@ -47,7 +47,12 @@ def _register_serve(subparsers) -> None:
     p.add_argument("--patches", default=None, metavar="DIR",
                    help="folder for /sono/patch/save and /sono/patch/load (default: the --patch file's folder, "
                         "else patches/)")
+    p.add_argument("--voices", type=int, default=8, metavar="N",
+                   help="voices: notes that sound at once (/sono/note/on; default: 8; 1..64)")
     a = p.add_argument_group("audio")
+    a.add_argument("--channels", type=int, default=1, choices=(1, 2),
+                   help="1 mono, 2 stereo: voices panned (/sono/pan, /sono/spread) and widened (/sono/width); "
+                        "the take and its bounce are stereo (default: 1)")
     a.add_argument("--device", default=None, help="output device (number or name; see --list-devices)")
     a.add_argument("--list-devices", action="store_true", help="list the audio devices and exit")
     a.add_argument("--block-size", type=int, default=256, metavar="N", help="device block size in samples (default: 256)")
@@ -68,6 +73,8 @@ def _register_serve(subparsers) -> None:
     # older spellings of --host and --oscquery-port: still accepted, not listed in --help
     p.add_argument("--bind", dest="host", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument("--http-port", dest="oscquery_port", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    # the OSC/OSCQuery surface in the engine's own process, as before the split (for comparisons only)
+    p.add_argument("--control-in-process", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=run_serve)
 
 
@@ -143,6 +150,8 @@ def run_serve(args) -> int:
         raise SonolatentError("--freewheel renders as fast as possible: give --duration SECONDS")
     if args.duration is not None and args.duration <= 0:
         raise SonolatentError(f"--duration {args.duration}: must be positive")
+    if not 1 <= args.voices <= 64:
+        raise SonolatentError(f"--voices {args.voices}: must be 1..64")
     if args.rate is not None and not 8000 <= args.rate <= 384000:
         raise SonolatentError(f"--rate {args.rate}: must be 8000..384000")
     samples = Path(args.samples) if args.samples else DEFAULT_SAMPLES
@@ -178,6 +187,7 @@ def run_serve(args) -> int:
 
     import torch
 
+    from ..control.netproc import NetworkProcess
     from ..control.surface import ControlSurface
     from ..engine.runtime import Engine
     from ..models import load_bundle
@@ -188,14 +198,21 @@ def run_serve(args) -> int:
     bundle = load_bundle(args.checkpoint)
     engine = Engine(StreamingSynth(bundle), samples_dir=samples, mode=mode, device_rate=args.rate, block_size=args.block_size,
                     safety_ms=args.buffer_ms, device=args.device, record=args.record, log_osc=args.log_osc,
-                    patches_dir=patches, duration=args.duration, checkpoint=str(bundle.folder))
+                    patches_dir=patches, duration=args.duration, checkpoint=str(bundle.folder), voices=args.voices,
+                    channels=args.channels)
     surface = None
     ok = False
     try:
         if args.patch:
             engine.load_patch_file(args.patch)
-        surface = ControlSurface.from_args(engine, args).start()
-        host, port = surface.osc.address
+        # OSC and OSCQuery run in a process of their own (control/netproc.py): parsing and answering
+        # never hold the interpreter lock the producer and the callback need
+        if getattr(args, "control_in_process", False):
+            surface = ControlSurface.from_args(engine, args).start()
+            host, port = surface.osc.address
+        else:
+            surface = NetworkProcess.from_args(engine, args).start()
+            host, port = surface.address
         if mode == "device":
             where = f"audio: {_device_name(engine)} at {engine.device_rate} Hz, block {engine.block_size}"
         elif mode == "headless":

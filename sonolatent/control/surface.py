@@ -31,9 +31,14 @@ def add_control_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--oscquery-port", type=int, default=None, metavar="PORT",
                    help="OSCQuery HTTP (TCP) port (default: the OSC port number; -1 turns OSCQuery off)")
     g.add_argument("--allow", action="append", metavar="CIDR",
-                   help="accept OSC/HTTP from these addresses, e.g. 192.168.1.0/24 (repeatable; default: loopback only)")
+                   help="also accept OSC/HTTP from these addresses, e.g. 192.168.1.0/24 (repeatable; loopback is "
+                        "always accepted unless --no-loopback)")
+    g.add_argument("--no-loopback", action="store_true",
+                   help="do not accept loopback (this machine) unless --allow names it")
     g.add_argument("--osc-rate", type=float, default=DEFAULT_RATE, metavar="N",
-                   help=f"per-sender limit in packets/s, excess dropped (default: {DEFAULT_RATE:g}; 0 = unlimited)")
+                   help=f"per-sender budget in OSC messages/s (ip and port), excess dropped and counted; "
+                        f"wildcard matches and replies have their own budgets (default: {DEFAULT_RATE:g}; "
+                        "0 = no budgets)")
     g.add_argument("--max-packet", type=int, default=DEFAULT_MAX_PACKET, metavar="BYTES",
                    help=f"largest OSC packet accepted (default: {DEFAULT_MAX_PACKET})")
     g.add_argument("--max-future", type=float, default=DEFAULT_MAX_FUTURE, metavar="SECONDS",
@@ -44,10 +49,10 @@ class ControlSurface:
     """An :class:`OscServer` and (optionally) an :class:`OscQueryServer` sharing one allowlist."""
 
     def __init__(self, target: ControlTarget, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *,
-                 oscquery_port: int | None = None, allow=None, rate: float = DEFAULT_RATE,
+                 oscquery_port: int | None = None, allow=None, loopback: bool = True, rate: float = DEFAULT_RATE,
                  max_packet: int = DEFAULT_MAX_PACKET, max_future: float = DEFAULT_MAX_FUTURE, name: str = "sonolatent"):
-        allow_list = AllowList(allow)
-        self.osc = OscServer(target, host, port, allow=allow, rate=rate, max_packet=max_packet, max_future=max_future)
+        allow_list = AllowList(allow, loopback)
+        self.osc = OscServer(target, host, port, allow=allow, loopback=loopback, rate=rate, max_packet=max_packet, max_future=max_future)
         self.osc.allow = allow_list
         self._oscquery_port = oscquery_port
         self._allow = allow_list
@@ -61,6 +66,7 @@ class ControlSurface:
             if v is not None and not -1 <= v <= 65535:
                 raise ConfigError(f"{opt}: {v} is not a port number (0-65535)")
         return cls(target, args.host, args.port, oscquery_port=args.oscquery_port, allow=args.allow,
+                   loopback=not getattr(args, "no_loopback", False),
                    rate=args.osc_rate, max_packet=args.max_packet, max_future=args.max_future)
 
     def start(self) -> "ControlSurface":

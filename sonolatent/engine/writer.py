@@ -84,8 +84,8 @@ class _AtomicOutput:
 
 
 class WavRecorder:
-    """Mono 32-bit float WAV written under its own name as the audio comes, its header rewritten every
-    ``header_every`` seconds of audio (and at the end): a crash loses at most that much.
+    """32-bit float WAV (mono, or ``channels``) written under its own name as the audio comes, its header
+    rewritten every ``header_every`` seconds of audio (and at the end): a crash loses at most that much.
 
     The header is RIFF/WAVE with a ``fmt`` chunk (IEEE float), a ``fact`` chunk (the frame count) and
     the ``data`` chunk; the sizes are 32-bit, so a take ends at 4 GiB (6 hours at 48 kHz).
@@ -94,11 +94,12 @@ class WavRecorder:
     HEADER = 58                       # bytes before the first sample
     MAX_BYTES = 0xFFFFFFFF - HEADER
 
-    def __init__(self, path: str | os.PathLike, sample_rate: int, writer: BackgroundWriter,
+    def __init__(self, path: str | os.PathLike, sample_rate: int, writer: BackgroundWriter, channels: int = 1,
                  header_every: float = 1.0):
         self.path = check_output_path(path, "--record")
         self.writer = writer
         self.rate = int(sample_rate)
+        self.channels = int(channels)
         self.every = max(1, int(header_every * self.rate))
         self.frames = 0               # queued by the producer
         self._on_disk = 0             # written by the writer thread
@@ -107,8 +108,9 @@ class WavRecorder:
         self.file = None              # opened with the first audio: a failed start leaves an old take alone
 
     def _header(self, frames: int) -> bytes:
-        n = 4 * frames
-        fmt = struct.pack("<HHIIHHH", 3, 1, self.rate, 4 * self.rate, 4, 32, 0)
+        ch = self.channels
+        n = 4 * ch * frames
+        fmt = struct.pack("<HHIIHHH", 3, ch, self.rate, 4 * ch * self.rate, 4 * ch, 32, 0)
         return (b"RIFF" + struct.pack("<I", self.HEADER - 8 + n) + b"WAVE" + b"fmt " + struct.pack("<I", len(fmt))
                 + fmt + b"fact" + struct.pack("<II", 4, frames) + b"data" + struct.pack("<I", n))
 
@@ -125,7 +127,7 @@ class WavRecorder:
             self._open()
         if self._full:
             return
-        room = (self.MAX_BYTES - 4 * self._on_disk) // 4
+        room = (self.MAX_BYTES - 4 * self.channels * self._on_disk) // (4 * self.channels)
         if len(x) > room:
             x, self._full = x[:room], True
         self.file.write(x.astype("<f4", copy=False).tobytes())

@@ -46,14 +46,27 @@ def build_namespace(latent_dim: int = 16, n_slots: int = MAX_SLOTS) -> dict[str,
     """All addresses of a daemon with ``latent_dim`` latent coordinates and ``n_slots`` slots."""
     P: list[Param] = [
         # transport and voice
-        Param("/sono/play", "f", "Start the sound (attack), optional velocity 0..1 scales the gain", (0.0,), (1.0,), (1.0,), action=True, access=2),
-        Param("/sono/stop", "", "Stop the sound (release)", action=True, access=2),
-        Param("/sono/playing", "i", "1 while the voice sounds (read only)", (0,), (1,), (0,), access=1),
+        Param("/sono/play", "f", "Start voice 0 (attack; legato while it sounds), optional velocity 0..1 scales the gain", (0.0,), (1.0,), (1.0,), action=True, access=2),
+        Param("/sono/stop", "", "Release voice 0 (the /sono/play voice)", action=True, access=2),
+        Param("/sono/playing", "i", "1 while any voice sounds (read only)", (0,), (1,), (0,), access=1),
         Param("/sono/gain", "f", "Output gain, linear amplitude", (0.0,), (2.0,), (0.8,)),
         Param("/sono/attack", "f", "Attack time", (0.001,), (10.0,), (0.01,), unit="s"),
         Param("/sono/release", "f", "Release time", (0.001,), (20.0,), (0.3,), unit="s"),
         Param("/sono/transpose", "f", "Transpose in semitones", (-24.0,), (24.0,), (0.0,), unit="semitones"),
         Param("/sono/smooth", "f", "Smoothing time for control changes", (0.0,), (2.0,), (0.03,), unit="s"),
+        # voices (polyphony): each note is a voice with its own playhead, pitch, velocity and envelope
+        Param("/sono/note/on", "ff", "Play a note: pitch (MIDI note number, fractions allowed), velocity 0..1 (0 = note off); answers /sono/note/voice pitch voice", (0.0, 0.0), (127.0, 1.0), (60.0, 1.0), action=True, access=2),
+        Param("/sono/note/off", "f", "Release the voice(s) playing this pitch (held on while the sustain pedal is down)", (0.0,), (127.0,), (60.0,), action=True, access=2),
+        Param("/sono/note/root", "f", "The pitch that plays the sounds untransposed; a note plays pitch - root semitones (+ /sono/transpose)", (0.0,), (127.0,), (60.0,), unit="MIDI note"),
+        Param("/sono/sustain", "i", "Sustain pedal: 1 down (released notes sound on), 0 up (releases them)", (0,), (1,), (), action=True, access=2),
+        Param("/sono/allnotesoff", "", "Release every voice (notes and the /sono/play voice)", action=True, access=2),
+        Param("/sono/voices", "i", "Number of voices (serve --voices; read only)", (1,), (64,), (8,), access=1),
+        Param("/sono/voices/active", "i", "Voices sounding now (read only)", (0,), (64,), (0,), access=1),
+        Param("/sono/voices/steal", "i", "With every voice busy, a new note takes: 0 the oldest (released notes first), 1 the quietest", (0,), (1,), (0,), values=(0, 1)),
+        # stereo (serve --channels 2)
+        Param("/sono/pan", "f", "Pan of voice 0 and the centre of the notes: -1 left .. 1 right (0: both channels at full level)", (-1.0,), (1.0,), (0.0,)),
+        Param("/sono/spread", "f", "Notes spread by pitch: a note pans by spread * (pitch - root) / 24 from /sono/pan", (0.0,), (1.0,), (0.0,)),
+        Param("/sono/width", "f", "Stereo width: each voice decodes left and right from latents offset by +-width sd (PCA coordinates 1 and 2); 0 = the same sound in both", (0.0,), (1.0,), (0.0,)),
         # playhead
         Param("/sono/position", "f", "Playhead position in the slots' (aligned) sound, 0 start .. 1 end", (0.0,), (1.0,), (0.0,)),
         Param("/sono/rate", "f", "Playhead rate: 1 normal, 0 freezes, negative reverses", (-4.0,), (4.0,), (1.0,)),

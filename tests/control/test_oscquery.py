@@ -8,6 +8,7 @@ import urllib.request
 
 import pytest
 
+from sonolatent.control.guard import AllowList
 from sonolatent.params.namespace import build_namespace
 from sonolatent.control.oscquery import OscQueryServer
 from sonolatent.control.surface import ControlSurface
@@ -106,7 +107,7 @@ def test_default_http_port_is_the_osc_port_number():
 
 
 def test_allowlist_refuses_http_clients():
-    s = OscQueryServer(RecordingTarget(), "127.0.0.1", 0, osc_port=9, allow=["10.0.0.0/8"]).start()
+    s = OscQueryServer(RecordingTarget(), "127.0.0.1", 0, osc_port=9, allow=AllowList(["10.0.0.0/8"], loopback=False)).start()
     try:
         conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=5)
         with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError)):
