@@ -34,11 +34,12 @@ def _register_serve(subparsers) -> None:
         "serve", help="run the real-time daemon controlled over OSC",
         description="Run the instrument: slots of sounds encoded to latent trajectories, a playhead, blends "
                     "and latent offsets, decoded live through the streaming VAE decoder and vocoder, "
-                    "controlled over OSC (UDP) with an OSCQuery tree (HTTP).",
+                    "controlled over OSC (UDP) with an OSCQuery tree (HTTP and WebSocket) and a browser surface.",
         epilog="examples:\n"
                "  sonolatent serve --patch my.toml\n"
                "  sonolatent serve --no-audio --record take.wav --log-osc take.jsonl\n"
-               "  oscsend 127.0.0.1 9000 /sono/slot/0/load s piano_c4 ; oscsend 127.0.0.1 9000 /sono/play f 1",
+               "  oscsend 127.0.0.1 9000 /sono/slot/0/load s piano_c4 ; oscsend 127.0.0.1 9000 /sono/play f 1\n"
+               "  browser surface: http://127.0.0.1:9000/ (a phone on the LAN: --host 0.0.0.0 --allow 192.168.1.0/24)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default=None, metavar="DIR",
                    help="model bundle folder with vae/ and vocoder/ (default: checkpoints/default)")
@@ -185,6 +186,10 @@ def run_serve(args) -> int:
             else:
                 print(f"sonolatent: no audio output device ({why}); running headless as with --no-audio",
                       file=sys.stderr)
+
+    from ..outputs import report_stale_parts
+
+    report_stale_parts(*(Path(p).parent for p in (args.record, args.log_osc) if p), patches)
 
     import torch
 

@@ -23,11 +23,10 @@ import re
 from functools import lru_cache
 
 from ..errors import SonolatentError
-from ..params.namespace import Param
+from ..params.namespace import NAME_RE, Param
 from ..params.values import clamp
 
 NORM_SUFFIX = "/norm"
-NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 MAX_PATTERN_LEN = 256
 _PATTERN_CHARS = frozenset("*?[]{}")
 

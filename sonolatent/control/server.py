@@ -114,6 +114,7 @@ class OscServer:
         self.throttle = Throttle(log_interval)
         self._subs: dict = {}          # sender -> [expiry (monotonic), fresh]
         self._subs_lock = threading.Lock()
+        self._streams: dict = {}       # sender -> deliver(bytes): clients on a stream (the OSCQuery WebSocket)
         self._readable = [a for a, p in self.namespace.items() if not p.action and p.access & 1]
         self.patterns = PatternIndex(self.namespace)
         self._sock: socket.socket | None = None
@@ -186,6 +187,16 @@ class OscServer:
         s["rcvbuf"] = self.actual_rcvbuf
         return s
 
+    # -- streams (OSC over the OSCQuery WebSocket) ----------------------------
+    def register_stream(self, sender: Sender, deliver) -> None:
+        """Replies to ``sender`` go to ``deliver(datagram)`` (thread-safe, never blocks) instead of UDP."""
+        self._streams[sender] = deliver
+
+    def unregister_stream(self, sender: Sender) -> None:
+        self._streams.pop(sender, None)
+        with self._subs_lock:
+            self._subs.pop(sender, None)
+
     # -- Replier ------------------------------------------------------------
     def reply(self, sender: Sender | None, address: str, values: tuple = (), types: str | None = None) -> None:
         if sender is None or self._sock is None:
@@ -195,7 +206,13 @@ class OscServer:
             return
         try:
             data = encode(address, values, types)
-            self._sock.sendto(data, sender)
+            deliver = self._streams.get(sender) if self._streams else None
+            if deliver is not None:
+                deliver(data)
+            elif len(sender) == 3:   # a stream client that has gone: nobody to answer
+                return
+            else:
+                self._sock.sendto(data, sender)
             self.counters["replies"] += 1
         except Exception as e:  # a full send buffer, a vanished sender, an unencodable value
             self.counters["reply_failed"] += 1

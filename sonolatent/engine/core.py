@@ -133,6 +133,10 @@ class EngineCore:
         self.pca_mean = vae.pca_mean.detach().double().numpy().copy()
         self.pca_comp = vae.pca_components.detach().double().numpy().copy()
         self.pca_std = vae.pca_std.detach().double().numpy().copy()
+        # the latent map (/sono/map, /sono/slot/K/map): PCA coordinates 0 and 1 in standard deviations
+        self.map_proj = np.zeros((2, self.D))
+        k = min(2, self.D)
+        self.map_proj[:k] = self.pca_comp[:k] / np.maximum(self.pca_std[:k], 1e-12)[:, None]
         self.values: dict[str, tuple] = initial_values(self.namespace)
         v = self.values
         v["/sono/voices"] = (voices,)
@@ -426,6 +430,7 @@ class EngineCore:
         self.values["/sono/position"] = (float(self.playhead.position),)
         self.values["/sono/playing"] = (int(self.sounding),)
         self.values["/sono/voices/active"] = (bank.n_sounding(),)
+        self._update_map(self.latent(self.playhead.position) + bank.voices[0].glide)   # voice 0: /sono/play's sound
         self.block += 1
         if self._skip:
             k = min(self._skip, len(y))
@@ -460,6 +465,17 @@ class EngineCore:
         hist = voice.loudness
         hist.append(self.source_power(voice.playhead.position))
         return hist.pop(0) if len(hist) > self._ref_lag else 0.0
+
+    def _update_map(self, z: np.ndarray) -> None:
+        """The current sound and each loaded slot (at the playhead) as points of the latent map."""
+        v, proj, mean = self.values, self.map_proj, self.pca_mean
+        x, y = proj @ (z - mean)
+        v["/sono/map"] = (float(x), float(y))
+        p = self.playhead.position
+        for k, s in enumerate(self.slots):
+            if s is not None:
+                x, y = proj @ (s.column(p) - mean)
+                v[f"/sono/slot/{k}/map"] = (float(x), float(y))
 
     def _streams_for(self, voice, wide: bool) -> bool:
         """Give ``voice`` its stream (fresh) and, spread in stereo, a second one (a copy of the first); False

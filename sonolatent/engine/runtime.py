@@ -47,7 +47,7 @@ from .core import DEFAULT_VOICES, EngineCore
 from .patch import checkpoint_ref, checkpoint_warning, load_patch, patch_text, resolve_patch, write_patch
 from .ring import SPSCRing
 from .safety import SafetyConfig
-from .slots import SampleCache
+from .slots import SampleCache, list_samples
 from .writer import BackgroundWriter, LineLog, WavRecorder
 
 LOG_FORMAT = "sonolatent-performance"
@@ -58,7 +58,9 @@ MAX_INBOX = 4096              # submits waiting for the producer
 MAX_CHANGES_PER_BLOCK = 256   # changes applied before one block; the rest carry over
 MAX_LOADER_JOBS = 8           # loads/saves waiting for the loader
 GIL_SWITCH_S = 0.0005  # GIL hand-over interval while the engine runs (Python's default: 5 ms)
-_LIVE = frozenset({"/sono/position", "/sono/playing", "/sono/voices/active"})   # values the engine moves every block
+# values the engine moves every block (value() reads them live): these, /sono/meter/*, /sono/slot/K/map
+_LIVE = frozenset({"/sono/position", "/sono/playing", "/sono/voices/active", "/sono/map"})
+_LIVE_PREFIX = "/sono/meter/"
 
 
 class Engine:
@@ -71,17 +73,24 @@ class Engine:
     initial state with :meth:`preload`, then :meth:`start`; :meth:`wait` blocks
     until it has faded out after :meth:`request_quit`, ``/sono/quit`` or
     ``duration``; :meth:`close` finalises the recording and the log.
+
+    ``clock`` returns wall-clock seconds (default ``time.time``, the time base of
+    OSC time tags): scheduled submits fall due on it. In freewheel mode it is read
+    once, at :meth:`start`, and block ``b`` is due at that time plus ``b`` frames,
+    so a fixed clock makes scheduling exact whatever the machine's load.
     """
 
     def __init__(self, synth, *, samples_dir, mode: str = "headless", device_rate: int | None = None,
                  block_size: int = 256, safety_ms: float = 10.0, device=None, record=None, log_osc=None,
                  patches_dir=None, duration: float | None = None, checkpoint: str | None = None,
-                 voices: int = DEFAULT_VOICES, channels: int = 1, safety: SafetyConfig | None = None):
+                 voices: int = DEFAULT_VOICES, channels: int = 1, clock=time.time,
+                 safety: SafetyConfig | None = None):
         if mode not in ("device", "headless", "freewheel"):
             raise ValueError(f"unknown engine mode {mode!r}")
         if not 16 <= block_size <= 8192:
             raise SonolatentError(f"--block-size {block_size}: must be 16..8192")
         self.mode = mode
+        self.clock = clock
         bundle = synth.bundle
         self.bundle = bundle
         self.samples_dir = Path(samples_dir)
@@ -130,6 +139,11 @@ class Engine:
         self.load_errors = 0
         self.dropped_busy = 0
         self.carried = 0
+        self.level = 0.0             # output peak, held and falling back (/sono/meter/level)
+        self.render_recent = 0.0     # render seconds per block, averaged over the last ~50 blocks
+        self._level_fall = 0.5 ** (self.core.dt / 0.3)   # the held peak halves every 0.3 s
+        self._samples_names: tuple = ()
+        self._samples_listed = -1e9
         # latency measurement: callback times and read positions, and (arrival, first sample) probes
         self._cb_time = np.zeros(_CB_LOG)
         self._cb_pos = np.zeros(_CB_LOG, np.int64)
@@ -166,9 +180,10 @@ class Engine:
         self._inbox.append((at, next(self._seq), list(changes), sender, time.perf_counter()))
 
     def value(self, address: str):
-        """The value in effect: the playhead's position and ``/sono/playing`` as of the last block, everything
-        else as of the last block boundary at which changes applied (never half of a patch's changes)."""
-        if address in _LIVE:
+        """The value in effect: what the engine moves every block (the playhead's position, ``/sono/playing``,
+        the voices sounding, the map points, the meters) as of the last block, everything else as of the
+        last block boundary at which changes applied (never half of a patch's changes)."""
+        if address in _LIVE or address.startswith(_LIVE_PREFIX) or address.endswith("/map"):
             return self.core.values.get(address)
         return self._view.get(address)
 
@@ -187,6 +202,16 @@ class Engine:
              "resampler": c.resampler.delay, "limiter": c.output.delay}
         d["total"] = sum(d.values())
         return d
+
+    def choices(self, address: str):
+        """The names a string parameter can take now (the OSCQuery tree's VALS): the sample folder's sounds."""
+        if not (address.startswith("/sono/slot/") and address.endswith("/load")):
+            return None
+        now = time.monotonic()
+        if now - self._samples_listed > 2.0:
+            self._samples_names = tuple(list_samples(self.samples_dir))
+            self._samples_listed = now
+        return self._samples_names
 
     def info(self) -> dict:
         c = self.core
@@ -288,7 +313,7 @@ class Engine:
         if self.mode != "freewheel" and self._switch_interval is None:
             self._switch_interval = sys.getswitchinterval()
             sys.setswitchinterval(min(self._switch_interval, GIL_SWITCH_S))
-        self._t_start = time.time()
+        self._t_start = self.clock()
         self._spawn(self._loader, "sonolatent-loader")
         if self.mode == "freewheel":
             self._spawn(self._produce_freewheel, "sonolatent-producer")
@@ -335,7 +360,7 @@ class Engine:
         return True
 
     def close(self, abort: bool = False) -> None:
-        """Stop everything; finalise the recording and the log atomically (``abort``: delete them)."""
+        """Stop everything; finalise the recording and the log (``abort``: delete them)."""
         self._stop.set()
         self._quit_requested = True
         self._loader_q.put(None)
@@ -364,7 +389,10 @@ class Engine:
         self._writer.close()
         if abort or self._writer.error is not None:
             for out in outputs:
-                out.abort()
+                if out is self.recorder and not abort:
+                    out.keep()          # a write failed mid-take: what reached the disk stays playable
+                else:
+                    out.abort()
         if not abort and self._writer.error is not None:
             raise SonolatentError(f"writing the outputs failed: {self._writer.error}")
 
@@ -425,7 +453,7 @@ class Engine:
         if self.mode == "freewheel":
             return self._t_start + self.core.block * self.core.dt
         lat = self.stream.latency if self.stream is not None else 0.0
-        return time.time() + self.ring.fill() / self.device_rate + lat
+        return self.clock() + self.ring.fill() / self.device_rate + lat
 
     def _render_one(self) -> None:
         core = self.core
@@ -446,6 +474,17 @@ class Engine:
             self.ring.push(out)
         if self.recorder is not None:
             self.recorder.write(out)
+        self._meter(out, dt)
+
+    def _meter(self, out, dt: float) -> None:
+        """The meters read over OSC/OSCQuery: output peak, render load, gaps."""
+        peak = float(np.max(np.abs(out))) if len(out) else 0.0
+        self.level = max(peak, self.level * self._level_fall)
+        self.render_recent += 0.02 * (dt - self.render_recent)
+        v = self.core.values
+        v["/sono/meter/level"] = (self.level,)
+        v["/sono/meter/cpu"] = (self.render_recent / self.core.dt,)
+        v["/sono/meter/underflows"] = (self.underflows + self.ring_underruns,)
 
     def _collect_due(self) -> list:
         """Submits due at this block: scheduled ones whose time has come, then immediate ones."""

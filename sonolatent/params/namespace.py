@@ -19,9 +19,12 @@ Conventions
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 MAX_SLOTS = 8
+#: A sample or patch name (never a path; ``..`` is refused on top): the OSC checks and the sample list use it.
+NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ def build_namespace(latent_dim: int = 16, n_slots: int = MAX_SLOTS) -> dict[str,
         # latent space
         Param("/sono/free", "i", "Free mode: 1 = the latent coordinates alone drive the sound (no slots)", (0,), (1,), (0,)),
         Param("/sono/latent", "f" * latent_dim, "Offsets of every PCA coordinate, in standard deviations", (-4.0,) * latent_dim, (4.0,) * latent_dim, (0.0,) * latent_dim, unit="sd"),
+        Param("/sono/map", "ff", "Where the current sound is in the latent map: its PCA coordinates 0 and 1, in standard deviations (read only)", (-4.0, -4.0), (4.0, 4.0), (0.0, 0.0), unit="sd", access=1),
         # slots and patches
         Param("/sono/patch/save", "s", "Save the whole setup as a named patch (a name, never a path)", action=True, access=2),
         Param("/sono/patch/load", "s", "Recall a named patch", action=True, access=2),
@@ -93,6 +97,10 @@ def build_namespace(latent_dim: int = 16, n_slots: int = MAX_SLOTS) -> dict[str,
         Param("/sono/subscribe", "f", "Push value changes to the sender for this many seconds (renew before it ends)", (1.0,), (3600.0,), (10.0,), action=True, access=2),
         Param("/sono/unsubscribe", "", "Stop pushing value changes to the sender", action=True, access=2),
         Param("/sono/quit", "", "Fade out and stop the daemon", action=True, access=2),
+        # meters
+        Param("/sono/meter/level", "f", "Output peak level, linear, held and falling back (read only)", (0.0,), (1.0,), (0.0,), access=1),
+        Param("/sono/meter/cpu", "f", "Share of real time spent rendering, 1 = no headroom left (read only)", (0.0,), (1.0,), (0.0,), access=1),
+        Param("/sono/meter/underflows", "i", "Audio gaps so far: device underflows plus ring underruns (read only)", (0,), (2**31 - 1,), (0,), access=1),
     ]
     for k in range(latent_dim):
         P.append(Param(f"/sono/latent/{k}", "f", f"Offset of PCA coordinate {k} (0 = most variance), in standard deviations", (-4.0,), (4.0,), (0.0,), unit="sd"))
@@ -101,4 +109,5 @@ def build_namespace(latent_dim: int = 16, n_slots: int = MAX_SLOTS) -> dict[str,
         P.append(Param(f"/sono/slot/{s}/load", "s", f"Load a sample by name (from the sample folder) into slot {s}", action=True, access=2))
         P.append(Param(f"/sono/slot/{s}/clear", "", f"Empty slot {s}", action=True, access=2))
         P.append(Param(f"/sono/slot/{s}/name", "s", f"Name of the sample in slot {s} (read only)", access=1))
+        P.append(Param(f"/sono/slot/{s}/map", "ff", f"Where the sound in slot {s} is in the latent map, at the playhead: PCA coordinates 0 and 1 in standard deviations (read only)", (-4.0, -4.0), (4.0, 4.0), (0.0, 0.0), unit="sd", access=1))
     return {p.address: p for p in P}

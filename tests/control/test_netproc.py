@@ -44,8 +44,13 @@ def test_changes_cross_values_and_errors_come_back(net):
     assert tuple(sender) == c.address
     target.replier.reply_error(sender, "/sono/slot/0/load", "no sample named x")   # a late error
     assert c.recv() == ("/sono/error", ["/sono/slot/0/load", "no sample named x"])
-    st = dict(zip(*[iter(c.ask("/sono/status")[1])] * 2))
-    assert st["submits"] >= 1 and st["osc_applied"] == 1 and st["net_forwarded"] == 1
+
+    def status():
+        return dict(zip(*[iter(c.ask("/sono/status")[1])] * 2))
+    # the engine's part of the status crosses every 100 ms: wait for the copy that has seen the submit
+    assert wait_until(lambda: status()["submits"] >= 1)
+    st = status()
+    assert st["osc_applied"] == 1 and st["net_forwarded"] == 1
     c.close()
 
 
