@@ -340,10 +340,8 @@ def test_render_missing_score_and_map_traverse_errors(work, capsys, tiny_bundle_
     for n in ("x", "y"):
         sf.write(work / "two" / f"{n}.wav", tone(300, 0.2), SR)
     bad.append((["map", work / "two", "-o", work / "OUT.png", "--tsne"], "--tsne needs at least 3 sounds"))
-    (work / "withbad").mkdir()
-    sf.write(work / "withbad" / "x.wav", tone(300, 0.2), SR)
-    (work / "withbad" / "y.wav").write_bytes(b"junk" * 50)
-    bad.append((["map", work / "withbad", "-o", work / "OUT.png"], "y.wav: not a readable sound file"))
+    # a folder with one bad file among good ones is not an error: map skips and counts it
+    # (tests/cli/test_model_cli.py::test_map_skips_a_bad_file_with_a_warning_and_counts_it)
     for argv, msg in bad:
         rc, _, se = run(capsys, *argv, *ck(tiny_bundle_dir))
         assert rc == 2, (argv, se)
