@@ -22,6 +22,12 @@ Per block:
 4. ``StreamingSynth.process(z, transpose)`` renders the frame; the samples get
    the envelope (linear attack/release, velocity), the gain (ramped across the
    block) and, when quitting, a short fade.
+
+Live input (:mod:`.live`, when the core is built with ``live_input=True``): ``/sono/input/slot K``
+puts the live source in slot K's place in every blend (morph, xy, weights); its column each block is
+the next latent frame of the input fed with :meth:`EngineCore.feed_input`, or silence while the gate
+is closed. While it is bound the voice does not end with the sounds (no release at the end of a
+one-shot playhead), the wet output passes the gate, and ``/sono/input/wet`` mixes in the dry input.
 """
 
 from __future__ import annotations
@@ -107,7 +113,8 @@ class Resampler:
 class EngineCore:
     """Control state and rendering of one voice; see the module docstring."""
 
-    def __init__(self, bundle, output_rate: int | None = None, namespace: dict[str, Param] | None = None):
+    def __init__(self, bundle, output_rate: int | None = None, namespace: dict[str, Param] | None = None,
+                 live_input: bool = False):
         from ..models.synth import StreamingSynth
 
         self.bundle = bundle
@@ -150,6 +157,30 @@ class EngineCore:
         self.samples_out = 0
         self.resampler = Resampler(self.model_rate, self.output_rate)
         self._ramp = np.arange(1, self.hop * 4 + 1, dtype=np.float64)
+        self.live = None
+        self.live_column = None
+        if live_input:
+            from .live import LiveInput
+            self.live = LiveInput(bundle, self.synth.delay)
+            self.live_column = self.live.silence.copy()
+
+    # -- live input ------------------------------------------------------------------------------
+    @property
+    def live_slot(self) -> int:
+        """The slot the live input plays in, -1 when none."""
+        return self.values.get("/sono/input/slot", (-1,))[0] if self.live is not None else -1
+
+    def feed_input(self, samples: np.ndarray) -> int:
+        """Input samples at the model rate (the producer's call); returns the latent frames now ready."""
+        if self.live is None:
+            return 0
+        self.live.gain = 10.0 ** (self.values["/sono/input/gain"][0] / 20.0)
+        return self.live.push(samples)
+
+    @property
+    def live_delay(self) -> int:
+        """Samples (model rate) from an input sample to the output sample it lines up with becoming final."""
+        return (self.live.delay if self.live is not None else 0) + self.synth.delay
 
     # -- derived --------------------------------------------------------------------------------
     @property
@@ -190,9 +221,13 @@ class EngineCore:
         else:
             p = self.playhead.position if position is None else position
             w = self.weights.value
-            z = self.pca_mean * max(0.0, 1.0 - sum(w[i] for i, s in enumerate(self.slots) if s is not None))
+            live = self.live_slot
+            z = self.pca_mean * max(0.0, 1.0 - sum(w[i] for i, s in enumerate(self.slots)
+                                                   if s is not None or i == live))
             for i, s in enumerate(self.slots):
-                if s is not None and w[i] != 0.0:
+                if i == live and w[i] != 0.0:
+                    z = z + w[i] * self.live_column
+                elif s is not None and w[i] != 0.0:
                     z = z + w[i] * s.column(p)
             c = (self.pca_comp @ (z - self.pca_mean)) * self.scales.value + off
         return self.pca_comp.T @ c + self.pca_mean
@@ -202,12 +237,12 @@ class EngineCore:
         w = self.weights.value
         num = den = 0.0
         for i, s in enumerate(self.slots):
-            if s is not None:
+            if s is not None and i != self.live_slot:
                 num += w[i] * s.n_frames
                 den += w[i]
         if den > 1e-9:
             return num / den
-        lens = [s.n_frames for s in self.slots if s is not None]
+        lens = [s.n_frames for i, s in enumerate(self.slots) if s is not None and i != self.live_slot]
         return float(np.mean(lens)) if lens else self.model_rate / self.hop
 
     # -- control ---------------------------------------------------------------------------------
@@ -280,7 +315,7 @@ class EngineCore:
             self.scales.target[int(a.split("/")[3])] = vals[0]
         elif a.startswith("/sono/slot/"):
             k = int(a.split("/")[3])
-            if a.endswith("/load"):
+            if a.endswith("/load") or a.endswith("/timbre"):
                 sound = sounds.get(k)
                 if sound is None:
                     raise SonolatentError(f"{a}: no encoded sound given to install")
@@ -298,11 +333,22 @@ class EngineCore:
         for s in self.smoothed:
             s.step(a)
         g1 = float(self.gain.value[0])
+        live = self.live if self.live_slot >= 0 else None
+        if live is not None:
+            self.live_column = live.take(self.values["/sono/input/gate"][0])
+            self.values["/sono/input/level"] = (float(live.level),)
         z = self.latent() + self.glide
         self.glide *= a
         self.glide[np.abs(self.glide) < SNAP] = 0.0
         y = self.synth.process(z.astype(np.float32)[:, None], float(self.transpose.value[0]))
         n = len(y)
+        if live is not None:
+            wet = self.values["/sono/input/wet"][0]
+            y = y * live.gate_ramp(n)
+            if wet < 1.0:
+                y = wet * y + (1.0 - wet) * live.dry_block(n)
+            else:
+                live.dry_block(n)
         if n:
             r = self._ramp[:n]
             gain = g0 + (g1 - g0) * (r / n)
@@ -346,6 +392,6 @@ class EngineCore:
             a, b = ph.loop_points()
             end, start = (b, a) if rate * ph.direction > 0 else (a, b)
             self.glide += self.latent(end) - self.latent(start)
-        if ph.ended and ph.mode == LOOP_OFF and self.env_target > 0.0:
+        if ph.ended and ph.mode == LOOP_OFF and self.env_target > 0.0 and self.live_slot < 0:
             self.env_target = 0.0
             self.env_step = 1.0 / (self.values["/sono/release"][0] * self.model_rate)
