@@ -159,8 +159,8 @@ class MelSpectrogram(torch.nn.Module):
 
     def magnitude_padded(self, x: torch.Tensor) -> torch.Tensor:
         """The frames of audio already padded by ``n_fft // 2`` on each side (``(B, samples)``): frame ``t``
-        reads ``x[t * hop : t * hop + n_fft]``. :meth:`magnitude` pads and calls this; :class:`MelStream`
-        calls it on the stretch of the padded stream that holds its new frames."""
+        reads ``x[t * hop : t * hop + n_fft]``. :meth:`magnitude` pads and calls this (:class:`MelStream` makes
+        the same frames one at a time in numpy, tested equal)."""
         c = self.config
         spec = torch.stft(x, c.n_fft, c.hop_length, window=self.window, center=False, return_complex=True)
         mag = spec.abs()
@@ -200,6 +200,8 @@ class MelStream:
         self.mel, self.config = mel, c
         self.pad, self.hop, self.n_fft = c.n_fft // 2, c.hop_length, c.n_fft
         w = mel.window.detach().cpu().numpy().astype(np.float64)
+        self._window = w.astype(np.float32)
+        self._fb = np.ascontiguousarray(mel.filterbank.detach().cpu().numpy(), np.float32)
         self._w2 = (w * w).astype(np.float32)
         self._w2_sum = float((w * w).sum())
         self.reset()
@@ -239,12 +241,14 @@ class MelStream:
         s = self.next * self.hop - self.base
         seg = self.buf[s:s + (last - self.next) * self.hop + self.n_fft]
         frames = np.lib.stride_tricks.sliding_window_view(seg, self.n_fft)[::self.hop]
-        # one frame per call: the numbers do not depend on how the audio was cut into chunks
+        # one frame at a time, in numpy (a torch call costs more than the transform here): the numbers do
+        # not depend on how the audio was cut into chunks; they equal MelSpectrogram's up to float rounding
         logmel = np.empty((self.config.n_mels, len(frames)), np.float32)
-        with torch.no_grad():
-            for k, f in enumerate(frames):
-                mel = self.mel.magnitude_padded(torch.from_numpy(np.array(f))[None])[0, :, 0]
-                logmel[:, k] = torch.log(torch.clamp(mel, min=self.config.log_floor)).numpy()
+        for k, f in enumerate(frames):
+            mag = np.abs(np.fft.rfft(f * self._window))
+            if self.config.power != 1.0:
+                mag = mag ** self.config.power
+            logmel[:, k] = np.log(np.maximum(self._fb @ mag.astype(np.float32), np.float32(self.config.log_floor)))
         level = np.sqrt(np.maximum((frames * frames) @ self._w2, 0.0) / self._w2_sum).astype(np.float32)
         self.next = last + 1
         keep = min(self.next * self.hop, end - self.n_fft) - self.base   # and always the last n_fft samples

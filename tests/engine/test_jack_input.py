@@ -13,7 +13,6 @@ what is measured; the daemon's ring must not run dry while it plays.
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -23,7 +22,7 @@ from pythonosc.osc_message import OscMessage
 
 from sonolatent.control.server import encode
 
-from ..jackserver import JackServer
+from ..jackserver import JackFeeder, JackServer
 from ..livebundle import make_live_bundle
 from .test_jack import Lines, status
 
@@ -55,42 +54,6 @@ def performance(samples_dir, seconds=3.0):
         out[i:i + len(x)] = 0.5 * x / np.abs(x).max()
         t += len(x) / RATE + rng.uniform(0.15, 0.3)
     return out
-
-
-class Feeder:
-    """A JACK client that plays ``audio`` from its output port once ``go`` is set and records its input
-    port all along (both in its process callback: one timeline)."""
-
-    def __init__(self, server_name, audio, seconds):
-        import jack
-
-        self.client = jack.Client("feeder", servername=server_name, no_start_server=True)
-        self.out = self.client.outports.register("out")
-        self.inp = self.client.inports.register("in")
-        self.audio = audio
-        self.rec = np.zeros(int(seconds * RATE), np.float32)
-        self.pos = 0        # frames since the client started
-        self.start = None   # frame where playback started
-        self.go = threading.Event()
-        self.client.set_process_callback(self._process)
-
-    def _process(self, frames):
-        o = self.out.get_array()
-        o[:] = 0.0
-        if self.go.is_set():
-            if self.start is None:
-                self.start = self.pos
-            k = self.pos - self.start
-            if k < len(self.audio):
-                n = min(frames, len(self.audio) - k)
-                o[:n] = self.audio[k:k + n]
-        if self.pos + frames <= len(self.rec):
-            self.rec[self.pos:self.pos + frames] = self.inp.get_array()
-        self.pos += frames
-
-    def take(self):
-        """The recording from the playback's start on."""
-        return self.rec[self.start:]
 
 
 def envelope(y, hop=64):
@@ -125,20 +88,15 @@ def test_live_input_through_jack_follows_the_input_with_the_reported_latency(tmp
             jack_srv.wait_port("PortAudio:out_0")
             reported = info(sock, osc)["input_latency_samples"]
             assert reported == int(m.group(2))
-            feeder = Feeder(jack_srv.name, played, 4 * len(played) / RATE + 4)
+            feeder = JackFeeder(jack_srv.name, played, RATE, 4 * len(played) / RATE + 4)
             feeder.client.activate()
-            daemon_in = [p.name for p in feeder.client.get_ports("PortAudio:", is_input=True, is_audio=True)]
-            assert daemon_in, feeder.client.get_ports()
-            for src in [p.name for p in feeder.client.get_all_connections(daemon_in[0])]:
-                feeder.client.disconnect(src, daemon_in[0])     # the dummy driver's capture ports
-            feeder.client.connect("feeder:out", daemon_in[0])
-            feeder.client.connect("PortAudio:out_0", "feeder:in")
+            feeder.patch_into("PortAudio")                # instead of the dummy driver's capture ports
             while (before := status(sock, osc))["callbacks"] < 300:   # past the start (JACK graph changes)
                 time.sleep(0.1)
             # dry: the input itself, delayed by the reported latency
             feeder.go.set()
             time.sleep(len(played) / RATE + 0.5)
-            dry = feeder.take().copy()
+            dry = feeder.take()
             mid = status(sock, osc)
             # wet: the model, gated by the input's level
             sock.sendto(encode("/sono/input/wet", (1.0,)), osc)
@@ -147,7 +105,7 @@ def test_live_input_through_jack_follows_the_input_with_the_reported_latency(tmp
             feeder.start = None
             feeder.go.set()
             time.sleep(len(played) / RATE + 0.5)
-            wet = feeder.take().copy()
+            wet = feeder.take()
             try:
                 after = status(sock, osc)
             except TimeoutError:
@@ -159,8 +117,7 @@ def test_live_input_through_jack_follows_the_input_with_the_reported_latency(tmp
         finally:
             sock.close()
             if feeder is not None:
-                feeder.client.deactivate()
-                feeder.client.close()
+                feeder.close()
             if daemon.poll() is None:
                 daemon.kill()
                 daemon.wait(10)
