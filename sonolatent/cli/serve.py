@@ -50,7 +50,7 @@ def _register_serve(subparsers) -> None:
     a.add_argument("--device", default=None, help="output device (number or name; see --list-devices)")
     a.add_argument("--list-devices", action="store_true", help="list the audio devices and exit")
     a.add_argument("--input", default=None, metavar="DEVICE",
-                   help="play a live input (number or name of an input device; with JACK its port is PortAudio:in_1) "
+                   help="play a live input (number or name of an input device; with JACK its port is PortAudio:in_0) "
                         "through the latent space: it goes into slot 0 and the voice starts (see docs/engine.md)")
     a.add_argument("--block-size", type=int, default=256, metavar="N", help="device block size in samples (default: 256)")
     a.add_argument("--buffer-ms", type=float, default=10.0, metavar="MS",

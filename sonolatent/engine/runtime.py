@@ -209,7 +209,7 @@ class Engine:
     # ----- live input (serve --input) ------------------------------------------------------------
     def _open_duplex(self, sd, out_dev, rate, channels):
         """One duplex stream (one clock for input and output): PortAudio's JACK host gives input ports
-        ``PortAudio:in_1..``; the first input channel is the live input."""
+        ``PortAudio:in_0``; the first input channel is the live input."""
         try:
             in_dev = sd.query_devices(self.input_device, kind="input")
         except (ValueError, sd.PortAudioError) as e:

@@ -137,15 +137,19 @@ def test_live_input_through_jack_follows_the_input_with_the_reported_latency(tmp
     # so the sound may begin up to a block early), and is silent where the input has long been silent
     lags = [first_on(ew > 1e-4, a - frame // hop - 4) - a for a in starts]
     assert -frame - hop <= np.median(lags) * hop - reported <= 2 * BLOCK + frame, (lags, reported)
+    # silent from (the measured lag +) the mel window's half, four frames (the vocoder's window and three of
+    # slack for a loaded machine's drift) and the gate's release after each of the input's sounds
+    k = int(np.median(lags))
     on = ex > 1e-4
-    tail = (reported + 1024 + 2 * frame + int(0.02 * RATE)) // hop + 2
+    tail = k + (1024 + 4 * frame + int(0.02 * RATE)) // hop + 2
     quiet = np.ones(len(on), bool)
     runs = np.flatnonzero(np.diff(np.concatenate([[0], on.astype(int), [0]])))
     for a, b in zip(runs[::2], runs[1::2]):
-        quiet[max(a + (reported - 2 * frame) // hop, 0):b + tail] = False
-    quiet[:reported // hop] = False
+        quiet[max(a + k - 2 * frame // hop - 2, 0):b + tail] = False
+    quiet[:k] = False
     n = min(len(quiet), len(ew))
-    assert quiet[:n].sum() > 30 and ew[:n][quiet[:n]].max() < 1e-4
+    loud = np.flatnonzero(quiet[:n] & (ew[:n] >= 1e-4))
+    assert quiet[:n].sum() > 30 and len(loud) == 0, (loud, runs, k, lags)
     # the producer kept up: no input block came late (ring underruns under a loaded machine are won back)
     assert after["input_late"] == before["input_late"] and after["input_overruns"] == 0, (before, mid, after)
 
