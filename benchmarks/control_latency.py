@@ -9,7 +9,7 @@ block that applied it (``Engine.control_latencies`` plus the UDP/parse time).
 JACK's own output latency (one period with the dummy driver) is listed apart.
 Prints a table and writes benchmarks/results/control_latency.json.
 
-    python benchmarks/control_latency.py [--checkpoint DIR] [--blocks 64 256 1024] [--n 300]
+    python -m benchmarks.control_latency [--checkpoint DIR] [--blocks 64 256 1024] [--n 300]
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import subprocess
 import sys
 import time
 
-from realtime_common import RESULTS, JackServer, model_folder, percentile_row
+from benchmarks.common import RESULTS, model_folder, percentile_row, write_result
+from sonolatent.jackserver import JackServer
 
-from morph_common import write_result  # noqa: E402
 
 
 def worker(args) -> dict:
@@ -37,11 +37,12 @@ def worker(args) -> dict:
     from sonolatent.control.surface import ControlSurface
     from sonolatent.engine.runtime import Engine
     from sonolatent.models import load_bundle
+    from sonolatent.models.synth import StreamingSynth
 
     torch.set_num_threads(1)
     sys.setswitchinterval(0.0002)
     bundle = load_bundle(args.model)
-    engine = Engine(bundle, samples_dir=".", mode="device", device=args.device, block_size=args.block_size,
+    engine = Engine(StreamingSynth(bundle), samples_dir=".", mode="device", device=args.device, block_size=args.block_size,
                     safety_ms=args.buffer_ms)
     D = bundle.vae.latent_dim
     engine.preload(None, [("/sono/free", (1,)), ("/sono/latent", tuple([0.5] * D)), ("/sono/attack", (0.001,)),

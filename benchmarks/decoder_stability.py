@@ -31,18 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks.common import RESULTS, ROOT, write_result
+from benchmarks.morph_quality import held_out_notes
 
-from morph_common import write_result  # noqa: E402
-from morph_quality import held_out_notes  # noqa: E402
-
-from sonolatent.audio.mel import MelSpectrogram  # noqa: E402
-from sonolatent.latent import sample, to_mel_rate  # noqa: E402
-from sonolatent.models import DEFAULT_CHECKPOINT, load_bundle  # noqa: E402
-from sonolatent.models.synth import render_frames  # noqa: E402
-from sonolatent.render import load_source  # noqa: E402
+from sonolatent.audio.mel import MelSpectrogram
+from sonolatent.latent import sample, to_mel_rate
+from sonolatent.models import DEFAULT_CHECKPOINT, load_bundle
+from sonolatent.models.synth import render_frames
+from sonolatent.render import load_source
 
 STRETCHES = (1, 2, 4)
 FREEZE_S = 2.0
@@ -61,7 +57,7 @@ def main(argv=None) -> int:
     ap.add_argument("--dataset", default=str(ROOT / "data" / "gm"),
                     help="one held-out (validation-split) note per program of this dataset folder")
     ap.add_argument("--dir", default=None, help="instead of --dataset: every WAV file of this folder")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "decoder_stability.json"))
+    ap.add_argument("--out", default=str(RESULTS / "decoder_stability.json"))
     args = ap.parse_args(argv)
 
     import torch

@@ -28,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .realtime_common import RESULTS, ROOT, JackServer, cpu_seconds, percentile_row
-from .morph_common import write_result
+from sonolatent.jackserver import JackServer
+
+from .common import RESULTS, ROOT, cpu_seconds, percentile_row, write_result
 
 RATE = 48000
 PERIOD = 256
@@ -57,10 +58,12 @@ def offline(checkpoint: str, seconds: float) -> dict:
 
     from sonolatent.engine.core import EngineCore
     from sonolatent.models import load_bundle
+    from sonolatent.models.encoder import LiveEncoder
+    from sonolatent.models.synth import StreamingSynth
 
     torch.set_num_threads(1)
     bundle = load_bundle(checkpoint)
-    core = EngineCore(bundle, bundle.sample_rate, live_input=True)
+    core = EngineCore(StreamingSynth(bundle), bundle.sample_rate, live_input=LiveEncoder(bundle))
     core.apply([("/sono/input/slot", (0,)), ("/sono/play", (1.0,))])
     x = bursts(seconds, bundle.sample_rate)
     enc, rest = [], []
@@ -107,7 +110,7 @@ def live(checkpoint: str, seconds: float, buffer_ms: float) -> dict:
     from pythonosc.osc_message import OscMessage
 
     from sonolatent.control.server import encode
-    from tests.jackserver import JackFeeder
+    from sonolatent.jackserver import JackFeeder
 
     def ask(sock, osc, address):
         sock.sendto(encode(address), osc)

@@ -5,24 +5,22 @@
   rate; a block smaller than a mel frame (512) renders one frame every 512/B blocks), mean and
   p99 cost per block and x real time, 1 thread.
 
-    python benchmarks/model_speed.py [--checkpoint DIR]
+    python -m benchmarks.model_speed [--checkpoint DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(__file__))
-from _common import machine, table, write  # noqa: E402
+from benchmarks.common import RESULTS, table, write_result
 
-from sonolatent.models import load_bundle  # noqa: E402
-from sonolatent.models.synth import StreamingSynth  # noqa: E402
+from sonolatent.models import load_bundle
+from sonolatent.models.synth import StreamingSynth
 
 
 def offline(bundle, zf, threads, reps=3):
@@ -63,6 +61,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint")
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--out", default=str(RESULTS / "model_speed.json"))
     args = ap.parse_args()
     bundle = load_bundle(args.checkpoint)
     n = int(args.seconds * bundle.mel_config.frame_rate)
@@ -76,10 +75,8 @@ def main():
     print(table(rows_st, ["block", "mean_ms", "p99_call_ms", "worst_call_ms", "x_realtime"]))
     print(f"\ndelay: decoder {bundle.vae.delay} samples, vocoder {bundle.vocoder.delay} samples "
           f"({bundle.delay / bundle.sample_rate * 1e3:.1f} ms)")
-    p = write("model_speed", {"machine": machine(), "checkpoint": str(bundle.folder), "offline": rows_off,
-                              "streaming": rows_st, "delay_samples": {"decoder": bundle.vae.delay,
-                                                                      "vocoder": bundle.vocoder.delay}})
-    print(f"wrote {p}")
+    write_result(args.out, {"checkpoint": str(bundle.folder), "offline": rows_off, "streaming": rows_st,
+                            "delay_samples": {"decoder": bundle.vae.delay, "vocoder": bundle.vocoder.delay}})
 
 
 if __name__ == "__main__":

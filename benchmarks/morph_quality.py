@@ -31,17 +31,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from morph_common import write_result  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks.common import RESULTS, ROOT, write_result
 
-from sonolatent.audio.io import peak_normalize  # noqa: E402
-from sonolatent.audio.mel import MelSpectrogram  # noqa: E402
-from sonolatent.latent import get_curve  # noqa: E402
-from sonolatent.models import DEFAULT_CHECKPOINT, load_bundle  # noqa: E402
-from sonolatent.render import load_source, render_morph  # noqa: E402
+from sonolatent.audio.io import peak_normalize
+from sonolatent.audio.mel import MelSpectrogram
+from sonolatent.latent import get_curve
+from sonolatent.models import DEFAULT_CHECKPOINT, load_bundle
+from sonolatent.render import load_source, render_morph
 
 STEPS = 11
 
@@ -106,7 +103,7 @@ def main(argv=None) -> int:
                     help="instead of --dir: one held-out (validation-split) note per program of this dataset folder")
     ap.add_argument("--max-pairs", type=int, default=0, help="use at most this many pairs (0: all)")
     ap.add_argument("--interp", default="slerp", choices=("lerp", "slerp"))
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "morph_quality.json"))
+    ap.add_argument("--out", default=str(RESULTS / "morph_quality.json"))
     args = ap.parse_args(argv)
 
     import torch

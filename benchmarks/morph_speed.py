@@ -20,11 +20,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from morph_common import write_result  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks.common import RESULTS, ROOT, write_result
+
 
 DURATION = 10.0
 INPUT_SECONDS = 2.0
@@ -60,7 +58,7 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", default=str(ROOT / "patches" / "samples"))
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--interp", default="slerp", choices=("lerp", "slerp"))
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "morph_speed.json"))
+    ap.add_argument("--out", default=str(RESULTS / "morph_speed.json"))
     args = ap.parse_args(argv)
 
     import torch

@@ -8,7 +8,7 @@ the daemon's CPU use in each phase (from /proc), the engine's underflow
 counters, render times and the OSC server's counters; writes
 benchmarks/results/osc_flood.json.
 
-    python benchmarks/osc_flood.py [--checkpoint DIR] [--seconds 60] [--rate 2000]
+    python -m benchmarks.osc_flood [--checkpoint DIR] [--seconds 60] [--rate 2000]
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import sys
 import threading
 import time
 
-from realtime_common import RESULTS, ROOT, JackServer, cpu_seconds, model_folder, wait_until
+from benchmarks.common import RESULTS, ROOT, cpu_seconds, model_folder, wait_until, write_result
+from sonolatent.jackserver import JackServer
 
-from morph_common import write_result  # noqa: E402
 
 
 def status(sock, addr) -> dict:

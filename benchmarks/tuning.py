@@ -24,17 +24,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks.common import RESULTS, write_result
 
-from morph_common import write_result  # noqa: E402
-
-from sonolatent.models import DEFAULT_CHECKPOINT, load_bundle  # noqa: E402
+from sonolatent.models import DEFAULT_CHECKPOINT, load_bundle
 
 NOTES = (36, 43, 48, 55, 60, 64, 67, 69, 72, 76, 79, 84, 88, 91, 96)
 PARTIALS = {"sine": 1, "harmonic": 6}
@@ -74,7 +69,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
     ap.add_argument("--no-griffinlim", action="store_true", help="skip the Griffin-Lim reference (slow)")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "tuning.json"))
+    ap.add_argument("--out", default=str(RESULTS / "tuning.json"))
     args = ap.parse_args(argv)
 
     import torch

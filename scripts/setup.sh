@@ -18,6 +18,8 @@ if command -v apt-get >/dev/null; then
     apt-get install -y -q --no-install-recommends $missing >/dev/null
   fi
 fi
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+  || { echo "setup: sonolatent needs Python 3.11 or newer; python3 is $(python3 -V 2>&1)" >&2; exit 1; }
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 # torch first: the CPU build where one is at hand (pip's local index), any build otherwise

@@ -9,8 +9,9 @@ For each sound file, at the model rate:
   Griffin-Lim iterations: the baseline anyone has without training.
 
 Each output is compared with the original as log-mel L1 and multi-resolution
-STFT distance (lower is better), and timed as x real time on the current
-thread count. The offline paths are aligned with the input by construction
+STFT distance (lower is better), optionally as ViSQOL v3 audio-mode MOS-LQO
+(1-5, higher is better; the pure-Python ``visqol-python`` at 48 kHz), and
+timed as x real time on the current thread count. The offline paths are aligned with the input by construction
 (the streaming delay is flushed out), so no further shift is needed.
 """
 
@@ -33,6 +34,12 @@ from .models.synth import render_frames
 PATHS = ("vocoder", "model", "griffinlim")
 
 
+#: ViSQOL's audio mode scores at this rate.
+VISQOL_RATE = 48000
+#: Shorter files are not scored by ViSQOL (its patches need about a second of audio).
+VISQOL_MIN_SECONDS = 1.0
+
+
 @dataclass
 class FileResult:
     file: str
@@ -40,10 +47,39 @@ class FileResult:
     logmel: dict
     stft: dict
     speed: dict
+    visqol: dict | None = None
+    group: str = ""
+    kind: str = ""
 
     def to_dict(self):
-        return {"file": self.file, "seconds": round(self.seconds, 3), "logmel": self.logmel, "stft": self.stft,
-                "speed_x_realtime": self.speed}
+        d = {"file": self.file, "seconds": round(self.seconds, 3), "logmel": self.logmel, "stft": self.stft,
+             "speed_x_realtime": self.speed}
+        if self.visqol is not None:
+            d["visqol"] = self.visqol
+        if self.group or self.kind:
+            d["group"], d["kind"] = self.group, self.kind
+        return d
+
+
+class Visqol:
+    """ViSQOL v3 in audio mode (MOS-LQO, 1-5), from the optional ``visqol-python`` package."""
+
+    def __init__(self):
+        try:
+            from visqol import VisqolApi
+        except ImportError:
+            from .errors import SonolatentError
+            raise SonolatentError("--visqol needs the visqol-python package (pip install 'sonolatent[eval]')") from None
+        self.api = VisqolApi()
+        self.api.create(mode="audio")
+
+    def __call__(self, ref: np.ndarray, deg: np.ndarray, sample_rate: int) -> float | None:
+        if len(ref) < VISQOL_MIN_SECONDS * sample_rate:
+            return None
+        from .audio.io import resample
+        r = resample(ref, sample_rate, VISQOL_RATE).astype(np.float64)
+        d = resample(deg, sample_rate, VISQOL_RATE).astype(np.float64)
+        return round(float(self.api.measure_from_arrays(r, d, VISQOL_RATE).moslqo), 3)
 
 
 def griffin_lim(logmel: np.ndarray, cfg, n_iter: int = 64) -> np.ndarray:
@@ -82,7 +118,8 @@ def _fit(y: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def evaluate_file(bundle: ModelBundle, path: Path, griffinlim_iters: int = 64) -> FileResult:
+def evaluate_file(bundle: ModelBundle, path: Path, griffinlim_iters: int = 64, visqol: Visqol | None = None,
+                  group: str = "", kind: str = "") -> FileResult:
     cfg = bundle.mel_config
     x, sr = read_audio(path, cfg.sample_rate, min_seconds=0.1)
     melspec = MelSpectrogram(cfg)
@@ -101,7 +138,10 @@ def evaluate_file(bundle: ModelBundle, path: Path, griffinlim_iters: int = 64) -
         yt = torch.from_numpy(y)[None]
         lm[name] = round(float(logmel_distance(yt, xt, melspec)), 4)
         st[name] = round(float(stft_distance(yt, xt)), 4)
-    return FileResult(str(path), dur, lm, st, speed)
+    vq = None
+    if visqol is not None and dur >= VISQOL_MIN_SECONDS:
+        vq = {name: visqol(x, y, sr) for name, y in outs.items()}
+    return FileResult(str(path), dur, lm, st, speed, vq, group, kind)
 
 
 def find_sound_files(folder: Path) -> list[Path]:
@@ -112,10 +152,23 @@ def summarize(results: list[FileResult]) -> dict:
     def mean(key, name):
         return round(float(np.mean([getattr(r, key)[name] for r in results])), 4)
 
-    return {
+    out = {
         "files": len(results),
         "seconds": round(sum(r.seconds for r in results), 2),
         "logmel": {n: mean("logmel", n) for n in PATHS},
         "stft": {n: mean("stft", n) for n in PATHS},
         "speed_x_realtime": {n: mean("speed", n) for n in PATHS},
     }
+    scored = [r for r in results if r.visqol]
+    if scored:
+        out["visqol"] = {n: round(float(np.mean([r.visqol[n] for r in scored])), 3) for n in PATHS}
+        out["visqol_files"] = len(scored)
+        out["visqol_below_griffinlim"] = {
+            n: sum(r.visqol[n] < r.visqol["griffinlim"] for r in scored) for n in PATHS if n != "griffinlim"}
+    return out
+
+
+def summarize_by(results: list[FileResult], key: str) -> dict[str, dict]:
+    """:func:`summarize` per value of ``key`` (``group`` = source, ``kind``), for files that carry one."""
+    values = sorted({getattr(r, key) for r in results if getattr(r, key)})
+    return {v: summarize([r for r in results if getattr(r, key) == v]) for v in values}

@@ -1,21 +1,20 @@
-"""TOML files with one-line, line-numbered errors (mapping files, patches).
+"""The one TOML reader and writer (patches, MIDI mappings, scores), with one-line, line-numbered errors.
 
-:func:`loads` parses text and turns a syntax error into one
+:func:`loads` parses text with ``tomllib`` and turns a syntax error into one
 :class:`~sonolatent.errors.ConfigError` line ``SOURCE:LINE: TOML syntax error: ...``.
 tomllib reports no line numbers for values it parsed fine, so the line of a
 bad key is found by scanning the text for its table header and then the key
-(:func:`find_line`). Torch-free.
+(:func:`find_line`). :func:`dumps` writes with ``tomli-w`` and refuses a NaN
+or an infinity rather than writing something else. Torch-free.
 """
 
 from __future__ import annotations
 
+import math
 import re
-import sys
+import tomllib
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10 (pyproject pulls in tomli there)
-    import tomli as tomllib
+import tomli_w
 
 from .errors import ConfigError
 
@@ -49,6 +48,8 @@ def find_line(text: str, path: tuple, lists=()) -> int | None:
         matches = [i for i, name in headers if name == head]
         if index < len(matches):
             header_line = matches[index]
+        elif not matches:
+            return _inline_item_line(lines, head, index)
     elif isinstance(head, str):
         matches = [i for i, name in headers if name == head]
         if matches:
@@ -84,6 +85,18 @@ def find_line(text: str, path: tuple, lists=()) -> int | None:
     return header_line + 1
 
 
+def _inline_item_line(lines: list[str], head: str, index: int) -> int | None:
+    """The line of item ``index`` of an array of inline tables ``head = [`` written one item a line (as
+    :func:`dumps` writes them)."""
+    start = next((i for i, line in enumerate(lines) if _key_line_re(head).match(line)), None)
+    if start is None:
+        return None
+    items = [i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("{")]
+    ends = [i for i in range(start + 1, len(lines)) if lines[i].strip() == "]"]
+    items = [i for i in items if not ends or i < ends[0]]
+    return items[index] + 1 if index < len(items) else start + 1
+
+
 _TOML_POS_RE = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 _TOML_EOD_RE = re.compile(r"\s*\(at end of document\)\s*$")
 
@@ -103,3 +116,36 @@ def loads(text: str, source: str) -> dict:
             raise ConfigError(f"{source}:{n}: TOML syntax error: {_TOML_EOD_RE.sub('', msg)} "
                               f"(at end of file)") from None
         raise ConfigError(f"{source}: TOML syntax error: {msg}") from None
+
+
+def _non_finite(value, path: str) -> str | None:
+    """The dotted path of the first NaN or infinity inside ``value``, else None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = ((f"[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for k, v in items:
+        found = _non_finite(v, f"{path}{k}" if str(k).startswith("[") else f"{path}.{k}" if path else str(k))
+        if found:
+            return found
+    return None
+
+
+def dumps(doc: dict, header: str = "", what: str = "TOML") -> str:
+    """``doc`` as TOML text (tomli-w), after ``header`` (comment lines starting with ``#``).
+
+    A NaN or an infinity is refused with one :class:`ConfigError` line naming
+    its key (nothing we write may hold one), as is a value TOML cannot hold.
+    """
+    bad = _non_finite(doc, "")
+    if bad:
+        raise ConfigError(f"{what}: {bad} is not a finite number; nothing written")
+    try:
+        body = tomli_w.dumps(doc)
+    except TypeError as e:
+        raise ConfigError(f"{what}: cannot be written as TOML ({e})") from None
+    return (header.rstrip("\n") + "\n\n" if header.strip() else "") + body

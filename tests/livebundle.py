@@ -33,3 +33,19 @@ def make_live_bundle(folder: Path, seed: int = 0) -> Path:
     sha = json.loads((folder / "vae" / "config.json").read_text())["provenance"]["sha256"]
     save_checkpoint(folder / "encoder", enc, {"data": "random init (tests)", "teacher_sha256": sha})
     return folder
+
+
+def live_core(bundle, rate: int = 44100, live: bool = True):
+    """An engine core playing ``bundle`` (its synth and, with ``live``, its live encoder handed in)."""
+    from sonolatent.engine.core import EngineCore
+    from sonolatent.models.encoder import LiveEncoder
+    from sonolatent.models.synth import StreamingSynth
+
+    return EngineCore(StreamingSynth(bundle), rate, live_input=LiveEncoder(bundle) if live else None)
+
+
+def sample_cache(bundle, root):
+    from sonolatent.engine.slots import SampleCache
+    from sonolatent.models.synth import StreamingSynth
+
+    return SampleCache(StreamingSynth(bundle), root)

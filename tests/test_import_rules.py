@@ -1,6 +1,9 @@
 """The package's import rules, read from the source (every import, also those inside functions):
 
-- the control surface and the MIDI bridge never reach torch, directly or through another module;
+- the control surface, the MIDI bridge, the parameter model and the engine never reach torch, directly or
+  through another module;
+- the engine imports neither the control surface nor the models (its synth is handed in);
+- the parameter model imports neither the engine nor the control surface (both use it);
 - only the CLI imports ``sonolatent.training``.
 
 The runtime checks (``tests/control/test_torch_free.py``, ``tests/midi/test_midi_cli.py``) import
@@ -13,8 +16,13 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "sonolatent"
-TORCH_FREE = ("sonolatent.control", "sonolatent.midi")
+TORCH_FREE = ("sonolatent.control", "sonolatent.midi", "sonolatent.params", "sonolatent.engine")
 HEAVY = ("torch", "torchaudio")
+#: package -> the packages it may not import (directly; torch is checked through every path above)
+FORBIDDEN = {
+    "sonolatent.engine": ("sonolatent.control", "sonolatent.models"),
+    "sonolatent.params": ("sonolatent.engine", "sonolatent.control", "sonolatent.models"),
+}
 
 
 def module_names(root: Path) -> dict[str, Path]:
@@ -78,6 +86,9 @@ def violations(root: Path) -> list[str]:
     for name in sorted(g):
         if under(name, TORCH_FREE):
             problems += [f"{name} reaches torch: {c}" for c in torch_paths(g, name)]
+        for pkg, banned in FORBIDDEN.items():
+            if under(name, (pkg,)):
+                problems += [f"{name} imports {d} ({pkg} may not)" for d in sorted(g[name]) if under(d, banned)]
         if not under(name, ("sonolatent.cli", "sonolatent.training")):
             problems += [f"{name} imports {d} (only sonolatent.cli may)" for d in sorted(g[name])
                          if under(d, ("sonolatent.training",))]
@@ -90,7 +101,7 @@ def test_the_package_keeps_its_import_rules():
 
 def test_the_checker_sees_a_lazy_torch_import_two_modules_away_and_a_stray_training_import(tmp_path):
     root = tmp_path / "sonolatent"
-    for folder in ("control", "midi", "models", "training", "engine", "cli"):
+    for folder in ("control", "midi", "models", "training", "engine", "cli", "params"):
         (root / folder).mkdir(parents=True)
         (root / folder / "__init__.py").write_text("")
     (root / "__init__.py").write_text("")
@@ -100,9 +111,50 @@ def test_the_checker_sees_a_lazy_torch_import_two_modules_away_and_a_stray_train
     (root / "engine" / "core.py").write_text("from sonolatent.training import loop\n")
     (root / "training" / "loop.py").write_text("")
     (root / "cli" / "train.py").write_text("from ..training.loop import run\n")
+    (root / "engine" / "slots.py").write_text("def load():\n    from ..models.helper import f\n")
+    (root / "engine" / "runtime.py").write_text("from sonolatent.control import target\n")
+    (root / "control" / "target.py").write_text("from ..params import values\n")
+    (root / "params" / "values.py").write_text("import math\n")
+    (root / "params" / "namespace.py").write_text("from ..engine import core\n")
     found = violations(root)
     assert found == [
         "sonolatent.control.server reaches torch: sonolatent.control.server -> sonolatent.models.helper -> torch",
         "sonolatent.engine.core imports sonolatent.training (only sonolatent.cli may)",
         "sonolatent.engine.core imports sonolatent.training.loop (only sonolatent.cli may)",
+        "sonolatent.engine.runtime imports sonolatent.control (sonolatent.engine may not)",
+        "sonolatent.engine.runtime imports sonolatent.control.target (sonolatent.engine may not)",
+        "sonolatent.engine.slots reaches torch: sonolatent.engine.slots -> sonolatent.models.helper -> torch",
+        "sonolatent.engine.slots imports sonolatent.models (sonolatent.engine may not)",
+        "sonolatent.engine.slots imports sonolatent.models.helper (sonolatent.engine may not)",
+        "sonolatent.params.namespace imports sonolatent.engine (sonolatent.params may not)",
+        "sonolatent.params.namespace imports sonolatent.engine.core (sonolatent.params may not)",
     ], found
+
+
+BENCHMARKS = PACKAGE.parent / "benchmarks"
+
+
+def benchmark_problems(folder: Path) -> list[str]:
+    """Benchmarks are a package run as ``python -m benchmarks.NAME``: no ``tests`` imports, no ``sys.path`` edits."""
+    missing = [] if (folder / "__init__.py").exists() else [f"{folder.name}: no __init__.py"]
+    problems = []
+    for f in sorted(folder.glob("*.py")):
+        tree = ast.parse(f.read_text(encoding="utf-8"), str(f))
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            problems += [f"{f.name}:{node.lineno} imports {n}" for n in names if under(n, ("tests",))]
+            if isinstance(node, ast.Attribute) and node.attr == "path" and \
+                    isinstance(node.value, ast.Name) and node.value.id == "sys":
+                problems.append(f"{f.name}:{node.lineno} uses sys.path")
+    return missing + sorted(problems)
+
+
+def test_benchmarks_run_as_a_package_without_tests_or_path_edits():
+    assert benchmark_problems(BENCHMARKS) == []
+
+
+def test_the_benchmark_checker_sees_a_path_edit_and_a_tests_import(tmp_path):
+    (tmp_path / "b.py").write_text("import sys\nsys.path.insert(0, '.')\nfrom tests.jackserver import JackServer\n")
+    assert benchmark_problems(tmp_path) == [f"{tmp_path.name}: no __init__.py", "b.py:2 uses sys.path",
+                                            "b.py:3 imports tests.jackserver"]

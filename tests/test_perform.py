@@ -6,7 +6,7 @@ the shipped model (a copy of checkpoints/default, so the training run that
 rewrites it cannot swap it mid-test); the bridge ``sonolatent bridge --patch
 patches/morph_modwheel.toml --api jack --in PORT`` reading a JACK MIDI port
 that this test writes real MIDI bytes into (a key, the mod wheel, another key).
-The README's "Performing with a MIDI controller" section runs the same commands.
+The README's "A MIDI controller" paragraph runs the same commands.
 
 What is checked: the daemon's values over OSC (/sono/morph after the wheel,
 /sono/transpose after the key), and the sound the daemon played (its
@@ -50,8 +50,9 @@ from pythonosc.osc_message import OscMessage
 from sonolatent.control.server import encode
 from sonolatent.engine.bounce import bounce
 from sonolatent.models import DEFAULT_CHECKPOINT, load_bundle
+from sonolatent.models.synth import StreamingSynth
 
-from .jackserver import JackServer
+from sonolatent.jackserver import JackServer
 
 pytestmark = pytest.mark.jack
 REPO = Path(__file__).resolve().parents[1]
@@ -138,7 +139,7 @@ def replay_without(log: Path, address: str, bundle, out: Path) -> np.ndarray:
     n = torch.get_num_threads()
     torch.set_num_threads(1)      # two threads beside a training run: 6x slower here
     try:
-        return bounce(out, bundle)
+        return bounce(out, StreamingSynth(bundle))
     finally:
         torch.set_num_threads(n)
 

@@ -17,9 +17,12 @@ def register(sub) -> None:
         description="For every sound file in DIR (any format, any rate), three reconstructions: the vocoder "
                     "alone (mel of the original -> vocoder), the full model (encode -> decode -> vocoder) and "
                     "the Griffin-Lim baseline (mel inversion + --gl-iters iterations). Each is compared with the "
-                    "original as log-mel L1 and multi-resolution STFT distance (lower is better) and timed in "
-                    "x real time (higher is faster).",
-        epilog="example:\n  sonolatent eval data/gm/audio --limit 40 --json eval.json",
+                    "original as log-mel L1 and multi-resolution STFT distance (lower is better), with --visqol "
+                    "also as ViSQOL v3 MOS-LQO (1-5, higher is better), and timed in x real time (higher is "
+                    "faster). When DIR is a dataset folder (it has manifest.jsonl) the figures are also given "
+                    "per source and per kind.",
+        epilog="examples:\n  sonolatent eval data/real-heldout --visqol --json eval.json\n"
+               "  sonolatent eval data/gm/audio --limit 40",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dir", metavar="DIR", help="folder of sound files (searched recursively)")
     p.add_argument("--json", metavar="OUT", help="write per-file and average figures as JSON")
@@ -27,6 +30,10 @@ def register(sub) -> None:
     p.add_argument("--limit", type=int, metavar="N", help="evaluate at most N files, evenly spread (default: all)")
     p.add_argument("--threads", type=int, default=1, metavar="N", help="torch threads for the speed figures (default: 1)")
     p.add_argument("--gl-iters", type=int, default=64, metavar="N", help="Griffin-Lim iterations (default: 64)")
+    p.add_argument("--visqol", action="store_true",
+                   help="also score ViSQOL v3 audio mode (needs visqol-python; a few seconds per file)")
+    p.add_argument("--split", choices=("train", "valid"), default=None,
+                   help="in a dataset folder, only this split (default: all)")
     p.set_defaults(func=run)
 
 
@@ -46,18 +53,24 @@ def run(args) -> int:
     folder = Path(args.dir)
     if not folder.is_dir():
         raise SonolatentError(f"{folder}: not a folder")
-    files = find_sound_files(folder)
+    tags = _dataset_tags(folder, args.split)
+    files = sorted(tags) if tags else find_sound_files(folder)
     if not files:
         raise SonolatentError(f"{folder}: no sound files (wav, flac, ogg, aiff) found")
     if args.limit and len(files) > args.limit:
-        files = [files[int(i)] for i in np.linspace(0, len(files) - 1, args.limit)]
+        files = _spread(files, tags, args.limit)
+    visqol = None
+    if args.visqol:
+        from ..evaluation import Visqol
+        visqol = Visqol()
     torch.set_num_threads(args.threads)
     bundle = load_bundle(args.checkpoint)
     warm_up(bundle)   # compiled kernels load before the first timed file, not inside it
     results, skipped = [], []
     for f in tqdm(files, desc="eval", unit="file", leave=False):
+        group, kind = tags.get(f, ("", ""))
         try:
-            results.append(evaluate_file(bundle, f, args.gl_iters))
+            results.append(evaluate_file(bundle, f, args.gl_iters, visqol, group, kind))
         except AudioFileError as e:   # one unreadable or too-short file does not sink the whole run
             skipped.append({"file": str(f), "reason": str(e).removeprefix(f"{f}: ")})
     for sk in skipped:
@@ -80,10 +93,65 @@ def run(args) -> int:
           " ".join(f"{summary['stft'][n]:>11.4f}" for n in PATHS))
     sp = summary["speed_x_realtime"]
     print("distances to the original: lower is better")
+    if "visqol" in summary:
+        vq = summary["visqol"]
+        print(f"ViSQOL MOS-LQO ({summary['visqol_files']} files of at least 1 s; higher is better): " +
+              ", ".join(f"{n} {vq[n]:.2f}" for n in PATHS))
+    by = {}
+    if any(r.group for r in results):
+        from ..evaluation import summarize_by
+        by = {"source": summarize_by(results, "group"), "kind": summarize_by(results, "kind")}
+        for title, table in by.items():
+            _print_breakdown(title, table)
     print(f"speed (x real time, {args.threads} thread{'s' if args.threads != 1 else ''}): " +
           ", ".join(f"{n} {sp[n]:.1f}" for n in PATHS))
     if args.json:
-        doc = {"checkpoint": str(bundle.folder), "threads": args.threads, "summary": summary,
+        doc = {"checkpoint": str(bundle.folder), "threads": args.threads, "summary": summary, "by": by,
                "files": [r.to_dict() for r in results], "skipped": skipped}
         write_text_atomic(args.json, json.dumps(doc, indent=1) + "\n")
     return 0
+
+
+def _dataset_tags(folder: Path, split: str | None) -> dict:
+    """For a dataset folder: {file: (group, kind)} from its manifest; {} for a plain folder."""
+    from ..datasets.manifest import MANIFEST, load_manifest
+
+    if not (folder / MANIFEST).is_file():
+        return {}
+    return {folder / e["path"]: (str(e.get("group", "")), str(e.get("kind", e.get("label", ""))))
+            for e in load_manifest(folder, split=split)}
+
+
+def _spread(files: list, tags: dict, limit: int) -> list:
+    """At most ``limit`` files, evenly spread; in a dataset folder, shared evenly among its sources."""
+    import numpy as np
+
+    if not tags:
+        return [files[int(i)] for i in np.linspace(0, len(files) - 1, limit)]
+    groups: dict[str, list] = {}
+    for f in files:
+        groups.setdefault(tags[f][0], []).append(f)
+    share = max(1, limit // len(groups))
+    out = []
+    for g in sorted(groups):
+        fs = groups[g]
+        out += fs if len(fs) <= share else [fs[int(i)] for i in np.linspace(0, len(fs) - 1, share)]
+    return sorted(out)
+
+
+def _print_breakdown(title: str, table: dict) -> None:
+    from ..evaluation import PATHS
+
+    w = max(8, max(len(k) for k in table))
+    has_vq = any("visqol" in s for s in table.values())
+    head = f"{title:<{w}} {'files':>5}  " + "  ".join(f"{'log-mel ' + n[:5]:>14}" for n in PATHS) + "  " + \
+        "  ".join(f"{'MR-STFT ' + n[:5]:>14}" for n in PATHS) + \
+        ("  " + "  ".join(f"{'ViSQOL ' + n[:5]:>13}" for n in PATHS) if has_vq else "")
+    print()
+    print(head)
+    for k, s in table.items():
+        row = f"{k:<{w}} {s['files']:>5}  " + "  ".join(f"{s['logmel'][n]:>14.4f}" for n in PATHS) + "  " + \
+            "  ".join(f"{s['stft'][n]:>14.4f}" for n in PATHS)
+        if has_vq:
+            row += "  " + "  ".join(f"{s['visqol'][n]:>13.2f}" if "visqol" in s else f"{'-':>13}" for n in PATHS)
+        print(row)

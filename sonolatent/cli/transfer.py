@@ -69,6 +69,7 @@ def run(args) -> int:
 
     from ..engine.slots import SampleCache
     from ..models import load_bundle
+    from ..models.synth import StreamingSynth
     from ..render.transfer import transfer
 
     torch.set_num_threads(1)
@@ -76,7 +77,7 @@ def run(args) -> int:
     if bundle.encoder is None:
         raise SonolatentError(f"{bundle.folder}: this model bundle has no live encoder (encoder/)")
     audio, _ = read_audio(args.input, bundle.sample_rate, allow_silent=True)
-    timbre = SampleCache(bundle, root).load_timbre(name)
+    timbre = SampleCache(StreamingSynth(bundle), root).load_timbre(name)
     y = transfer(bundle, audio, timbre, args.amount, gate_db=args.gate, gain_db=args.gain)
     write_audio(args.output, y, bundle.sample_rate, fmt=args.format)
     print(f"{args.output}: {len(y) / bundle.sample_rate:.2f} s at {bundle.sample_rate} Hz "

@@ -13,7 +13,7 @@ import signal
 import sys
 
 from ..errors import SonolatentError
-from .namespace import MAX_SLOTS, build_namespace
+from ..params.namespace import MAX_SLOTS, build_namespace
 from .surface import ControlSurface, add_control_arguments
 from .target import RecordingTarget
 

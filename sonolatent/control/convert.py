@@ -23,7 +23,8 @@ import re
 from functools import lru_cache
 
 from ..errors import SonolatentError
-from .namespace import Param
+from ..params.namespace import Param
+from ..params.values import clamp
 
 NORM_SUFFIX = "/norm"
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -204,12 +205,11 @@ def convert(p: Param, args, norm: bool = False) -> tuple:
             out.append(s)
             continue
         x = number(v, what)
-        lo, hi = p.min[k], p.max[k]
         if norm:
+            lo, hi = p.min[k], p.max[k]
             x = lo + min(max(x, 0.0), 1.0) * (hi - lo)
-        x = min(max(x, lo), hi)
+        x = clamp(p, k, x)
         if t == "i":
-            x = int(math.floor(x + 0.5))
             if p.values and x not in p.values:
                 raise OscValueError(f"{what} must be one of {', '.join(map(str, p.values))}")
         out.append(x)

@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 
 from .. import __version__
 from ..errors import ConfigError
-from .namespace import Param
+from ..params.namespace import Param
 from .server import AllowList
 from .target import ControlTarget
 

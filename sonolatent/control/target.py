@@ -2,7 +2,7 @@
 
 The control surface (:mod:`sonolatent.control.server`, :mod:`.oscquery`)
 parses OSC, converts and checks values against the namespace
-(:mod:`.namespace`) and hands the result to a :class:`ControlTarget`. The
+(:mod:`sonolatent.params.namespace`) and hands the result to a :class:`ControlTarget`. The
 real-time engine implements :class:`ControlTarget`; :class:`RecordingTarget`
 is a small in-memory implementation for tests and ``--no-audio`` dry runs.
 
@@ -41,7 +41,8 @@ from collections import deque
 from typing import Callable, Protocol
 
 from .. import __version__
-from .namespace import Param, build_namespace
+from ..params.namespace import Param, build_namespace
+from ..params.values import initial_values, linked_values
 
 Sender = tuple  # (host, port) or an IPv6 (host, port, flow, scope) tuple, as socket.recvfrom gives it
 Change = tuple  # (address: str, values: tuple)
@@ -76,47 +77,6 @@ class ControlTarget(Protocol):
 
     def attach_replier(self, replier: Replier | None) -> None:
         """Called by the server on start (and with ``None`` on stop) so the target can answer later."""
-
-
-def initial_values(namespace: dict[str, Param]) -> dict[str, tuple]:
-    """Default value of every parameter that stores one (actions excluded; strings start as "")."""
-    out = {}
-    for a, p in namespace.items():
-        if p.action:
-            continue
-        if p.types and all(t == "s" for t in p.types):
-            out[a] = p.default or ("",) * len(p.types)
-        else:
-            out[a] = tuple(p.default)
-    return out
-
-
-def linked_values(address: str, values: tuple, current: Callable[[str], tuple | None]) -> dict[str, tuple]:
-    """The stored values a change sets, including the addresses that mirror it.
-
-    ``/sono/latent`` and ``/sono/latent/K`` are two views of the same offsets,
-    as are ``/sono/xy`` and ``/sono/xy/x``, ``/sono/xy/y``. Given a change and a
-    way to read current values, return every address whose stored value
-    changes (the engine can use this to keep its snapshot coherent).
-    """
-    out = {address: values}
-    if address == "/sono/latent":
-        for k, v in enumerate(values):
-            out[f"/sono/latent/{k}"] = (v,)
-    elif address.startswith("/sono/latent/") and address.count("/") == 3:
-        vec = current("/sono/latent")
-        k = int(address.rsplit("/", 1)[1])
-        if vec is not None and k < len(vec):
-            vec = list(vec)
-            vec[k] = values[0]
-            out["/sono/latent"] = tuple(vec)
-    elif address == "/sono/xy":
-        out["/sono/xy/x"] = (values[0],)
-        out["/sono/xy/y"] = (values[1],)
-    elif address in ("/sono/xy/x", "/sono/xy/y"):
-        xy = current("/sono/xy") or (0.0, 0.0)
-        out["/sono/xy"] = (values[0], xy[1]) if address.endswith("x") else (xy[0], values[0])
-    return out
 
 
 class RecordingTarget:

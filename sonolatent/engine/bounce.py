@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, SonolatentError
+from ..params.values import coerce
 from .core import EngineCore
 from .runtime import LOG_FORMAT, LOG_VERSION
 from .slots import SampleCache
@@ -69,18 +70,37 @@ def read_log(path: str | os.PathLike) -> tuple[dict, list[dict], int | None]:
     return header, events, end
 
 
-def bounce(log_path, bundle, *, samples_dir=None, output_rate: int | None = None, writer=None) -> np.ndarray:
-    """Render the performance in ``log_path``; returns the output-rate samples.
+def _checked_changes(log_path, event: dict, namespace: dict) -> list:
+    """The ``(address, values)`` of one logged block, each checked like a patch's values."""
+    out = []
+    for change in event["changes"]:
+        if not (isinstance(change, list) and len(change) == 2 and isinstance(change[0], str)):
+            raise ConfigError(f"{log_path}: block {event['block']}: expected [address, values], got {change!r}")
+        address, values = change
+        p = namespace.get(address)
+        if p is None:
+            raise ConfigError(f"{log_path}: block {event['block']}: {address}: no such address")
+        try:
+            out.append((address, coerce(p, values)))
+        except SonolatentError as e:
+            raise ConfigError(f"{log_path}: block {event['block']}: {e}") from None
+    return out
 
+
+def bounce(log_path, synth, *, samples_dir=None, output_rate: int | None = None, writer=None) -> np.ndarray:
+    """Render the performance in ``log_path`` through ``synth`` (a fresh ``StreamingSynth``); returns the samples.
+
+    The logged changes are checked against the namespace here, where they enter.
     ``writer`` (optional) receives every block's samples as they are rendered.
     """
     header, events, end = read_log(log_path)
+    bundle = synth.bundle
     rate = int(output_rate or header.get("output_rate") or bundle.sample_rate)
     if bundle.sample_rate != header.get("model_rate", bundle.sample_rate) or \
             bundle.mel_config.hop_length != header.get("hop", bundle.mel_config.hop_length):
         raise ConfigError(f"{log_path}: recorded with a model at another rate or hop than this checkpoint")
-    core = EngineCore(bundle, rate)
-    cache = SampleCache(bundle, samples_dir or header.get("samples") or ".")
+    core = EngineCore(synth, rate)
+    cache = SampleCache(synth, samples_dir or header.get("samples") or ".")
     if end is None:
         last = events[-1]["block"] if events else 0
         end = last + int(TAIL_SECONDS / core.dt)
@@ -96,7 +116,7 @@ def bounce(log_path, bundle, *, samples_dir=None, output_rate: int | None = None
                     raise ConfigError(f"{log_path}: sample {meta['name']!r} differs from the one played "
                                       "(sha256 mismatch)")
                 sounds[int(k)] = s
-            core.apply([(a, tuple(v)) for a, v in nxt["changes"]], sounds)
+            core.apply(_checked_changes(log_path, nxt, core.namespace), sounds)
             nxt = next(ev, None)
         out = core.render_block()
         parts.append(out)

@@ -23,7 +23,7 @@ Per block:
    the envelope (linear attack/release, velocity), the gain (ramped across the
    block) and, when quitting, a short fade.
 
-Live input (:mod:`.live`, when the core is built with ``live_input=True``): ``/sono/input/slot K``
+Live input (:mod:`.live`, when the core is handed a live encoder, ``live_input``): ``/sono/input/slot K``
 puts the live source in slot K's place in every blend (morph, xy, weights); its column each block is
 the next latent frame of the input fed with :meth:`EngineCore.feed_input`, or silence while the gate
 is closed. While it is bound the voice does not end with the sounds (no release at the end of a
@@ -36,43 +36,16 @@ import math
 
 import numpy as np
 
-from ..control.namespace import MAX_SLOTS, Param, build_namespace
-from ..control.target import initial_values, linked_values
+from ..params.namespace import MAX_SLOTS, Param, build_namespace
+from ..params.values import initial_values, linked_values
 from ..errors import SonolatentError
+from .live import LiveInput
 from .playhead import LOOP_OFF, Playhead
 
 #: Length of the fade-out when the daemon quits.
 QUIT_FADE_SECONDS = 0.05
 #: Smoothed values closer than this to their target snap to it.
 SNAP = 1e-7
-
-
-def coerce(param: Param, values) -> tuple:
-    """Check and clamp ``values`` for ``param`` (the control surface does the same for OSC)."""
-    if not isinstance(values, (list, tuple)):
-        values = (values,)
-    values = tuple(values)
-    if param.action and not param.types:
-        return ()
-    if param.action and not values and param.default:
-        return tuple(param.default)
-    if len(values) != len(param.types):
-        raise SonolatentError(f"{param.address}: expects {len(param.types)} value(s), got {len(values)}")
-    out = []
-    for i, (t, v) in enumerate(zip(param.types, values)):
-        if t == "s":
-            if not isinstance(v, str):
-                raise SonolatentError(f"{param.address}: value {i + 1} must be a string")
-            out.append(v)
-            continue
-        if isinstance(v, bool):
-            v = float(v)
-        if not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise SonolatentError(f"{param.address}: value {i + 1} must be a finite number, got {v!r}")
-        if param.min:
-            v = min(max(v, param.min[i]), param.max[i])
-        out.append(int(round(v)) if t == "i" else float(v))
-    return tuple(out)
 
 
 class Smoothed:
@@ -113,12 +86,12 @@ class Resampler:
 class EngineCore:
     """Control state and rendering of one voice; see the module docstring."""
 
-    def __init__(self, bundle, output_rate: int | None = None, namespace: dict[str, Param] | None = None,
-                 live_input: bool = False):
-        from ..models.synth import StreamingSynth
-
+    def __init__(self, synth, output_rate: int | None = None, namespace: dict[str, Param] | None = None,
+                 live_input=None):
+        bundle = synth.bundle
         self.bundle = bundle
-        self.synth = StreamingSynth(bundle)
+        self.synth = synth
+        synth.reset()
         self.model_rate = bundle.sample_rate
         self.output_rate = int(output_rate or self.model_rate)
         self.hop = bundle.mel_config.hop_length
@@ -159,9 +132,8 @@ class EngineCore:
         self._ramp = np.arange(1, self.hop * 4 + 1, dtype=np.float64)
         self.live = None
         self.live_column = None
-        if live_input:
-            from .live import LiveInput
-            self.live = LiveInput(bundle, self.synth.delay)
+        if live_input is not None:   # a LiveEncoder (models/encoder.py), handed in like the synth
+            self.live = LiveInput(live_input, self.synth.delay, self.model_rate)
             self.live_column = self.live.silence.copy()
 
     # -- live input ------------------------------------------------------------------------------
@@ -250,8 +222,9 @@ class EngineCore:
         """Apply ``(address, values)`` changes together at this block boundary.
 
         ``sounds`` maps slot index -> :class:`SlotSound` for ``/sono/slot/K/load``
-        changes (loading happens elsewhere; this only installs). Returns the
-        changes as applied (values coerced), for the performance log.
+        changes (loading happens elsewhere; this only installs). The values are
+        checked where they entered (``params.values``). Returns the changes as
+        applied, for the performance log.
         """
         before = self.latent()
         applied = []
@@ -259,7 +232,7 @@ class EngineCore:
             p = self.namespace.get(address)
             if p is None:
                 raise SonolatentError(f"{address}: no such address")
-            vals = coerce(p, values)
+            vals = tuple(values)
             self._apply_one(address, vals, sounds or {})
             applied.append((address, vals))
         self.glide += before - self.latent()

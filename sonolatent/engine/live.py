@@ -36,12 +36,11 @@ def level_db(rms: float) -> float:
 class LiveInput:
     """One live input stream; see the module docstring."""
 
-    def __init__(self, bundle, synth_delay: int):
-        from ..models.encoder import LiveEncoder
-
-        self.encoder = LiveEncoder(bundle)
+    def __init__(self, encoder, synth_delay: int, rate: int):
+        self.encoder = encoder          # a models.encoder.LiveEncoder, handed in (the engine builds no model)
+        self.encoder.reset()
         self.hop = self.encoder.hop
-        self.rate = bundle.sample_rate
+        self.rate = rate
         self.silence = self.encoder.silence()
         self.frames: collections.deque = collections.deque()   # (column (D,) float64, level linear)
         self.dry = collections.deque()                        # gained input chunks not yet mixed (aligned)

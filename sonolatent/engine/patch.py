@@ -22,7 +22,7 @@
     map = "midi/modwheel_morph.toml"     # the mapping that goes with it (relative to this file)
 
 Every section is optional (a file with only ``[slots]`` and ``[params]`` is
-the older, interim format and still loads). Every key is checked; a mistake
+a patch). Every key is checked; a mistake
 is one :class:`~sonolatent.errors.ConfigError` line ``FILE:LINE: [section]
 key 'KEY': problem``.
 
@@ -39,22 +39,23 @@ key 'KEY': problem``.
   re-encoded by the running model and only latent offsets mean something
   model-specific.
 
-:func:`patch_text` writes the full format; ``/sono/patch/save`` writes it
-atomically through :func:`write_patch`. Torch-free.
+:func:`patch_text` writes the full format with the one TOML writer
+(:func:`sonolatent.tomlfile.dumps`, which refuses a NaN); ``/sono/patch/save``
+writes it atomically through :func:`write_patch`. Torch-free.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..control.namespace import MAX_SLOTS, Param, build_namespace
+from ..params.namespace import MAX_SLOTS, Param, build_namespace
+from ..params.values import coerce
 from ..errors import ConfigError, SonolatentError
 from ..outputs import write_text_atomic
-from ..tomlfile import find_line, loads
+from ..tomlfile import dumps, find_line, loads
 
 #: The repository root: checkpoint references are relative to it (or to the patch file).
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -147,8 +148,6 @@ def _string(patch: Patch, section: str, table: dict, key: str, default=None, emp
 
 def _param_change(patch: Patch, namespace: dict[str, Param], address: str, value, dim: int):
     """The coerced ``(address, values)`` for one ``[params]`` entry, or None when it is left out."""
-    from .core import coerce
-
     m = _LATENT_K.match(address)
     if m and int(m.group(1)) >= dim and isinstance(value, (int, float)) and not isinstance(value, bool):
         neutral = 1.0 if m.group(2) else 0.0
@@ -264,16 +263,6 @@ def checkpoint_warning(patch: Patch, running: str | os.PathLike | None) -> str |
 # writing
 
 
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-    if isinstance(v, float):
-        return repr(v) if math.isfinite(v) else "0.0"
-    return str(v)
-
-
 def checkpoint_ref(folder: str | os.PathLike) -> str:
     """How a patch names ``folder``: relative to the repository root when inside it, else absolute."""
     p = Path(folder).resolve()
@@ -290,30 +279,23 @@ def patch_text(slot_names: dict[int, str], values: dict[str, tuple], namespace: 
     is written when ``name``, ``description`` or ``checkpoint`` is given, ``[midi]``
     when ``midi_map`` is.
     """
-    lines = [header.rstrip("\n"), ""] if header.strip() else []
+    doc: dict = {}
     if name or description or checkpoint:
-        lines.append("[patch]")
-        if name:
-            lines.append(f"name = {_toml_value(name)}")
-        lines.append(f"description = {_toml_value(description)}")
+        meta = {"name": name} if name else {}
+        meta["description"] = description
         if checkpoint:
-            lines.append(f"checkpoint = {_toml_value(checkpoint)}")
-        lines.append("")
-    lines.append("[slots]")
-    lines += [f"{k} = {_toml_value(n)}" for k, n in sorted(slot_names.items()) if n]
-    lines += ["", "[params]"]
+            meta["checkpoint"] = checkpoint
+        doc["patch"] = meta
+    doc["slots"] = {str(k): n for k, n in sorted(slot_names.items()) if n}
     addrs = [a for a, prm in namespace.items()
              if not prm.action and prm.access & 2 and a in values and a not in _DERIVED
              and not (a.startswith("/sono/latent/") and not a.endswith("/scale"))]
     addrs = [a for a in addrs if a not in last] + [a for a in last if a in addrs]
-    for a in addrs:
-        vals = values[a]
-        body = _toml_value(vals[0]) if len(vals) == 1 else "[" + ", ".join(_toml_value(x) for x in vals) + "]"
-        lines.append(f'"{a}" = {body}')
-    lines += ["", "[play]", f"autoplay = {_toml_value(bool(autoplay))}", f"velocity = {_toml_value(float(velocity))}"]
+    doc["params"] = {a: (values[a][0] if len(values[a]) == 1 else list(values[a])) for a in addrs}
+    doc["play"] = {"autoplay": bool(autoplay), "velocity": float(velocity)}
     if midi_map:
-        lines += ["", "[midi]", f"map = {_toml_value(midi_map)}"]
-    return "\n".join(lines) + "\n"
+        doc["midi"] = {"map": midi_map}
+    return dumps(doc, header, what=f"patch {name or ''}".strip())
 
 
 def write_patch(path: str | os.PathLike, text: str) -> None:

@@ -34,10 +34,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..control.namespace import MAX_SLOTS
+from ..params.namespace import MAX_SLOTS
 from ..errors import SonolatentError
 from ..outputs import check_output_path
-from .core import EngineCore, coerce
+from .core import EngineCore
 from .patch import checkpoint_ref, checkpoint_warning, load_patch, patch_text, resolve_patch, write_patch
 from .ring import SPSCRing
 from .slots import SampleCache
@@ -53,6 +53,8 @@ GIL_SWITCH_S = 0.0005  # GIL hand-over interval while the engine runs (Python's 
 class Engine:
     """Real-time engine; see the module docstring.
 
+    ``synth`` is the voice it plays (a ``StreamingSynth``, handed in: the
+    engine builds no model); the engine owns it from here on.
     ``mode`` is ``"device"`` (sounddevice callback), ``"headless"`` (own
     real-time clock) or ``"freewheel"`` (as fast as possible). Build it, load
     initial state with :meth:`preload`, then :meth:`start`; :meth:`wait` blocks
@@ -60,21 +62,21 @@ class Engine:
     ``duration``; :meth:`close` finalises the recording and the log.
     """
 
-    def __init__(self, bundle, *, samples_dir, mode: str = "headless", device_rate: int | None = None,
+    def __init__(self, synth, *, samples_dir, mode: str = "headless", device_rate: int | None = None,
                  block_size: int = 256, safety_ms: float = 10.0, device=None, record=None, log_osc=None,
                  patches_dir=None, duration: float | None = None, checkpoint: str | None = None,
-                 input_device=None):
+                 input_device=None, live_encoder=None):
         if mode not in ("device", "headless", "freewheel"):
             raise ValueError(f"unknown engine mode {mode!r}")
         self.input_device = input_device     # None: output only; else the live input (see engine/live.py)
         if input_device is not None and mode != "device":
             raise SonolatentError("--input needs a sound card (it cannot be combined with --no-audio or --freewheel)")
-        if input_device is not None and getattr(bundle, "encoder", None) is None:
-            raise SonolatentError(f"--input: the model bundle {getattr(bundle, 'folder', '')} has no live encoder "
-                                  "(encoder/); checkpoints/default and checkpoints/low-latency have one")
+        if input_device is not None and live_encoder is None:
+            raise SonolatentError("--input: no live encoder was given (the model bundle's encoder/)")
         if not 16 <= block_size <= 8192:
             raise SonolatentError(f"--block-size {block_size}: must be 16..8192")
         self.mode = mode
+        bundle = synth.bundle
         self.bundle = bundle
         self.samples_dir = Path(samples_dir)
         self.patches_dir = Path(patches_dir) if patches_dir else None
@@ -89,9 +91,9 @@ class Engine:
         if mode == "device":
             device_rate = self._open_stream(device_rate)
         self.device_rate = int(device_rate or bundle.sample_rate)
-        self.core = EngineCore(bundle, self.device_rate, live_input=input_device is not None)
+        self.core = EngineCore(synth, self.device_rate, live_input=live_encoder)
         self.namespace = self.core.namespace
-        self.cache = SampleCache(bundle, self.samples_dir)
+        self.cache = SampleCache(synth, self.samples_dir)
         # ring: target depth = one device block + a safety margin; room for a rendered block on top
         frame_out = math.ceil(self.core.hop * self.device_rate / self.core.model_rate) + 64
         self.target = self.block_size + int(round(safety_ms * 1e-3 * self.device_rate))
@@ -534,11 +536,7 @@ class Engine:
                 if p is None:
                     self._error(sender, address, "no such address")
                     continue
-                try:
-                    vals = coerce(p, values)
-                except SonolatentError as e:
-                    self._error(sender, address, str(e))
-                    continue
+                vals = tuple(values)   # checked by the control surface (ControlTarget.submit's contract)
                 if address.startswith("/sono/slot/") and address.endswith(("/load", "/timbre")):
                     kind = "slot" if address.endswith("/load") else "timbre"
                     self._loader_q.put((kind, int(address.split("/")[3]), vals[0], sender))

@@ -4,8 +4,8 @@ A name is a relative path inside the sample folder, with or without its
 extension (``"piano"``, ``"drums/kick.wav"``). It is never a path to anywhere
 else: :func:`resolve_sample` refuses absolute names and any name whose
 resolved path (symlinks followed) leaves the folder. Encoding
-(:func:`~sonolatent.models.synth.encode_audio`) runs off the audio path, on the
-engine's loader thread; :class:`SampleCache` remembers results by file
+(``synth.encode``) runs off the audio path, on the
+engine's loader thread, by the synth handed to the engine; :class:`SampleCache` remembers results by file
 identity so switching back and forth between sounds costs nothing.
 """
 
@@ -73,20 +73,16 @@ def resolve_sample(root: str | os.PathLike, name: str) -> Path:
 
 
 class SampleCache:
-    """Encodes sounds with a model bundle; caches by (path, size, mtime). Thread-safe."""
+    """Encodes sounds with ``synth.encode``; caches by (path, size, mtime). Thread-safe."""
 
-    def __init__(self, bundle, root: str | os.PathLike, max_items: int = 64):
-        self.bundle = bundle
+    def __init__(self, synth, root: str | os.PathLike, max_items: int = 64):
+        self.synth = synth
         self.root = Path(root)
         self.max_items = max_items
         self._cache: dict[tuple, SlotSound] = {}
         self._lock = threading.Lock()
-        self._mel = None
 
     def load(self, name: str) -> SlotSound:
-        from ..audio.mel import MelSpectrogram
-        from ..models.synth import encode_audio
-
         path = resolve_sample(self.root, name)
         st = path.stat()
         key = (str(path), st.st_size, st.st_mtime_ns)
@@ -96,12 +92,9 @@ class SampleCache:
             return SlotSound(name, hit.latents, hit.n_frames, hit.sha256, hit.downsample)
         data = path.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
-        audio, _ = read_audio(path, self.bundle.sample_rate, allow_silent=True)
-        z = encode_audio(self.bundle, audio).numpy().astype(np.float64)
-        if self._mel is None:
-            self._mel = MelSpectrogram(self.bundle.mel_config)
-        n_frames = self._mel.n_frames(len(audio))
-        sound = SlotSound(name, z, int(n_frames), digest, self.bundle.vae.config.downsample)
+        audio, _ = read_audio(path, self.synth.sample_rate, allow_silent=True)
+        z, n_frames = self.synth.encode(audio)
+        sound = SlotSound(name, z, int(n_frames), digest, self.synth.downsample)
         with self._lock:
             if len(self._cache) >= self.max_items:
                 self._cache.pop(next(iter(self._cache)))
@@ -112,8 +105,8 @@ class SampleCache:
         """The sound ``name`` as its timbre: one latent column, the mean of its frames weighted by their energy
         (``/sono/slot/K/timbre``; the live input moved toward it keeps its own timing)."""
         sound = self.load(name)
-        audio, _ = read_audio(resolve_sample(self.root, name), self.bundle.sample_rate, allow_silent=True)
-        return timbre_of(sound, audio, self.bundle.mel_config.hop_length)
+        audio, _ = read_audio(resolve_sample(self.root, name), self.synth.sample_rate, allow_silent=True)
+        return timbre_of(sound, audio, self.synth.hop)
 
 
 def timbre_of(sound: SlotSound, audio: np.ndarray, hop: int) -> SlotSound:

@@ -35,13 +35,13 @@ from __future__ import annotations
 
 import math
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ConfigError
+from ..tomlfile import loads
 from .interp import INTERPOLATIONS
 
 SCORE_ALIGN_MODES = ("stretch", "loop")
@@ -201,15 +201,7 @@ def parse_score(path, text: str | None = None) -> Score:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"{path}: cannot read the score ({type(e).__name__}: {e})") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        msg = str(e)
-        m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
-        if m:
-            msg = msg[: m.start()].strip()
-            raise ConfigError(f"{path}: line {m.group(1)}: not valid TOML ({msg})") from None
-        raise ConfigError(f"{path}: not valid TOML ({msg})") from None
+    data = loads(text, str(path))
 
     def err(line, msg):
         return ConfigError(f"{path}: line {line or '?'}: {msg}")

@@ -37,6 +37,7 @@ from typing import Any
 
 from ..errors import ConfigError, SonolatentError
 from ..outputs import write_text_atomic
+from ..tomlfile import dumps
 from ..tomlfile import find_line as _find_line
 from ..tomlfile import loads as loads_toml
 
@@ -479,63 +480,9 @@ def load_mapping(path: str | os.PathLike) -> Mapping:
 # writing
 
 
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        r = repr(v)
-        return r if ("." in r or "e" in r or "inf" in r or "nan" in r) else r + ".0"
-    if isinstance(v, str):
-        out = ['"']
-        for ch in v:
-            if ch in '"\\':
-                out.append("\\" + ch)
-            elif ch == "\n":
-                out.append("\\n")
-            elif ch == "\t":
-                out.append("\\t")
-            elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-                out.append(f"\\u{ord(ch):04X}")
-            else:
-                out.append(ch)
-        out.append('"')
-        return "".join(out)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")
-
-
-def _toml_key(k: str) -> str:
-    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else _toml_value(k)
-
-
 def dumps_mapping(mapping: Mapping, header: str = "") -> str:
-    """TOML text for ``mapping`` (a small writer for exactly this schema)."""
-    d = mapping.to_dict()
-    out: list[str] = []
-    if header:
-        out.append(header.rstrip("\n"))
-        out.append("")
-    for name in ("osc", "notes", "pitchbend", "program"):
-        if name not in d:
-            continue
-        table = dict(d[name])
-        patches = table.pop("patches", None)
-        out.append(f"[{name}]")
-        out.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items())
-        if patches is not None:
-            out.append("")
-            out.append(f"[{name}.patches]")
-            out.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in patches.items())
-        out.append("")
-    for name in ("cc", "nrpn", "aftertouch"):
-        for item in d.get(name, []):
-            out.append(f"[[{name}]]")
-            out.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in item.items())
-            out.append("")
-    return "\n".join(out).rstrip("\n") + "\n"
+    """TOML text for ``mapping`` (through the one writer, :func:`sonolatent.tomlfile.dumps`)."""
+    return dumps(mapping.to_dict(), header, what="mapping")
 
 
 def leading_comments(text: str) -> str:

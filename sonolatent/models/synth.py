@@ -95,6 +95,19 @@ class StreamingSynth:
     def sample_rate(self) -> int:
         return self.bundle.sample_rate
 
+    @property
+    def downsample(self) -> int:
+        """Mel frames per latent frame of what :meth:`encode` returns."""
+        return self.bundle.vae.config.downsample
+
+    def encode(self, audio: np.ndarray) -> tuple[np.ndarray, int]:
+        """Mono model-rate audio -> (posterior-mean latents ``(D, L)`` as float64, its length in mel frames).
+
+        What the engine's slots hold; runs on the engine's loader thread (it touches no stream state).
+        """
+        z = encode_audio(self.bundle, audio).numpy().astype(np.float64)
+        return z, MelSpectrogram(self.bundle.mel_config).n_frames(len(audio))
+
     # Up to this many frames per call, the single-frame path is cheaper than the chunk path
     # (measured per frame, 1 thread, default bundle: 1 frame 0.50 ms; chunks of 2/4/8: 0.96/0.53/0.31 ms).
     STEP_FRAMES = 4

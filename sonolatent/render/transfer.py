@@ -15,6 +15,8 @@ import math
 import numpy as np
 
 from ..engine.core import EngineCore
+from ..models.encoder import LiveEncoder
+from ..models.synth import StreamingSynth
 
 #: The settings a transfer applies at block 0, besides the blend (the daemon's defaults otherwise).
 TRANSFER_GAIN = 1.0
@@ -34,7 +36,7 @@ def transfer(bundle, audio: np.ndarray, timbre, amount: float, *, gate_db: float
     """``audio`` (mono, model rate) moved ``amount`` (0..1) toward ``timbre`` (a one-column
     :class:`~sonolatent.engine.slots.SlotSound`); returns ``len(audio)`` samples lined up with the input.
     ``chunk``: feed the input in pieces of this many samples (the result is the same)."""
-    core = EngineCore(bundle, bundle.sample_rate, live_input=True)
+    core = EngineCore(StreamingSynth(bundle), bundle.sample_rate, live_input=LiveEncoder(bundle))
     core.apply(transfer_changes(amount, timbre.name, gate_db, gain_db), {1: timbre})
     step = chunk or len(audio) or 1
     for i in range(0, len(audio), step):

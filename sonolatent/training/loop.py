@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import threading
 import time
@@ -36,6 +37,7 @@ class LoopConfig:
     seed: int = 0
     threads: int | None = None
     progress: bool = True
+    keep_exports: bool = False   # also copy every export to RUN/exports/step-NNNNNNN (for averaging)
 
 
 @dataclass
@@ -140,6 +142,10 @@ def _run(task, run_dir: Path, loop: LoopConfig, resume: bool, ddp: Dist, stop_re
         info.update(task.state_info())
         save_state(run_dir / "state", task.modules(), task.optimizers(), info)
         task.export(step, final)
+        if loop.keep_exports:
+            keep = run_dir / "exports" / f"step-{step:07d}"
+            if not keep.exists():
+                shutil.copytree(task.out, keep)
 
     while True:
         now = time.monotonic()

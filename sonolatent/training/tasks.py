@@ -112,6 +112,8 @@ class _Task:
         self.out, self.ddp = Path(out), ddp
         self.provenance = dict(provenance)
         self.data = [str(d) for d in data]
+        from ..datasets.real import provenance as data_provenance
+        self._sources = data_provenance(self.data)   # packages, versions and licences of the training audio
         self.progress = progress
         self.tcfg = tcfg
         self.melspec = MelSpectrogram(mel_config)
@@ -159,7 +161,7 @@ class _Task:
 
     def _provenance(self, step: int) -> dict:
         p = dict(self.provenance)
-        p.update({"data": self.data, "steps": step, "train": self.tcfg.to_dict()})
+        p.update({"data": self.data, "sources": self._sources, "steps": step, "train": self.tcfg.to_dict()})
         return p
 
 

@@ -166,6 +166,9 @@ def test_recipe_runs_its_documented_steps_in_order(tmp_path, monkeypatch):
                  "--out", str(tmp_path / "o"), "--minutes", "100"]) == 0
     trains = [c for c in calls if c[0] == "train"]
     assert [c[:2] for c in calls if c[0] == "dataset"][0] == ["dataset", "sf2"]
+    real = [c for c in calls if c[:2] == ["dataset", "real"]]
+    assert len(real) == 1 and real[0][real[0].index("--heldout") + 1] == str(tmp_path / "d" / "real-heldout")
+    assert all(str(tmp_path / "d" / "real") in t for t in [c for c in calls if c[0] == "train"])
     assert [c[1] for c in trains] == ["vae", "vae", "vocoder", "vocoder"]
     budgets = [float(c[c.index("--max-minutes") + 1]) for c in trains]
     assert budgets == sorted(budgets[:2]) + sorted(budgets[2:]) and budgets[1] + budgets[3] == 100

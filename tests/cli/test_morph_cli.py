@@ -290,7 +290,7 @@ RENDER_BAD = [
     ('file = "b.flac"', 'file = "garbage.wav"', "not a readable sound file"),
     ('time = 0.8', 'time = 1.8', "s.toml: line 17: [[key]] 2: time 1.8 is after the end of the score"),
     ('latent = {0 = 1.5}', 'latent = {99 = 1.5}', "s.toml: line 19: [[key]] 2 latent: coordinate 99 is outside"),
-    ('interp = "slerp"', 'interp = "slerp', "s.toml: line 2: not valid TOML"),
+    ('interp = "slerp"', 'interp = "slerp', "s.toml:2: TOML syntax error"),
 ]
 
 

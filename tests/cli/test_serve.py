@@ -199,14 +199,40 @@ def test_stop_line_names_the_first_underflow_only_when_there_is_one():
 
 
 def test_without_an_audio_device_serve_says_so_and_runs_headless(tiny_bundle_dir, tmp_path):
-    env = dict(os.environ, JACK_DEFAULT_SERVER=f"sl-none-{uuid.uuid4().hex[:8]}")   # no JACK server by that name
+    env = dict(os.environ, JACK_DEFAULT_SERVER=f"sl-none-{uuid.uuid4().hex[:8]}",   # no JACK server by that name
+               XDG_DATA_HOME=str(tmp_path / "data"))
+    (tmp_path / "here").mkdir()
     probe = subprocess.run([sys.executable, "-c", "import sounddevice as sd; sd.query_devices(kind='output')"],
                            env=env, capture_output=True, timeout=60)
-    r = sonolatent("serve", "--checkpoint", tiny_bundle_dir, "--port", 0, "--duration", 0.5, env=env, cwd=tmp_path)
+    r = sonolatent("serve", "--checkpoint", tiny_bundle_dir, "--port", 0, "--duration", 0.5, env=env,
+                   cwd=tmp_path / "here")
     assert r.returncode == 0, r.stderr
     if probe.returncode != 0:      # this machine has no sound card (the test rig)
         assert "no audio output device" in r.stderr and "running headless" in r.stderr
         assert "own real-time clock" in r.stdout
-        assert len(list(tmp_path.glob("sonolatent-take-*.wav"))) == 1     # and records what it played
+        takes = list((tmp_path / "data" / "sonolatent" / "takes").glob("sonolatent-take-*.wav"))
+        assert len(takes) == 1 and f"recording to {takes[0]}" in r.stderr     # records what it played, named at start
+        assert list((tmp_path / "here").iterdir()) == []                      # and not into the current folder
     else:                          # a machine with one plays through it
         assert "audio:" in r.stdout
+
+
+def test_the_takes_folder_follows_xdg_and_the_option(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from sonolatent.cli.serve import default_take_name, takes_folder
+    from sonolatent.errors import SonolatentError
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    assert takes_folder() == tmp_path / "home" / ".local" / "share" / "sonolatent" / "takes"
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert takes_folder() == tmp_path / "xdg" / "sonolatent" / "takes"
+    assert takes_folder(str(tmp_path / "mine")) == tmp_path / "mine"
+    first = default_take_name(tmp_path / "mine" / "deeper")       # the folder is made
+    Path(first).write_bytes(b"")
+    second = default_take_name(tmp_path / "mine" / "deeper")
+    assert Path(first).parent == tmp_path / "mine" / "deeper" and second != first and second.endswith("-2.wav")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SonolatentError, match=r"^takes folder .*file/x: cannot create it"):
+        default_take_name(tmp_path / "file" / "x")

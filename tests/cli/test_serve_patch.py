@@ -28,6 +28,7 @@ def no_device_env() -> tuple[dict, bool]:
 def test_readme_first_command_without_a_sound_card_plays_the_demo_and_records_a_take(tmp_path):
     """``sonolatent serve --patch patches/demo.toml`` with the shipped model, stopped with Ctrl-C."""
     env, headless = no_device_env()
+    env["XDG_DATA_HOME"] = str(tmp_path / "data")
     proc = subprocess.Popen([sys.executable, "-m", "sonolatent", "serve", "--patch", str(REPO / "patches" / "demo.toml"),
                              "--port", "0", "--oscquery-port", "-1"], cwd=tmp_path, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -50,10 +51,10 @@ def test_readme_first_command_without_a_sound_card_plays_the_demo_and_records_a_
     text = "".join(out)
     assert "patch demo: Piano and strings" in text and "(playing)" in text
     assert "sonolatent: error" not in err and "warning" not in err, err
-    takes = list(tmp_path.glob("sonolatent-take-*.wav"))
+    takes = list((tmp_path / "data" / "sonolatent" / "takes").glob("sonolatent-take-*.wav"))
     if headless:                                   # the test rig: no sound card
-        assert "no audio output device" in err and "recording to sonolatent-take-" in err
-        assert len(takes) == 1 and f"recorded {takes[0].name}" in text
+        assert len(takes) == 1 and f"recording to {takes[0]}" in err and "no audio output device" in err
+        assert f"recorded {takes[0]}" in text and not list(tmp_path.glob("*.wav"))
         y, sr = sf.read(takes[0], dtype="float32")
         assert sr == 44100 and len(y) > 2 * sr
         # the demo plays by itself (0.5 s attack): sound from the first second on, faded out at the end

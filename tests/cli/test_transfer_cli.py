@@ -11,7 +11,7 @@ import soundfile as sf
 from sonolatent.cli.main import main
 
 from ..engine.conftest import make_samples
-from ..livebundle import make_live_bundle
+from ..livebundle import make_live_bundle, sample_cache
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +52,9 @@ def test_transfer_writes_the_input_length_as_the_core_renders_it(setup, tmp_path
     y, sr = sf.read(out, dtype="float32")
     x, _ = sf.read(d / "in.wav", dtype="float32")
     assert sr == 44100 and y.shape == x.shape and np.abs(y).max() > 0
-    from sonolatent.engine.slots import SampleCache
     from sonolatent.models import load_bundle
     from sonolatent.render.transfer import transfer
 
     b = load_bundle(bundle_dir)
-    want = transfer(b, x, SampleCache(b, samples).load_timbre("saw"), 0.4, chunk=256)
+    want = transfer(b, x, sample_cache(b, samples).load_timbre("saw"), 0.4, chunk=256)
     assert np.array_equal(y, want)

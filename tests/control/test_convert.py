@@ -7,7 +7,7 @@ import pytest
 from sonolatent.control.convert import (
     OscValueError, convert, has_norm, is_pattern, match, number, resolve, to_norm, validate_name,
 )
-from sonolatent.control.namespace import build_namespace
+from sonolatent.params.namespace import build_namespace
 from sonolatent.errors import SonolatentError
 
 NS = build_namespace(latent_dim=16, n_slots=8)

@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sonolatent.control.namespace import build_namespace
+from sonolatent.params.namespace import build_namespace
 from sonolatent.control.surface import ControlSurface
 from sonolatent.control.target import RecordingTarget
 
@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_osc_table_in_sync():
     r = subprocess.run([sys.executable, str(ROOT / "scripts" / "osc_table.py"), "--check"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    for name in ("docs/osc.md", "README.md"):
+    for name in ("docs/osc.md",):
         doc = (ROOT / name).read_text()
         for a in build_namespace(1, 1):
             shown = a.replace("/latent/0", "/latent/K").replace("/slot/0", "/slot/S")

@@ -15,7 +15,7 @@ import time
 
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 
-from sonolatent.control.namespace import build_namespace
+from sonolatent.params.namespace import build_namespace
 from sonolatent.control.server import encode
 
 from .conftest import Client

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from sonolatent.control.namespace import build_namespace
+from sonolatent.params.namespace import build_namespace
 from sonolatent.control.oscquery import OscQueryServer
 from sonolatent.control.surface import ControlSurface
 from sonolatent.control.target import RecordingTarget

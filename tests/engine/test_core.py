@@ -6,17 +6,17 @@ import torch
 
 from sonolatent.engine.core import EngineCore
 from sonolatent.engine.slots import SampleCache
-from sonolatent.models.synth import render_frames
+from sonolatent.models.synth import StreamingSynth, render_frames
 
 
 @pytest.fixture
 def core(bundle):
-    return EngineCore(bundle)
+    return EngineCore(StreamingSynth(bundle))
 
 
 @pytest.fixture(scope="module")
 def sounds(bundle, samples_dir):
-    cache = SampleCache(bundle, samples_dir)
+    cache = SampleCache(StreamingSynth(bundle), samples_dir)
     return {k: cache.load(n) for k, n in enumerate(["sine", "saw", "noise", "chirp"])}
 
 
@@ -117,7 +117,7 @@ def test_decode_path_is_streaming_synth(bundle, core):
 
 
 def _gain_run(bundle, sounds, change_block, changes, blocks=60):
-    c = EngineCore(bundle)
+    c = EngineCore(StreamingSynth(bundle))
     c.apply([("/sono/slot/0/load", ("sine",)), ("/sono/attack", (0.001,)), ("/sono/gain", (0.2,)),
              ("/sono/play", (1.0,))], {0: sounds[0]})
     parts = []
@@ -155,7 +155,7 @@ def test_gain_change_without_smoothing_still_ramps_within_one_block(bundle, soun
 
 
 def test_play_stop_envelopes(bundle, sounds):
-    c = EngineCore(bundle)
+    c = EngineCore(StreamingSynth(bundle))
     c.apply([("/sono/slot/0/load", ("sine",)), ("/sono/attack", (0.05,)), ("/sono/release", (0.1,)),
              ("/sono/play", (0.5,))], {0: sounds[0]})
     assert c.values["/sono/playing"] == (0,) or c.sounding
@@ -169,7 +169,7 @@ def test_play_stop_envelopes(bundle, sounds):
 
 
 def test_loop_off_releases_at_the_end(bundle, sounds):
-    c = EngineCore(bundle)
+    c = EngineCore(StreamingSynth(bundle))
     c.apply([("/sono/slot/0/load", ("sine",)), ("/sono/loop/mode", (0,)), ("/sono/rate", (4.0,)),
              ("/sono/smooth", (0.0,)), ("/sono/release", (0.01,)), ("/sono/play", (1.0,))], {0: sounds[0]})
     for _ in range(40):
@@ -178,7 +178,7 @@ def test_loop_off_releases_at_the_end(bundle, sounds):
 
 
 def test_quit_fades_out_and_finishes(bundle, sounds):
-    c = EngineCore(bundle, output_rate=48000)
+    c = EngineCore(StreamingSynth(bundle), output_rate=48000)
     c.apply([("/sono/free", (1,)), ("/sono/attack", (0.001,)), ("/sono/play", (1.0,))])
     for _ in range(10):
         c.render_block()

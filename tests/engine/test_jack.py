@@ -21,7 +21,7 @@ from pythonosc.osc_message import OscMessage
 
 from sonolatent.control.server import encode
 
-from ..jackserver import JackServer
+from sonolatent.jackserver import JackServer
 
 pytestmark = pytest.mark.jack
 RATE = 48000

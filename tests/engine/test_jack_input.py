@@ -22,7 +22,7 @@ from pythonosc.osc_message import OscMessage
 
 from sonolatent.control.server import encode
 
-from ..jackserver import JackFeeder, JackServer
+from sonolatent.jackserver import JackFeeder, JackServer
 from ..livebundle import make_live_bundle
 from .test_jack import Lines, status
 

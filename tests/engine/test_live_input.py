@@ -5,13 +5,12 @@ onsets, the live source blends like a slot, dry/wet lines up."""
 import numpy as np
 import pytest
 
-from sonolatent.engine.core import EngineCore
-from sonolatent.engine.slots import SampleCache, SlotSound, timbre_of
+from sonolatent.engine.slots import SlotSound, timbre_of
 from sonolatent.errors import SonolatentError
 from sonolatent.models import load_bundle
 from sonolatent.render.transfer import transfer
 
-from ..livebundle import make_live_bundle
+from ..livebundle import live_core, make_live_bundle, sample_cache
 
 SR = 44100
 HOP = 512
@@ -24,7 +23,7 @@ def live_bundle(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def timbre(live_bundle, samples_dir):
-    return SampleCache(live_bundle, samples_dir).load_timbre("saw")
+    return sample_cache(live_bundle, samples_dir).load_timbre("saw")
 
 
 def bursts(seconds=1.5, seed=0):
@@ -104,7 +103,7 @@ def test_output_sounds_where_the_input_does(live_bundle, timbre):
 def test_live_path_delay_is_reported_and_holds(live_bundle, timbre):
     """Fed S samples (a whole number of hops), the core renders S/hop - 1 blocks' frames and the synth has
     put out S - live_delay samples: the delay the daemon reports is the path's."""
-    core = EngineCore(live_bundle, SR, live_input=True)
+    core = live_core(live_bundle, SR)
     core.apply([("/sono/input/slot", (0,)), ("/sono/play", (1.0,))])
     x = bursts(0.5)
     S = 40 * HOP
@@ -118,8 +117,8 @@ def test_live_path_delay_is_reported_and_holds(live_bundle, timbre):
 
 
 def test_live_source_blends_like_a_slot(live_bundle, samples_dir):
-    core = EngineCore(live_bundle, SR, live_input=True)
-    saw = SampleCache(live_bundle, samples_dir).load("saw")
+    core = live_core(live_bundle, SR)
+    saw = sample_cache(live_bundle, samples_dir).load("saw")
     core.apply([("/sono/slot/1/load", ("saw",)), ("/sono/input/slot", (0,)), ("/sono/smooth", (0.0,)),
                 ("/sono/weights", (0.25, 0.75) + (0.0,) * 6), ("/sono/input/gate", (-120.0,)), ("/sono/play", (1.0,))],
                {1: saw})
@@ -142,7 +141,7 @@ def test_live_source_blends_like_a_slot(live_bundle, samples_dir):
 
 def test_dry_lines_up_with_the_input_and_gain_moves_the_meter(live_bundle, timbre):
     x = bursts(1.0, seed=5)
-    core = EngineCore(live_bundle, SR, live_input=True)
+    core = live_core(live_bundle, SR)
     core.apply([("/sono/input/slot", (0,)), ("/sono/input/wet", (0.0,)), ("/sono/gain", (1.0,)),
                 ("/sono/attack", (0.001,)), ("/sono/smooth", (0.0,)), ("/sono/play", (1.0,))])
     core.feed_input(x)
@@ -151,7 +150,7 @@ def test_dry_lines_up_with_the_input_and_gain_moves_the_meter(live_bundle, timbr
     assert np.allclose(y[HOP * 4:], x[HOP * 4:len(y)], atol=1e-6)     # wet 0: the input itself, sample for sample
     levels = {}
     for gain in (0.0, 6.0):
-        core = EngineCore(live_bundle, SR, live_input=True)
+        core = live_core(live_bundle, SR)
         core.apply([("/sono/input/slot", (0,)), ("/sono/input/gain", (gain,)), ("/sono/play", (1.0,))])
         core.feed_input(np.full(SR // 4, 0.1, np.float32))
         for _ in range(10):
@@ -172,7 +171,7 @@ def test_timbre_is_the_energy_weighted_mean_latent():
 
 
 def test_a_core_without_live_input_refuses_nothing_and_plays_no_input(live_bundle):
-    core = EngineCore(live_bundle, SR)
+    core = live_core(live_bundle, SR, live=False)
     assert core.live is None and core.live_slot == -1 and core.feed_input(np.ones(1000)) == 0
     core.apply([("/sono/input/slot", (0,))])    # accepted, and nothing to play from
     assert core.live_slot == -1
@@ -180,4 +179,4 @@ def test_a_core_without_live_input_refuses_nothing_and_plays_no_input(live_bundl
 
 def test_bundle_without_encoder_cannot_take_live_input(bundle):
     with pytest.raises(SonolatentError, match="no live encoder"):
-        EngineCore(bundle, SR, live_input=True)
+        live_core(bundle, SR)     # (LiveEncoder refuses it, before the core is built)

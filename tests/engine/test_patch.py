@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sonolatent.control.namespace import build_namespace
+from sonolatent.params.namespace import build_namespace
 from sonolatent.engine.patch import (checkpoint_warning, load_patch, parse_patch, patch_text, read_patch,
                                      resolve_patch, write_patch)
 from sonolatent.engine.runtime import Engine
 from sonolatent.errors import ConfigError, SonolatentError
 from sonolatent.midi import load_mapping
+from sonolatent.models.synth import StreamingSynth
 
 from .test_runtime import wait_for
 
@@ -44,7 +45,7 @@ def test_shipped_patches_are_complete_and_point_at_real_files(name):
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_patches_load_into_the_engine_and_autoplay_sounds(name, bundle, capsys):
     """A tiny model (8 latent coordinates, another checkpoint): one warning line, no error, sound when autoplay."""
-    e = Engine(bundle, samples_dir=PATCHES / "samples", mode="headless", patches_dir=PATCHES)
+    e = Engine(StreamingSynth(bundle), samples_dir=PATCHES / "samples", mode="headless", patches_dir=PATCHES)
     try:
         e.load_patch_file(PATCHES / f"{name}.toml")
         err = capsys.readouterr().err.strip().splitlines()
@@ -166,7 +167,7 @@ def test_save_over_osc_writes_the_full_format_atomically_and_recalls_it(bundle, 
     patches = tmp_path / "patches"
     shutil.copytree(PATCHES / "midi", patches / "midi")
     shutil.copy(PATCHES / "morph_modwheel.toml", patches)
-    e = Engine(bundle, samples_dir=PATCHES / "samples", mode="headless", patches_dir=patches,
+    e = Engine(StreamingSynth(bundle), samples_dir=PATCHES / "samples", mode="headless", patches_dir=patches,
                checkpoint=str(bundle.folder))
     e.load_patch_file(patches / "morph_modwheel.toml")
     e.start()

@@ -10,6 +10,7 @@ import soundfile as sf
 from sonolatent.engine.bounce import bounce, read_log
 from sonolatent.engine.runtime import Engine
 from sonolatent.errors import ConfigError
+from sonolatent.models.synth import StreamingSynth
 
 
 class Replies:
@@ -34,7 +35,7 @@ def wait_for(pred, timeout=10.0):
 
 def test_freewheel_record_equals_bounce_of_its_log(bundle, samples_dir, tmp_path):
     rec, log = tmp_path / "take.wav", tmp_path / "take.jsonl"
-    e = Engine(bundle, samples_dir=samples_dir, mode="freewheel", device_rate=48000, record=rec, log_osc=log,
+    e = Engine(StreamingSynth(bundle), samples_dir=samples_dir, mode="freewheel", device_rate=48000, record=rec, log_osc=log,
                duration=1.5)
     replies = Replies()
     e.attach_replier(replies)
@@ -54,14 +55,14 @@ def test_freewheel_record_equals_bounce_of_its_log(bundle, samples_dir, tmp_path
     assert blocks["/sono/morph"] == blocks["/sono/transpose"]          # one packet, one block
     assert blocks["/sono/slot/2/load"] >= blocks["/sono/morph"]
     assert end == e.core.block and header["output_rate"] == 48000
-    replay = bounce(log, bundle)
+    replay = bounce(log, StreamingSynth(bundle))
     assert replay.shape == live.shape
     assert np.array_equal(replay, live)
 
 
 def test_scheduled_changes_apply_at_the_block_whose_time_reaches_them(bundle, samples_dir, tmp_path):
     log = tmp_path / "s.jsonl"
-    e = Engine(bundle, samples_dir=samples_dir, mode="freewheel", log_osc=log, duration=2.0)
+    e = Engine(StreamingSynth(bundle), samples_dir=samples_dir, mode="freewheel", log_osc=log, duration=2.0)
     at1, at2 = time.time() + 0.8, time.time() + 0.5
     e.submit([("/sono/gain", (0.1,)), ("/sono/rate", (0.5,))], at1, None)   # a bundle with a timetag
     e.submit([("/sono/gain", (0.3,))], at2, None)
@@ -75,7 +76,7 @@ def test_scheduled_changes_apply_at_the_block_whose_time_reaches_them(bundle, sa
 
 
 def test_headless_clock_plays_in_real_time_and_measures_control_latency(bundle, samples_dir):
-    e = Engine(bundle, samples_dir=samples_dir, mode="headless", device_rate=48000, block_size=256, safety_ms=20)
+    e = Engine(StreamingSynth(bundle), samples_dir=samples_dir, mode="headless", device_rate=48000, block_size=256, safety_ms=20)
     e.preload({0: "sine"}, [("/sono/play", (1.0,))])
     e.start()
     for k in range(20):
@@ -98,7 +99,7 @@ def test_headless_clock_plays_in_real_time_and_measures_control_latency(bundle, 
 
 
 def test_slot_loads_happen_off_the_audio_path_and_errors_are_answered(bundle, samples_dir):
-    e = Engine(bundle, samples_dir=samples_dir, mode="headless")
+    e = Engine(StreamingSynth(bundle), samples_dir=samples_dir, mode="headless")
     r = Replies()
     e.attach_replier(r)
     e.start()
@@ -121,7 +122,7 @@ def test_slot_loads_happen_off_the_audio_path_and_errors_are_answered(bundle, sa
 def test_patch_save_then_load_by_name(bundle, samples_dir, tmp_path):
     patches = tmp_path / "patches"
     patches.mkdir()
-    e = Engine(bundle, samples_dir=samples_dir, mode="headless", patches_dir=patches)
+    e = Engine(StreamingSynth(bundle), samples_dir=samples_dir, mode="headless", patches_dir=patches)
     r = Replies()
     e.attach_replier(r)
     e.preload({0: "sine", 2: "saw"}, [("/sono/morph/pair", (0, 2)), ("/sono/morph", (0.4,)), ("/sono/gain", (0.5,))])
@@ -148,7 +149,7 @@ def test_bad_logs_are_one_line_errors(tmp_path, bundle):
         read_log(p)
     p.write_text(json.dumps({"format": "other"}) + "\n")
     with pytest.raises(ConfigError, match="not a sonolatent performance log"):
-        bounce(p, bundle)
+        bounce(p, StreamingSynth(bundle))
     with pytest.raises(ConfigError, match="is a folder, not a performance log"):
         read_log(tmp_path)
 
@@ -199,7 +200,7 @@ def test_the_audio_callback_allocates_nothing_per_call(bundle, samples_dir):
     """The sound card's callback, run as the device runs it (stereo blocks into a preallocated buffer; a
     full ring, a short ring, the underflow flag): no memory growth, and no per-call buffer: a temporary
     of one block (8 KiB here) would show in the peak, as the control case shows."""
-    e = Engine(bundle, samples_dir=samples_dir, mode="headless", block_size=1024)
+    e = Engine(StreamingSynth(bundle), samples_dir=samples_dir, mode="headless", block_size=1024)
     try:
         frames = 1024
         out = np.zeros((frames, 2), np.float32)
@@ -231,7 +232,7 @@ def test_a_running_engine_hands_the_gil_over_quickly_and_restores_it(bundle, sam
     """The callback must not wait Python's default 5 ms (a whole 256-frame period) for the GIL."""
     import sys
     before = sys.getswitchinterval()
-    e = Engine(bundle, samples_dir=samples_dir, mode="headless", device_rate=48000, duration=0.3)
+    e = Engine(StreamingSynth(bundle), samples_dir=samples_dir, mode="headless", device_rate=48000, duration=0.3)
     e.start()
     try:
         assert sys.getswitchinterval() <= 0.0005 < before

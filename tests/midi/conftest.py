@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from ..jackserver import JackServer
+from sonolatent.jackserver import JackServer
 from pythonosc.osc_message import OscMessage
 
 REPO = Path(__file__).resolve().parents[2]
@@ -162,7 +162,7 @@ def bridges():
 
 
 # ---------------------------------------------------------------------------
-# a private JACK server (dummy driver, tests/jackserver.py): a unique name, so nothing else collides
+# a private JACK server (dummy driver, sonolatent/jackserver.py): a unique name, so nothing else collides
 
 
 @pytest.fixture(scope="module")

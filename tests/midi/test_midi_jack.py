@@ -247,7 +247,6 @@ def test_jack_without_a_server_is_one_line(tmp_path):
 def test_jack_is_stopped_even_when_a_test_fails(tmp_path):
     """Run a failing test that uses the fixture in a child pytest; its jackd must be gone afterwards."""
     (tmp_path / "tests" / "midi").mkdir(parents=True)
-    (tmp_path / "tests" / "jackserver.py").write_text((REPO / "tests" / "jackserver.py").read_text())
     (tmp_path / "tests" / "midi" / "conftest.py").write_text((REPO / "tests" / "midi" / "conftest.py").read_text())
     (tmp_path / "tests" / "midi" / "test_fails.py").write_text(textwrap.dedent("""
         def test_boom(jack_server):

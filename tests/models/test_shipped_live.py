@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from sonolatent.audio.io import read_audio
-from sonolatent.engine.core import EngineCore
-from sonolatent.engine.slots import SampleCache
 from sonolatent.models import DEFAULT_CHECKPOINT, load_bundle
 from sonolatent.render.transfer import transfer
+
+from ..livebundle import live_core, sample_cache
 
 SAMPLES = Path(__file__).resolve().parents[2] / "patches" / "samples"
 SR = 44100
@@ -30,7 +30,7 @@ def centroid(y):
 
 
 def test_transfer_moves_the_centroid_toward_the_sample(shipped):
-    cache = SampleCache(shipped, SAMPLES)
+    cache = sample_cache(shipped, SAMPLES)
     x, _ = read_audio(SAMPLES / "piano_c4.wav", SR)
     x = x[: SR]
     target = centroid(read_audio(SAMPLES / "brass_c4.wav", SR)[0])
@@ -40,7 +40,7 @@ def test_transfer_moves_the_centroid_toward_the_sample(shipped):
 
 
 def test_transfer_follows_the_input_envelope(shipped):
-    cache = SampleCache(shipped, SAMPLES)
+    cache = sample_cache(shipped, SAMPLES)
     x = np.zeros(2 * SR, np.float32)
     t = 1000
     for name, n in (("kick", 6000), ("marimba_c5", 9000), ("piano_c4", 14000), ("kick", 5000), ("organ_c3", 12000)):
@@ -56,9 +56,9 @@ def test_transfer_follows_the_input_envelope(shipped):
 
 
 def test_shipped_path_latency(shipped):
-    core = EngineCore(shipped, SR, live_input=True)
+    core = live_core(shipped, SR)
     assert core.live_delay + core.hop == 2048          # 46.4 ms: mel look-ahead 1024 + vocoder 1024
     low = load_bundle(DEFAULT_CHECKPOINT.parent / "low-latency")
     assert low.encoder is not None
-    core = EngineCore(low, SR, live_input=True)
+    core = live_core(low, SR)
     assert core.live_delay + core.hop == 1536          # 34.8 ms: mel look-ahead 1024 + vocoder 512

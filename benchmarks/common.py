@@ -1,20 +1,54 @@
-"""Shared pieces of the real-time benchmarks: a JACK dummy server, the model under test, OSC helpers."""
+"""Shared by the benchmarks: the machine's description, tables, result files, the model under test, timing helpers.
+
+Every benchmark runs as a module from the repository root (``python -m benchmarks.NAME``), prints a
+table and writes ``benchmarks/results/NAME.json`` with the machine and the date.
+"""
 
 from __future__ import annotations
 
+import json
 import os
-import sys
+import platform
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-sys.path.insert(0, str(ROOT))
 
-from tests.jackserver import JackServer  # noqa: E402  (one JACK helper for tests and benchmarks)
 
-__all__ = ["JackServer", "RESULTS", "ROOT", "cpu_seconds", "model_folder", "percentile_row", "wait_until"]
+def machine() -> dict:
+    """CPU model, cores, load, Python and torch versions, torch threads, date."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "load_average": os.getloadavg(),
+            "python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "date": time.strftime("%Y-%m-%d")}
+
+
+def table(rows: list[dict], columns: list[str]) -> str:
+    w = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    lines = ["  ".join(f"{c:>{w[c]}}" for c in columns), "  ".join("-" * w[c] for c in columns)]
+    lines += ["  ".join(f"{str(r.get(c, '')):>{w[c]}}" for c in columns) for r in rows]
+    return "\n".join(lines)
+
+
+def write_result(path, data: dict) -> Path:
+    """Add the machine and the date, write ``path`` via a temporary file, print where it went."""
+    out = dict(data, machine=machine(), date=time.strftime("%Y-%m-%d %H:%M:%S"))
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.part")
+    tmp.write_text(json.dumps(out, indent=2) + "\n")
+    tmp.replace(p)
+    print(f"wrote {p}")
+    return p
 
 
 def model_folder(checkpoint: str | None) -> tuple[Path, str]:

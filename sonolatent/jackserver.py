@@ -1,4 +1,4 @@
-"""A private JACK dummy server for tests and benchmarks (no sonolatent import: benchmarks use it too).
+"""A private JACK dummy server: real audio callbacks on a machine without a sound card (tests, benchmarks).
 
 ``JackServer()`` starts ``jackd --no-realtime -n NAME -d dummy`` under a
 unique name, so it never collides with another server, and waits until it
