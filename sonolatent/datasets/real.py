@@ -342,8 +342,9 @@ def build_real(
                     try:
                         audio = load()
                     except Exception as e:   # noqa: BLE001 - any file that won't decode is a warning and a count
-                        if not isinstance(e, AudioFileError):
-                            e = AudioFileError(f"{rel}: cannot decode ({e.__class__.__name__}: {e})")
+                        reason = str(e).split(": ", 1)[-1] if isinstance(e, AudioFileError) else \
+                            f"cannot decode ({e.__class__.__name__}: {e})"
+                        e = AudioFileError(f"{rel}: {reason}")
                         counts["unreadable"] += 1
                         stats["skipped"] = stats.get("skipped", 0) + 1
                         if stats["skipped"] <= 3:

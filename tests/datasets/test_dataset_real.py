@@ -95,7 +95,8 @@ def test_sources_become_manifests_with_package_version_and_licence(cache, tmp_pa
     assert [round(e["duration"], 2) for e in held_entries] == [8.0, 8.0, 3.0]
     # bad files are warnings and counts: a broken ogg, a 128 kHz header, an 8 kHz file
     assert result["counts"]["unreadable"] == 3 and len(warnings) == 3
-    assert any("128000" in w for w in warnings) and any("telephone" in w for w in warnings)
+    assert any("liar.wav" in w and "128000" in w for w in warnings)
+    assert any("phone.wav" in w and "telephone" in w for w in warnings)
     # the summary lists every source for checkpoint provenance
     prov = provenance([out, held])
     assert {(p["name"], p["package"], p["licence"]) for p in prov} >= {
