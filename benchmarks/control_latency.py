@@ -1,15 +1,19 @@
 """Control latency of the daemon: an OSC packet's arrival -> the first output sample that reflects it.
 
-For each device block size (64, 256, 1024 samples at 48 kHz) a JACK dummy
+For each device block size (64, 128, 256, 512 samples at 48 kHz) a JACK dummy
 server runs with that period and the engine plays through PortAudio's JACK
-device, with the real OSC server in front of it. A client sends ``/sono/gain``
-packets at random moments (10-30 ms apart); for each, the time from the
+device, with the real OSC server in front of it. A client sends packets at
+random moments (10-30 ms apart): ``/sono/gain`` changes, or with ``--notes``
+``/sono/note/on`` and ``/sono/note/off`` of a four-note cycle (key to sound,
+as BRAVE measures it); for each, the time from the
 ``sendto`` to the moment the callback handed JACK the first sample of the
 block that applied it (``Engine.control_latencies`` plus the UDP/parse time).
 JACK's own output latency (one period with the dummy driver) is listed apart.
 Prints a table and writes benchmarks/results/control_latency.json.
 
-    python -m benchmarks.control_latency [--checkpoint DIR] [--blocks 64 256 1024] [--n 300]
+    python -m benchmarks.control_latency [--checkpoint DIR] [--blocks 64 128 256 512] [--n 300] [--notes]
+
+Jitter is p99 - p50.
 """
 
 from __future__ import annotations
@@ -55,7 +59,11 @@ def worker(args) -> dict:
     rng = random.Random(args.block_size)
     sent = []
     for i in range(args.n):
-        data = encode("/sono/gain", (0.3 + 0.5 * (i % 2),))
+        if args.notes:   # a note on, then its note off: every packet starts or ends a voice
+            pitch = float(48 + 5 * ((i // 2) % 4))
+            data = encode("/sono/note/on", (pitch, 0.8)) if i % 2 == 0 else encode("/sono/note/off", (pitch,))
+        else:
+            data = encode("/sono/gain", (0.3 + 0.5 * (i % 2),))
         sent.append(time.perf_counter())
         sock.sendto(data, surface.osc.address)
         time.sleep(rng.uniform(0.010, 0.030))
@@ -71,7 +79,9 @@ def worker(args) -> dict:
     st = engine.status()
     gaps = engine.callback_intervals()[-int(len(sent) * 0.02 * engine.device_rate / args.block_size):]
     period = args.block_size / engine.device_rate
+    row = percentile_row(1e3 * total)
     return {"block_size": args.block_size, "device_rate": engine.device_rate,
+            "jitter_ms": round(row["p99_ms"] - row["p50_ms"], 2),
             "buffer_target_samples": engine.target,
             "device_latency_ms": round(1e3 * float(engine.stream.latency), 2),
             **percentile_row(1e3 * total),
@@ -85,7 +95,8 @@ def worker(args) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", default=None, help="model bundle (default: checkpoints/default, else random full-size)")
-    ap.add_argument("--blocks", type=int, nargs="+", default=[64, 256, 1024])
+    ap.add_argument("--blocks", type=int, nargs="+", default=[64, 128, 256, 512])
+    ap.add_argument("--notes", action="store_true", help="send note-on/note-off (key to sound), not gain changes")
     ap.add_argument("--n", type=int, default=300, help="packets per block size")
     ap.add_argument("--buffer-ms", type=float, default=10.0, help="the engine's safety margin (serve --buffer-ms)")
     ap.add_argument("--out", default=str(RESULTS / "control_latency.json"))
@@ -102,7 +113,8 @@ def main(argv=None) -> int:
     for bs in args.blocks:
         with JackServer(48000, bs) as jack:
             cmd = [sys.executable, __file__, "--worker", "--model", str(folder), "--device", str(jack.device()),
-                   "--block-size", str(bs), "--n", str(args.n), "--buffer-ms", str(args.buffer_ms)]
+                   "--block-size", str(bs), "--n", str(args.n), "--buffer-ms", str(args.buffer_ms)] + \
+                (["--notes"] if args.notes else [])
             r = subprocess.run(cmd, env=jack.env, capture_output=True, text=True, timeout=600)
             if r.returncode != 0:
                 print(r.stdout[-2000:], r.stderr[-2000:], file=sys.stderr)
@@ -110,13 +122,15 @@ def main(argv=None) -> int:
             rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
     print(f"model: {what}; JACK dummy at 48 kHz, period = block size; latency from sendto() to the first "
           "affected sample handed to JACK (+ JACK's output latency, listed apart)")
-    print(f"{'block':>6} {'ring target':>11} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'+jack ms':>8} "
+    print(f"{'block':>6} {'ring target':>11} {'p50 ms':>7} {'p99 ms':>7} {'jitter':>7} {'max ms':>7} {'+jack ms':>8} "
           f"{'n':>4} {'underflows':>10} {'render ms mean/max':>19}")
     for r in rows:
         print(f"{r['block_size']:>6} {r['buffer_target_samples']:>11} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} "
+              f"{r['jitter_ms']:>7.1f} "
               f"{r['max_ms']:>7.1f} {r['device_latency_ms']:>8.1f} {r['n']:>4} "
               f"{r['underflows'] + r['ring_underruns']:>10} {r['render_ms_mean']:>8.2f}/{r['render_ms_max']:<8.2f}")
     write_result(args.out, {"benchmark": "control_latency", "model": what, "buffer_ms": args.buffer_ms,
+                            "message": "/sono/note/on|off" if args.notes else "/sono/gain",
                             "budget": "p99 <= 50 ms at 256-sample blocks", "rows": rows})
     return 0
 

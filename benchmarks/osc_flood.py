@@ -28,16 +28,14 @@ from sonolatent.jackserver import JackServer
 
 
 def status(sock, addr) -> dict:
-    from pythonosc.osc_message import OscMessage
-
-    from sonolatent.control.server import encode
+    from sonolatent.control.wire import encode, parse_message
 
     for _ in range(3):   # UDP: a query (or its answer) sent into the tail of a flood may be lost; ask again
         sock.sendto(encode("/sono/status"), addr)
         end = time.monotonic() + 5
         try:
             while time.monotonic() < end:
-                m = OscMessage(sock.recvfrom(65536)[0])
+                m = parse_message(sock.recvfrom(65536)[0])
                 if m.address == "/sono/status":
                     return dict(zip(m.params[::2], m.params[1::2]))
         except TimeoutError:

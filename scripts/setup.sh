@@ -11,6 +11,8 @@ extras=""
 export DEBIAN_FRONTEND=noninteractive
 if command -v apt-get >/dev/null; then
   pkgs="python3 python3-venv fluidsynth fluid-soundfont-gm libportaudio2 jackd2 liblo-tools"
+  # the browser-surface tests drive Debian's chromium through Playwright (no 'playwright install')
+  if [ -n "$extras" ]; then pkgs="$pkgs chromium"; fi
   missing=$(for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
   if [ -n "$missing" ]; then
     apt-get update -q >/dev/null

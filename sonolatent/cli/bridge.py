@@ -51,6 +51,11 @@ def register(subparsers) -> None:
                    help="OSC control port for /sono/midi/learn (default: 127.0.0.1:9001 from [osc]; "
                         "off with --midi-file unless given)")
     p.add_argument("--no-control", action="store_true", help="do not open the OSC control port")
+    p.add_argument("--allow", action="append", metavar="CIDR",
+                   help="also accept control messages from these addresses, e.g. 192.168.1.0/24 (repeatable; "
+                        "loopback is always accepted unless --no-loopback)")
+    p.add_argument("--no-loopback", action="store_true",
+                   help="do not accept control messages from this machine unless --allow names it")
     p.add_argument("--midi-file", metavar="SONG.mid", help="play a standard MIDI file through the mapping")
     p.add_argument("--freewheel", action="store_true", help="with --midi-file: as fast as possible")
     p.add_argument("--verbose", "-v", action="store_true", help="print every MIDI message and what it sent")
@@ -111,7 +116,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         control = (mapping.osc.control_host, mapping.osc.control_port)
 
+    if control is not None:
+        from ..control.guard import parse_allow
+        parse_allow(args.allow, not args.no_loopback)   # a bad --allow is a one-line error before anything opens
     options = BridgeOptions(mapping_path=map_path, destinations=destinations, control=control,
+                            allow=args.allow, loopback=not args.no_loopback,
                             learn=args.learn, verbose=args.verbose)
     bridge = Bridge(mapping, options)
     if args.midi_file:

@@ -33,11 +33,12 @@ def _register_serve(subparsers) -> None:
         "serve", help="run the real-time daemon controlled over OSC",
         description="Run the instrument: slots of sounds encoded to latent trajectories, a playhead, blends "
                     "and latent offsets, decoded live through the streaming VAE decoder and vocoder, "
-                    "controlled over OSC (UDP) with an OSCQuery tree (HTTP).",
+                    "controlled over OSC (UDP) with an OSCQuery tree (HTTP and WebSocket) and a browser surface.",
         epilog="examples:\n"
                "  sonolatent serve --patch my.toml\n"
                "  sonolatent serve --no-audio --record take.wav --log-osc take.jsonl\n"
-               "  oscsend 127.0.0.1 9000 /sono/slot/0/load s piano_c4 ; oscsend 127.0.0.1 9000 /sono/play f 1",
+               "  oscsend 127.0.0.1 9000 /sono/slot/0/load s piano_c4 ; oscsend 127.0.0.1 9000 /sono/play f 1\n"
+               "  browser surface: http://127.0.0.1:9000/ (a phone on the LAN: --host 0.0.0.0 --allow 192.168.1.0/24)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default=None, metavar="DIR",
                    help="model bundle folder with vae/ and vocoder/ (default: checkpoints/default)")
@@ -47,7 +48,12 @@ def _register_serve(subparsers) -> None:
     p.add_argument("--patches", default=None, metavar="DIR",
                    help="folder for /sono/patch/save and /sono/patch/load (default: the --patch file's folder, "
                         "else patches/)")
+    p.add_argument("--voices", type=int, default=8, metavar="N",
+                   help="voices: notes that sound at once (/sono/note/on; default: 8; 1..64)")
     a = p.add_argument_group("audio")
+    a.add_argument("--channels", type=int, default=1, choices=(1, 2),
+                   help="1 mono, 2 stereo: voices panned (/sono/pan, /sono/spread) and widened (/sono/width); "
+                        "the take and its bounce are stereo (default: 1)")
     a.add_argument("--device", default=None, help="output device (number or name; see --list-devices)")
     a.add_argument("--list-devices", action="store_true", help="list the audio devices and exit")
     a.add_argument("--input", default=None, metavar="DEVICE",
@@ -71,6 +77,8 @@ def _register_serve(subparsers) -> None:
     # older spellings of --host and --oscquery-port: still accepted, not listed in --help
     p.add_argument("--bind", dest="host", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument("--http-port", dest="oscquery_port", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    # the OSC/OSCQuery surface in the engine's own process, as before the split (for comparisons only)
+    p.add_argument("--control-in-process", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=run_serve)
 
 
@@ -146,6 +154,8 @@ def run_serve(args) -> int:
         raise SonolatentError("--freewheel renders as fast as possible: give --duration SECONDS")
     if args.duration is not None and args.duration <= 0:
         raise SonolatentError(f"--duration {args.duration}: must be positive")
+    if not 1 <= args.voices <= 64:
+        raise SonolatentError(f"--voices {args.voices}: must be 1..64")
     if args.rate is not None and not 8000 <= args.rate <= 384000:
         raise SonolatentError(f"--rate {args.rate}: must be 8000..384000")
     samples = Path(args.samples) if args.samples else DEFAULT_SAMPLES
@@ -182,6 +192,7 @@ def run_serve(args) -> int:
 
     import torch
 
+    from ..control.netproc import NetworkProcess
     from ..control.surface import ControlSurface
     from ..engine.runtime import Engine
     from ..models import load_bundle
@@ -199,8 +210,8 @@ def run_serve(args) -> int:
             raise SonolatentError(f"--input: {bundle.folder}: {e}") from None
     engine = Engine(StreamingSynth(bundle), samples_dir=samples, mode=mode, device_rate=args.rate, block_size=args.block_size,
                     safety_ms=args.buffer_ms, device=args.device, record=args.record, log_osc=args.log_osc,
-                    patches_dir=patches, duration=args.duration, checkpoint=str(bundle.folder),
-                    input_device=args.input, live_encoder=live)
+                    patches_dir=patches, duration=args.duration, checkpoint=str(bundle.folder), voices=args.voices,
+                    channels=args.channels, input_device=args.input, live_encoder=live)
     surface = None
     ok = False
     try:
@@ -208,8 +219,14 @@ def run_serve(args) -> int:
             engine.load_patch_file(args.patch)
         if args.input is not None and engine.core.live_slot < 0:   # the patch did not place it: slot 0, playing
             engine.preload(changes=[("/sono/input/slot", (0,)), ("/sono/play", (1.0,))])
-        surface = ControlSurface.from_args(engine, args).start()
-        host, port = surface.osc.address
+        # OSC and OSCQuery run in a process of their own (control/netproc.py): parsing and answering
+        # never hold the interpreter lock the producer and the callback need
+        if getattr(args, "control_in_process", False):
+            surface = ControlSurface.from_args(engine, args).start()
+            host, port = surface.osc.address
+        else:
+            surface = NetworkProcess.from_args(engine, args).start()
+            host, port = surface.address
         if mode == "device":
             where = f"audio: {_device_name(engine)} at {engine.device_rate} Hz, block {engine.block_size}"
             if args.input is not None:

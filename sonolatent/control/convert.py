@@ -23,11 +23,10 @@ import re
 from functools import lru_cache
 
 from ..errors import SonolatentError
-from ..params.namespace import Param
+from ..params.namespace import NAME_RE, Param
 from ..params.values import clamp
 
 NORM_SUFFIX = "/norm"
-NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 MAX_PATTERN_LEN = 256
 _PATTERN_CHARS = frozenset("*?[]{}")
 
@@ -81,6 +80,65 @@ def match(namespace: dict[str, Param], pattern: str) -> list[tuple[Param, bool]]
             if len(parts) == len(regexes) and all(rx.fullmatch(s) for rx, s in zip(regexes, parts)):
                 out.append((p, norm))
     return out
+
+
+class PatternIndex:
+    """:func:`match` over a fixed namespace, walking a tree of path segments.
+
+    ``match(pattern) -> (targets, cost)``: the same ``(param, norm)`` pairs as
+    :func:`match`, in namespace order, and the work it took (tree nodes looked
+    at plus targets found), which the server charges to the sender's budget.
+    A literal segment is one dictionary lookup; a wildcard segment looks at
+    the children of the nodes reached so far, never at the whole namespace.
+    """
+
+    def __init__(self, namespace: dict[str, Param]):
+        self.namespace = namespace
+        self.root: dict = {}           # segment -> [children, [(order, param, norm)...]]
+        order = 0
+        for p in namespace.values():
+            for candidate, norm in ((p.address, False), (p.address + NORM_SUFFIX, True)):
+                if norm and not has_norm(p):
+                    continue
+                parts = candidate.split("/")[1:]
+                node = self.root
+                for seg in parts[:-1]:
+                    node = node.setdefault(seg, [{}, []])[0]
+                node.setdefault(parts[-1], [{}, []])[1].append((order, p, norm))
+                order += 1
+
+    def match(self, pattern: str) -> tuple[list[tuple[Param, bool]], int]:
+        if not is_pattern(pattern):
+            r = resolve(self.namespace, pattern)
+            return ([r] if r else []), 1
+        if len(pattern) > MAX_PATTERN_LEN:
+            raise OscValueError(f"address pattern longer than {MAX_PATTERN_LEN} characters")
+        segs = pattern.split("/")
+        if segs[0]:
+            return [], 1
+        segs = segs[1:]
+        regexes = [_segment_regex(seg) if is_pattern(seg) else None for seg in segs]
+        level = [self.root]
+        cost = 0
+        found: list = []
+        for i, (seg, rx) in enumerate(zip(segs, regexes)):
+            reached = []
+            for children in level:
+                if rx is None:
+                    cost += 1
+                    e = children.get(seg)
+                    if e is not None:
+                        reached.append(e)
+                else:
+                    cost += len(children)
+                    reached += [e for key, e in children.items() if rx.fullmatch(key)]
+            if i == len(segs) - 1:
+                found = sorted(x for e in reached for x in e[1])
+            else:
+                level = [e[0] for e in reached]
+                if not level:
+                    break
+        return [(p, norm) for _, p, norm in found], cost + len(found)
 
 
 @lru_cache(maxsize=512)

@@ -99,7 +99,13 @@ def bounce(log_path, synth, *, samples_dir=None, output_rate: int | None = None,
     if bundle.sample_rate != header.get("model_rate", bundle.sample_rate) or \
             bundle.mel_config.hop_length != header.get("hop", bundle.mel_config.hop_length):
         raise ConfigError(f"{log_path}: recorded with a model at another rate or hop than this checkpoint")
-    core = EngineCore(synth, rate)
+    voices = header.get("voices", 1)
+    if not isinstance(voices, int) or not 1 <= voices <= 64:
+        raise ConfigError(f"{log_path}: bad voice count {voices!r} in the header")
+    channels = header.get("channels", 1)
+    if channels not in (1, 2):
+        raise ConfigError(f"{log_path}: bad channel count {channels!r} in the header")
+    core = EngineCore(synth, rate, voices=voices, channels=channels)
     cache = SampleCache(synth, samples_dir or header.get("samples") or ".")
     if end is None:
         last = events[-1]["block"] if events else 0
@@ -122,4 +128,6 @@ def bounce(log_path, synth, *, samples_dir=None, output_rate: int | None = None,
         parts.append(out)
         if writer is not None:
             writer(out)
-    return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
+    if not parts:
+        return np.zeros((0, channels) if channels > 1 else 0, np.float32)
+    return np.concatenate(parts).astype(np.float32)

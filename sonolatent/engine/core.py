@@ -1,4 +1,4 @@
-"""The engine's deterministic heart: control state -> one latent column per mel frame -> audio.
+"""The engine's deterministic heart: control state -> one latent column per voice and mel frame -> audio.
 
 :class:`EngineCore` has no threads, clocks or devices. The live engine and
 ``sonolatent bounce`` drive it the same way: ``apply(changes)`` at a block
@@ -19,15 +19,22 @@ Per block:
 3. Discrete changes (a position jump, a slot loaded or cleared, free mode, a
    loop wrap) would jump the latent: the jump is added to a *glide* vector that
    decays with the same smoothing, so nothing clicks (``/sono/smooth 0`` jumps).
-4. ``StreamingSynth.process(z, transpose)`` renders the frame; the samples get
-   the envelope (linear attack/release, velocity), the gain (ramped across the
-   block) and, when quitting, a short fade.
+4. Steps 2-3 happen for every sounding voice (:mod:`.voices`), each at its own
+   playhead with its own glide; all of them are rendered by ONE
+   :class:`~sonolatent.models.batched.BatchSynth` call, each transposed by
+   ``/sono/transpose`` plus its note's distance from ``/sono/note/root``.
+   Each voice's samples get its envelope (linear attack/release, velocity),
+   the voices are summed, then the gain (ramped across the block) and, when
+   quitting, a short fade apply. The first ``delay`` samples of the whole
+   output (the synthesis window's lead-in) are dropped, so output sample
+   ``k`` is model sample ``k`` of block 0's timeline.
 
 Live input (:mod:`.live`, when the core is handed a live encoder, ``live_input``): ``/sono/input/slot K``
-puts the live source in slot K's place in every blend (morph, xy, weights); its column each block is
-the next latent frame of the input fed with :meth:`EngineCore.feed_input`, or silence while the gate
-is closed. While it is bound the voice does not end with the sounds (no release at the end of a
-one-shot playhead), the wet output passes the gate, and ``/sono/input/wet`` mixes in the dry input.
+puts the live source in slot K's place in every voice's blend (morph, xy, weights); its column each
+block is the next latent frame of the input fed with :meth:`EngineCore.feed_input`, or silence while the
+gate is closed. While it is bound no voice ends with the sounds (no release at the end of a one-shot
+playhead); the summed wet output passes the gate, and ``/sono/input/wet`` mixes in the dry input (under
+voice 0's envelope, the ``/sono/play`` voice), before the gain.
 """
 
 from __future__ import annotations
@@ -40,12 +47,15 @@ from ..params.namespace import MAX_SLOTS, Param, build_namespace
 from ..params.values import initial_values, linked_values
 from ..errors import SonolatentError
 from .live import LiveInput
-from .playhead import LOOP_OFF, Playhead
+from .playhead import LOOP_OFF
+from .voices import VoiceBank
 
 #: Length of the fade-out when the daemon quits.
 QUIT_FADE_SECONDS = 0.05
 #: Smoothed values closer than this to their target snap to it.
 SNAP = 1e-7
+#: Voices when none is asked for (``serve --voices``).
+DEFAULT_VOICES = 8
 
 
 class Smoothed:
@@ -67,14 +77,14 @@ class Smoothed:
 class Resampler:
     """Streaming model-rate -> output-rate conversion (soxr, aligned, steady output)."""
 
-    def __init__(self, rate_in: int, rate_out: int):
+    def __init__(self, rate_in: int, rate_out: int, channels: int = 1):
         self.rate_in, self.rate_out = int(rate_in), int(rate_out)
         self.ratio = self.rate_out / self.rate_in
         self.stream = None
         if self.rate_in != self.rate_out:
             import soxr
             # vr=True: steady output every chunk (~5 ms lag) instead of HQ's bursts of ~20 ms
-            self.stream = soxr.ResampleStream(self.rate_in, self.rate_out, 1, dtype="float32",
+            self.stream = soxr.ResampleStream(self.rate_in, self.rate_out, channels, dtype="float32",
                                               quality="HQ", vr=True)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -84,30 +94,45 @@ class Resampler:
 
 
 class EngineCore:
-    """Control state and rendering of one voice; see the module docstring."""
+    """Control state and rendering of ``voices`` voices; see the module docstring.
+
+    ``synth`` is handed in (the engine never imports the models): anything with ``bundle`` and
+    ``batch(streams)``, which gives the batched synth the voices render through
+    (``StreamingSynth.batch`` -> ``models.batched.BatchSynth``). ``live_input``: a live encoder
+    (``models.encoder.LiveEncoder``), handed in the same way, for the live input source.
+    """
 
     def __init__(self, synth, output_rate: int | None = None, namespace: dict[str, Param] | None = None,
-                 live_input=None):
+                 voices: int = DEFAULT_VOICES, channels: int = 1, live_input=None):
+        if not isinstance(voices, int) or not 1 <= voices <= 64:
+            raise SonolatentError(f"--voices {voices}: must be 1..64")
+        if channels not in (1, 2):
+            raise SonolatentError(f"--channels {channels}: must be 1 or 2")
+        self.channels = channels
         bundle = synth.bundle
         self.bundle = bundle
-        self.synth = synth
-        synth.reset()
         self.model_rate = bundle.sample_rate
         self.output_rate = int(output_rate or self.model_rate)
         self.hop = bundle.mel_config.hop_length
         self.dt = self.hop / self.model_rate
         self.D = bundle.vae.latent_dim
         self.namespace = namespace or build_namespace(self.D, MAX_SLOTS)
+        self.bank = VoiceBank(voices, self.D, self.model_rate)
+        self.synth = synth.batch(self.bank.capacity)   # every voice's streams, rendered in one call a frame
         vae = bundle.vae
         self.pca_mean = vae.pca_mean.detach().double().numpy().copy()
         self.pca_comp = vae.pca_components.detach().double().numpy().copy()
         self.pca_std = vae.pca_std.detach().double().numpy().copy()
+        # the latent map (/sono/map, /sono/slot/K/map): PCA coordinates 0 and 1 in standard deviations
+        self.map_proj = np.zeros((2, self.D))
+        k = min(2, self.D)
+        self.map_proj[:k] = self.pca_comp[:k] / np.maximum(self.pca_std[:k], 1e-12)[:, None]
         self.values: dict[str, tuple] = initial_values(self.namespace)
         v = self.values
+        v["/sono/voices"] = (voices,)
         self.slots: list = [None] * MAX_SLOTS
-        self.playhead = Playhead()
-        self.playhead.mode = v["/sono/loop/mode"][0]
-        self.playhead.loop_start, self.playhead.loop_end = v["/sono/loop/start"][0], v["/sono/loop/end"][0]
+        for voice in self.bank.voices:
+            self._loop_settings(voice.playhead)
         self.start_point = v["/sono/position"][0]
         self.playhead.set_position(self.start_point)
         self.blend_source = "weights"
@@ -118,23 +143,43 @@ class EngineCore:
         self.weights = Smoothed(self._target_weights())
         self.offsets = Smoothed(v["/sono/latent"])
         self.scales = Smoothed([v[f"/sono/latent/{k}/scale"][0] for k in range(self.D)])
-        self.smoothed = (self.gain, self.rate, self.transpose, self.weights, self.offsets, self.scales)
-        self.glide = np.zeros(self.D)
-        self.env = 0.0
-        self.env_target = 0.0
-        self.env_step = 1.0
+        self.width = Smoothed(v["/sono/width"])
+        self.smoothed = (self.gain, self.rate, self.transpose, self.weights, self.offsets, self.scales, self.width)
+        spread = np.zeros(self.D)                  # the left channel's offset direction at width 1 (in latent units)
+        spread[1 % self.D] += 1.0
+        spread[2 % self.D] -= 1.0
+        self._width_dir = self.pca_comp.T @ (spread * self.pca_std)
         self.fade = 1.0
         self.quitting = False
         self.finished = False
         self.block = 0
         self.samples_out = 0
-        self.resampler = Resampler(self.model_rate, self.output_rate)
-        self._ramp = np.arange(1, self.hop * 4 + 1, dtype=np.float64)
+        self.note_voices: list[tuple[float, int]] = []   # (pitch, voice) of each note-on, for replies
+        self._skip = self.synth.delay                     # the lead-in still to drop from the output
+        self.resampler = Resampler(self.model_rate, self.output_rate, channels)
+        self._ramp = np.arange(1, self.hop + 1, dtype=np.float64)
         self.live = None
         self.live_column = None
         if live_input is not None:   # a LiveEncoder (models/encoder.py), handed in like the synth
             self.live = LiveInput(live_input, self.synth.delay, self.model_rate)
             self.live_column = self.live.silence.copy()
+
+    # -- voice 0 (the /sono/play voice) seen as the single voice of earlier versions -------------------
+    @property
+    def playhead(self):
+        return self.bank.voices[0].playhead
+
+    @property
+    def glide(self) -> np.ndarray:
+        return self.bank.voices[0].glide
+
+    @property
+    def env(self) -> float:
+        return self.bank.voices[0].env
+
+    @property
+    def env_target(self) -> float:
+        return self.bank.voices[0].env_target
 
     # -- live input ------------------------------------------------------------------------------
     @property
@@ -162,11 +207,24 @@ class EngineCore:
 
     @property
     def sounding(self) -> bool:
-        return self.env_target > 0.0 or self.env > 0.0
+        return any(v.sounding for v in self.bank.voices)
+
+    @property
+    def delay(self) -> int:
+        """Model samples from a block's start to the first output sample it renders (``BatchSynth.delay``)."""
+        return self.synth.delay
 
     def output_index_of_block(self, block: int) -> float:
         """Output-rate sample index of the first sample that block ``block`` renders."""
         return (block * self.hop - self.synth.delay) * self.output_rate / self.model_rate
+
+    def _samples(self, address: str) -> float:
+        return self.values[address][0] * self.model_rate
+
+    def _loop_settings(self, ph) -> None:
+        v = self.values
+        ph.mode = v["/sono/loop/mode"][0]
+        ph.loop_start, ph.loop_end = v["/sono/loop/start"][0], v["/sono/loop/end"][0]
 
     def _target_weights(self) -> np.ndarray:
         v = self.values
@@ -186,7 +244,7 @@ class EngineCore:
         return w
 
     def latent(self, position: float | None = None) -> np.ndarray:
-        """The raw latent (without glide) at ``position`` with the current smoothed controls."""
+        """The raw latent (without glide) at ``position`` (default: voice 0's) with the current smoothed controls."""
         off = self.offsets.value * self.pca_std
         if self.free:
             c = off
@@ -224,9 +282,15 @@ class EngineCore:
         ``sounds`` maps slot index -> :class:`SlotSound` for ``/sono/slot/K/load``
         changes (loading happens elsewhere; this only installs). The values are
         checked where they entered (``params.values``). Returns the changes as
-        applied, for the performance log.
+        applied, for the performance log. :attr:`note_voices` lists
+        ``(pitch, voice)`` for each ``/sono/note/on`` of this call (voice -1 for
+        velocity 0, a note off).
         """
-        before = self.latent()
+        bank = self.bank
+        tracked = [v for v in bank.voices if v.sounding or v.index == 0] + bank.ghosts
+        before = [self.latent(v.playhead.position) for v in tracked]
+        bank.started.clear()
+        self.note_voices = []
         applied = []
         for address, values in changes:
             p = self.namespace.get(address)
@@ -235,7 +299,12 @@ class EngineCore:
             vals = tuple(values)
             self._apply_one(address, vals, sounds or {})
             applied.append((address, vals))
-        self.glide += before - self.latent()
+        fresh = set(map(id, bank.started))
+        for v, z in zip(tracked, before):   # discrete jumps glide; a voice started afresh has nothing to glide from
+            if id(v) not in fresh:
+                v.glide += z - self.latent(v.playhead.position)
+        self.values["/sono/voices/active"] = (bank.n_sounding(),)
+        self.values["/sono/playing"] = (int(self.sounding),)
         return applied
 
     def _apply_one(self, a: str, vals: tuple, sounds: dict) -> None:
@@ -243,17 +312,35 @@ class EngineCore:
         p = self.namespace[a]
         if not p.action and p.access & 2:
             v.update(linked_values(a, vals, v.get))
-        ph = self.playhead
-        if a == "/sono/play":
-            vel = vals[0] if vals else 1.0
-            ph.set_position(self.start_point)
-            self.env_target = vel
-            self.env_step = 1.0 / (v["/sono/attack"][0] * self.model_rate)
+        bank = self.bank
+        if a == "/sono/note/on":
+            pitch, vel = vals
             if vel <= 0.0:
-                self.env_step = 1.0 / (v["/sono/release"][0] * self.model_rate)
+                bank.note_off(pitch, self._samples("/sono/release"))
+                self.note_voices.append((pitch, -1))
+                return
+            semis = pitch - v["/sono/note/root"][0]
+            pan = min(1.0, max(-1.0, v["/sono/pan"][0] + v["/sono/spread"][0] * semis / 24.0))
+            voice = bank.note_on(pitch, semis, vel, self._samples("/sono/attack"), self.start_point, pan)
+            self.note_voices.append((pitch, voice.index))
+        elif a == "/sono/note/off":
+            bank.note_off(vals[0], self._samples("/sono/release"))
+        elif a == "/sono/sustain":
+            bank.set_sustain(bool(vals[0]), self._samples("/sono/release"))
+        elif a == "/sono/allnotesoff":
+            bank.all_off(self._samples("/sono/release"))
+        elif a == "/sono/voices/steal":
+            bank.steal = vals[0]
+        elif a == "/sono/play":
+            bank.play(vals[0] if vals else 1.0, self._samples("/sono/attack"), self._samples("/sono/release"),
+                      self.start_point).pan = v["/sono/pan"][0]
+        elif a == "/sono/pan":
+            if bank.voices[0].note is None:
+                bank.voices[0].pan = vals[0]
+        elif a == "/sono/width":
+            self.width.set(vals)
         elif a == "/sono/stop":
-            self.env_target = 0.0
-            self.env_step = 1.0 / (v["/sono/release"][0] * self.model_rate)
+            bank.voices[0].release(self._samples("/sono/release"))
         elif a == "/sono/quit":
             self.quitting = True
         elif a == "/sono/gain":
@@ -263,14 +350,11 @@ class EngineCore:
         elif a == "/sono/transpose":
             self.transpose.set(vals)
         elif a == "/sono/position":
-            ph.set_position(vals[0])
+            self.playhead.set_position(vals[0])
             self.start_point = vals[0]
-        elif a == "/sono/loop/mode":
-            ph.mode = vals[0]
-        elif a == "/sono/loop/start":
-            ph.loop_start = vals[0]
-        elif a == "/sono/loop/end":
-            ph.loop_end = vals[0]
+        elif a.startswith("/sono/loop/"):
+            for voice in bank.voices + bank.ghosts:
+                self._loop_settings(voice.playhead)
         elif a in ("/sono/morph", "/sono/morph/pair"):
             self.blend_source = "morph"
             self.weights.set(self._target_weights())
@@ -300,7 +384,8 @@ class EngineCore:
 
     # -- rendering -------------------------------------------------------------------------------
     def render_block(self) -> np.ndarray:
-        """Render one mel frame; returns the new output-rate samples (float32)."""
+        """Render one mel frame of every sounding voice; returns the new output-rate samples (float32,
+        ``(n,)`` mono or ``(n, 2)`` stereo)."""
         a = self.smooth_coef
         g0 = float(self.gain.value[0])
         for s in self.smoothed:
@@ -310,61 +395,127 @@ class EngineCore:
         if live is not None:
             self.live_column = live.take(self.values["/sono/input/gate"][0])
             self.values["/sono/input/level"] = (float(live.level),)
-        z = self.latent() + self.glide
-        self.glide *= a
-        self.glide[np.abs(self.glide) < SNAP] = 0.0
-        y = self.synth.process(z.astype(np.float32)[:, None], float(self.transpose.value[0]))
-        n = len(y)
-        if live is not None:
-            wet = self.values["/sono/input/wet"][0]
-            y = y * live.gate_ramp(n)
-            if wet < 1.0:
-                y = wet * y + (1.0 - wet) * live.dry_block(n)
+        bank = self.bank
+        stereo = self.channels == 2
+        width = float(self.width.value[0]) if stereo else 0.0
+        wide = stereo and (width > 0.0 or self.width.target[0] > 0.0)
+        rows, Z, semis, rendered = [], [], [], []
+        transpose = float(self.transpose.value[0])
+        for voice in bank.active():
+            if not self._streams_for(voice, wide):
+                continue
+            z = self.latent(voice.playhead.position) + voice.glide
+            st = transpose + voice.pitch
+            if len(voice.streams) == 2:   # left and right: the latent offset either way
+                rows += voice.streams
+                Z += [z + width * self._width_dir, z - width * self._width_dir]
+                semis += [st, st]
             else:
-                live.dry_block(n)
-        if n:
-            r = self._ramp[:n]
-            gain = g0 + (g1 - g0) * (r / n)
-            env = self._envelope(r)
-            amp = gain * env
-            if self.quitting:
-                fade = np.maximum(self.fade - r / (QUIT_FADE_SECONDS * self.model_rate), 0.0)
-                self.fade = float(fade[-1])
-                amp = amp * fade
-            y = (y * amp).astype(np.float32)
-        elif self.quitting:
-            self.fade = max(0.0, self.fade - self.hop / (QUIT_FADE_SECONDS * self.model_rate))
-        if self.quitting and self.fade <= 0.0:
-            self.finished = True
-        self._advance()
+                rows.append(voice.streams[0])
+                Z.append(z)
+                semis.append(st)
+            rendered.append(voice)
+        for voice in bank.voices + bank.ghosts:
+            voice.glide *= a
+            voice.glide[np.abs(voice.glide) < SNAP] = 0.0
+        n = self.hop
+        r = self._ramp
+        mix = np.zeros((n, 2) if stereo else n)
+        env0 = None   # voice 0's envelope this block (the dry input's)
+        if rendered:
+            Y = self.synth.process(np.array(rows, np.int64), np.array(Z, np.float32), semis)
+            k = 0
+            for voice in rendered:
+                env = voice.envelope(r)
+                if voice is bank.voices[0]:
+                    env0 = env
+                if not stereo:
+                    mix += Y[k] * env
+                    k += 1
+                    continue
+                left = Y[k]
+                right = Y[k + 1] if len(voice.streams) == 2 else left
+                k += len(voice.streams)
+                if len(voice.streams) == 2 and not wide:   # narrowed to 0: the right fades onto the left, then goes
+                    right = right + (left - right) * (r / n)
+                    bank.drop_second_stream(voice)
+                gl, gr = min(1.0, 1.0 - voice.pan), min(1.0, 1.0 + voice.pan)
+                l0, r0 = voice.gains or (gl, gr)
+                voice.gains = (gl, gr)
+                mix[:, 0] += left * (env * (l0 + (gl - l0) * (r / n)) if l0 != gl else env * gl)
+                mix[:, 1] += right * (env * (r0 + (gr - r0) * (r / n)) if r0 != gr else env * gr)
+        if live is not None:   # the summed wet output passes the gate; the dry input lines up with the output
+            ramp = live.gate_ramp(n)
+            mix = mix * (ramp[:, None] if stereo else ramp)
+            lead = min(self._skip, n)   # the lead-in the output drops: no dry input belongs to it
+            dry = np.zeros(n, np.float32)
+            dry[lead:] = live.dry_block(n - lead)
+            wet = self.values["/sono/input/wet"][0]
+            if wet < 1.0:
+                d = (1.0 - wet) * dry * (env0 if env0 is not None else 0.0)
+                mix = wet * mix + (d[:, None] if stereo else d)
+        amp = g0 + (g1 - g0) * (r / n)
+        if self.quitting:
+            fade = np.maximum(self.fade - r / (QUIT_FADE_SECONDS * self.model_rate), 0.0)
+            self.fade = float(fade[-1])
+            amp = amp * fade
+            if self.fade <= 0.0:
+                self.finished = True
+        y = (mix * (amp[:, None] if stereo else amp)).astype(np.float32)
+        for voice in bank.voices + bank.ghosts:
+            self._advance(voice)
+        bank.settle()
         self.values["/sono/position"] = (float(self.playhead.position),)
         self.values["/sono/playing"] = (int(self.sounding),)
+        self.values["/sono/voices/active"] = (bank.n_sounding(),)
+        self._update_map(self.latent(self.playhead.position) + bank.voices[0].glide)   # voice 0: /sono/play's sound
         self.block += 1
+        if self._skip:
+            k = min(self._skip, len(y))
+            self._skip -= k
+            y = y[k:]
         out = self.resampler(np.ascontiguousarray(y, np.float32))
         self.samples_out += len(out)
         return out
 
-    def _envelope(self, r: np.ndarray) -> np.ndarray:
-        e0, tgt = self.env, self.env_target
-        if e0 < tgt:
-            env = np.minimum(e0 + self.env_step * r, tgt)
-        elif e0 > tgt:
-            env = np.maximum(e0 - self.env_step * r, tgt)
-        else:
-            return np.full(len(r), e0)
-        self.env = float(env[-1])
-        return env
+    def _update_map(self, z: np.ndarray) -> None:
+        """The current sound and each loaded slot (at the playhead) as points of the latent map."""
+        v, proj, mean = self.values, self.map_proj, self.pca_mean
+        x, y = proj @ (z - mean)
+        v["/sono/map"] = (float(x), float(y))
+        p = self.playhead.position
+        for k, s in enumerate(self.slots):
+            if s is not None:
+                x, y = proj @ (s.column(p) - mean)
+                v[f"/sono/slot/{k}/map"] = (float(x), float(y))
 
-    def _advance(self) -> None:
-        ph = self.playhead
-        if not self.sounding or self.free:
+    def _streams_for(self, voice, wide: bool) -> bool:
+        """Give ``voice`` its stream (fresh) and, spread in stereo, a second one (a copy of the first); False
+        when the pool is empty (more steals in one frame than it holds: the voice stays silent)."""
+        bank = self.bank
+        if not voice.streams:
+            s = bank.take_stream()
+            if s is None:
+                voice.env = voice.env_target = 0.0
+                return False
+            self.synth.reset(s)
+            voice.streams = [s]
+        if wide and len(voice.streams) == 1:
+            s = bank.take_stream()
+            if s is not None:
+                self.synth.copy(voice.streams[0], s)
+                voice.streams.append(s)
+        return True
+
+    def _advance(self, voice) -> None:
+        ph = voice.playhead
+        if not voice.sounding or self.free:
             return
         rate = float(self.rate.value[0])
         wrapped = ph.advance(rate, self.sound_length())
         if wrapped:
             a, b = ph.loop_points()
             end, start = (b, a) if rate * ph.direction > 0 else (a, b)
-            self.glide += self.latent(end) - self.latent(start)
-        if ph.ended and ph.mode == LOOP_OFF and self.env_target > 0.0 and self.live_slot < 0:
-            self.env_target = 0.0
-            self.env_step = 1.0 / (self.values["/sono/release"][0] * self.model_rate)
+            voice.glide += self.latent(end) - self.latent(start)
+        if ph.ended and ph.mode == LOOP_OFF and voice.env_target > 0.0 and self.live_slot < 0:
+            voice.release(self._samples("/sono/release"))

@@ -19,16 +19,16 @@ import numpy as np
 
 
 class SPSCRing:
-    """Mono float32 ring; ``capacity`` is rounded up to a power of two."""
+    """Float32 ring of ``channels``-sample frames; ``capacity`` (frames) is rounded up to a power of two."""
 
-    def __init__(self, capacity: int):
+    def __init__(self, capacity: int, channels: int = 1):
         if capacity < 1:
             raise ValueError("ring capacity must be positive")
         cap = 1 << int(capacity - 1).bit_length()
         self.capacity = cap
         self.mask = cap - 1
-        # (2*cap, 1): a column so that a slice broadcasts over any channel count
-        self.buf = np.zeros((2 * cap, 1), np.float32)
+        # (2*cap, channels): one channel is a column, so that a slice broadcasts over any channel count
+        self.buf = np.zeros((2 * cap, channels), np.float32)
         self.write = 0   # advanced by the producer only
         self.read = 0    # advanced by the consumer only
 
@@ -41,12 +41,12 @@ class SPSCRing:
         return self.capacity - (self.write - self.read)
 
     def push(self, x: np.ndarray) -> int:
-        """Copy as much of ``x`` as fits; returns the number of samples written."""
+        """Copy as much of ``x`` (``(n,)`` or ``(n, channels)``) as fits; returns the number of frames written."""
         n = min(len(x), self.space())
         if n <= 0:
             return 0
         s = self.write & self.mask
-        col = self.buf[:, 0]
+        col = self.buf[:, 0] if x.ndim == 1 else self.buf
         first = min(n, self.capacity - s)
         col[s:s + first] = x[:first]
         col[s + self.capacity:s + self.capacity + first] = x[:first]

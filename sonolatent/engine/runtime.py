@@ -12,8 +12,14 @@ Threads:
   producer renders as fast as it can, straight to the recorder);
 - the **loader** reads and encodes slot sounds and patches off the audio path.
 
-``submit`` (called by the OSC server for every packet) only appends to a
-deque. The callback only copies out of the ring and increments counters: no
+``submit`` (called for every packet's changes, by the OSC server or, in
+``sonolatent serve``, by the relay thread of :mod:`sonolatent.control.netproc`
+whose network process did the parsing) only appends to a bounded deque
+(:data:`MAX_INBOX` submits; beyond, dropped and counted as ``dropped_busy``).
+At most :data:`MAX_CHANGES_PER_BLOCK` changes are applied before one block;
+the rest carry over, in order, to the next blocks (``carried`` counts them).
+At most :data:`MAX_LOADER_JOBS` slot loads and patch saves/loads wait for the
+loader; more are refused (``/sono/error ... busy``). The callback only copies out of the ring and increments counters: no
 locks, no allocation beyond slice views, no logging, no model work.
 """
 
@@ -37,16 +43,19 @@ from .. import __version__
 from ..params.namespace import MAX_SLOTS
 from ..errors import SonolatentError
 from ..outputs import check_output_path
-from .core import EngineCore
+from .core import DEFAULT_VOICES, EngineCore
 from .patch import checkpoint_ref, checkpoint_warning, load_patch, patch_text, resolve_patch, write_patch
 from .ring import SPSCRing
-from .slots import SampleCache
+from .slots import SampleCache, list_samples
 from .writer import BackgroundWriter, LineLog, WavRecorder
 
 LOG_FORMAT = "sonolatent-performance"
 LOG_VERSION = 1
 _CB_LOG = 16384  # callbacks remembered for latency measurement (power of two)
 _PROBES = 100_000
+MAX_INBOX = 4096              # submits waiting for the producer
+MAX_CHANGES_PER_BLOCK = 256   # changes applied before one block; the rest carry over
+MAX_LOADER_JOBS = 8           # loads/saves waiting for the loader
 GIL_SWITCH_S = 0.0005  # GIL hand-over interval while the engine runs (Python's default: 5 ms)
 
 
@@ -65,7 +74,7 @@ class Engine:
     def __init__(self, synth, *, samples_dir, mode: str = "headless", device_rate: int | None = None,
                  block_size: int = 256, safety_ms: float = 10.0, device=None, record=None, log_osc=None,
                  patches_dir=None, duration: float | None = None, checkpoint: str | None = None,
-                 input_device=None, live_encoder=None):
+                 voices: int = DEFAULT_VOICES, channels: int = 1, input_device=None, live_encoder=None):
         if mode not in ("device", "headless", "freewheel"):
             raise ValueError(f"unknown engine mode {mode!r}")
         self.input_device = input_device     # None: output only; else the live input (see engine/live.py)
@@ -88,16 +97,18 @@ class Engine:
         for path, what in ((record, "--record"), (log_osc, "--log-osc")):
             if path:
                 check_output_path(path, what)   # before a device or a file is opened
+        self.channels = channels
         if mode == "device":
             device_rate = self._open_stream(device_rate)
         self.device_rate = int(device_rate or bundle.sample_rate)
-        self.core = EngineCore(synth, self.device_rate, live_input=live_encoder)
+        self.core = EngineCore(synth, self.device_rate, voices=voices, channels=self.channels,
+                               live_input=live_encoder)
         self.namespace = self.core.namespace
         self.cache = SampleCache(synth, self.samples_dir)
         # ring: target depth = one device block + a safety margin; room for a rendered block on top
         frame_out = math.ceil(self.core.hop * self.device_rate / self.core.model_rate) + 64
         self.target = self.block_size + int(round(safety_ms * 1e-3 * self.device_rate))
-        self.ring = SPSCRing(self.target + 2 * frame_out + self.block_size)
+        self.ring = SPSCRing(self.target + 2 * frame_out + self.block_size, self.channels)
         self.in_ring = None
         self.input_latency = 0        # device samples from an input sample to the output sample it lines up with
         if input_device is not None:
@@ -105,6 +116,10 @@ class Engine:
         # control
         self._inbox: collections.deque = collections.deque()
         self._heap: list = []
+        self._carry: list = []       # due submits (or their rest) over the per-block cap, oldest first
+        self.max_changes_per_block = MAX_CHANGES_PER_BLOCK
+        self._loader_in = 0           # jobs queued (producer thread only) ...
+        self._loader_out = 0          # ... and taken (loader thread only): no shared read-modify-write
         self._seq = itertools.count()
         self._installs: collections.deque = collections.deque()   # (changes, sounds, sender) from the loader
         self._loader_q: queue.SimpleQueue = queue.SimpleQueue()
@@ -121,6 +136,13 @@ class Engine:
         self.submits = 0
         self.changes_applied = 0
         self.load_errors = 0
+        self.dropped_busy = 0
+        self.carried = 0
+        self.level = 0.0             # output peak, held and falling back (/sono/meter/level)
+        self.render_recent = 0.0     # render seconds per block, averaged over the last ~50 blocks
+        self._level_fall = 0.5 ** (self.core.dt / 0.3)   # the held peak halves every 0.3 s
+        self._samples_names: tuple = ()
+        self._samples_listed = -1e9
         # latency measurement: callback times and read positions, and (arrival, first sample) probes
         self._cb_time = np.zeros(_CB_LOG)
         self._cb_pos = np.zeros(_CB_LOG, np.int64)
@@ -128,14 +150,15 @@ class Engine:
         self.probes: collections.deque = collections.deque(maxlen=_PROBES)
         # outputs
         self._writer = BackgroundWriter() if (record or log_osc) else None
-        self.recorder = WavRecorder(record, self.device_rate, self._writer) if record else None
+        self.recorder = WavRecorder(record, self.device_rate, self._writer, self.channels) if record else None
         self.log = LineLog(log_osc, self._writer) if log_osc else None
         if self.log:
             self.log.write({"format": LOG_FORMAT, "version": LOG_VERSION, "sonolatent": __version__,
                             "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
                             "samples": str(self.samples_dir.resolve()),
                             "model_rate": self.core.model_rate, "output_rate": self.device_rate,
-                            "hop": self.core.hop, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                            "hop": self.core.hop, "voices": len(self.core.bank.voices),
+                            "channels": self.channels, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
         self._quit_requested = False
         self._quit_injected = False
         self._producer_done = threading.Event()
@@ -148,17 +171,31 @@ class Engine:
 
     # ===== ControlTarget ===========================================================================
     def submit(self, changes, at, sender) -> None:
+        if len(self._inbox) >= MAX_INBOX:
+            self.dropped_busy += 1
+            return
         self.submits += 1
         self._inbox.append((at, next(self._seq), list(changes), sender, time.perf_counter()))
 
     def value(self, address: str):
         return self.core.values.get(address)
 
+    def choices(self, address: str):
+        """The names a string parameter can take now (the OSCQuery tree's VALS): the sample folder's sounds."""
+        if not (address.startswith("/sono/slot/") and address.endswith(("/load", "/timbre"))):
+            return None
+        now = time.monotonic()
+        if now - self._samples_listed > 2.0:
+            self._samples_names = tuple(list_samples(self.samples_dir))
+            self._samples_listed = now
+        return self._samples_names
+
     def info(self) -> dict:
         c = self.core
         return {"version": __version__, "engine": "sonolatent", "latent_dim": c.D,
                 "model_rate": c.model_rate, "device_rate": self.device_rate, "block_size": self.block_size,
                 "frame_samples": c.hop, "delay_samples": c.synth.delay, "slots": MAX_SLOTS, "mode": self.mode,
+                "voices": len(c.bank.voices),
                 "buffer_samples": self.target, "input_latency_samples": self.input_latency,
                 "input_path_samples": self.core.live_delay + self.core.hop if self.core.live is not None else 0}
 
@@ -175,6 +212,7 @@ class Engine:
                 "buffer_target": self.target if self.mode != "freewheel" else 0,
                 "submits": self.submits, "changes_applied": self.changes_applied,
                 "scheduled": len(self._heap), "load_errors": self.load_errors,
+                "dropped_busy": self.dropped_busy, "carried": self.carried,
                 "playing": int(self.core.sounding), **self._input_status()}
 
     def attach_replier(self, replier) -> None:
@@ -198,6 +236,8 @@ class Engine:
             raise SonolatentError(f"--device {self.device}: no such output device ({e})") from None
         rate = int(rate or dev["default_samplerate"])
         channels = min(2, int(dev["max_output_channels"])) or 1
+        if channels < self.channels:   # a mono device plays the left channel
+            self.channels = channels
         if self.input_device is not None:
             return self._open_duplex(sd, dev, rate, channels)
         try:
@@ -242,7 +282,7 @@ class Engine:
                 resampler_holdback(core.model_rate, self.device_rate, core.hop)
         path = core.live_delay + core.hop
         self.input_latency = int(math.ceil(path * ratio + hold)) + self.block_size + self.target
-        self.ring = SPSCRing(self.input_latency + 4 * frame_out + self.block_size)
+        self.ring = SPSCRing(self.input_latency + 4 * frame_out + self.block_size, self.channels)
         self.input_blocks_late = 0
         self.input_overruns = 0
 
@@ -446,7 +486,7 @@ class Engine:
             self.missing_samples += missed
 
     def _headless_clock(self) -> None:
-        out = np.zeros((self.block_size, 1), np.float32)
+        out = np.zeros((self.block_size, self.channels), np.float32)
         period = self.block_size / self.device_rate
         nxt = time.perf_counter()
         while not self._stop.is_set():
@@ -508,11 +548,22 @@ class Engine:
             self.ring.push(out)
         if self.recorder is not None:
             self.recorder.write(out)
+        self._meter(out, dt)
+
+    def _meter(self, out, dt: float) -> None:
+        """The meters read over OSC/OSCQuery: output peak, render load, gaps."""
+        peak = float(np.max(np.abs(out))) if len(out) else 0.0
+        self.level = max(peak, self.level * self._level_fall)
+        self.render_recent += 0.02 * (dt - self.render_recent)
+        v = self.core.values
+        v["/sono/meter/level"] = (self.level,)
+        v["/sono/meter/cpu"] = (self.render_recent / self.core.dt,)
+        v["/sono/meter/underflows"] = (self.underflows + self.ring_underruns,)
 
     def _collect_due(self) -> list:
         """Submits due at this block: scheduled ones whose time has come, then immediate ones."""
         inbox, heap = self._inbox, self._heap
-        if not inbox and not heap:
+        if not inbox and not heap and not self._carry:
             return []
         now_block = self.block_time()
         immediate = []
@@ -523,14 +574,22 @@ class Engine:
                 immediate.append(item)
             else:
                 heapq.heappush(heap, item)
-        due = []
+        due, self._carry = self._carry, []
         while heap and heap[0][0] <= now_block:
             due.append(heapq.heappop(heap))
         return due + immediate
 
     def _apply_due(self, due) -> None:
         changes, sounds = [], {}
-        for _, _, items, sender, arrival in due:
+        note_senders = []   # the sender of each /sono/note/on, in order: answered with the voice it took
+        room = self.max_changes_per_block
+        for k, (at, seq, items, sender, arrival) in enumerate(due):
+            if len(items) > room:   # over the cap: the rest waits for the next blocks, in order
+                rest = [(at, seq, items[room:], sender, None)] + list(due[k + 1:])
+                self.carried += sum(len(r[2]) for r in rest)
+                self._carry = rest + self._carry
+                items = items[:room]
+            room -= len(items)
             for address, values in items:
                 p = self.namespace.get(address)
                 if p is None:
@@ -539,23 +598,41 @@ class Engine:
                 vals = tuple(values)   # checked by the control surface (ControlTarget.submit's contract)
                 if address.startswith("/sono/slot/") and address.endswith(("/load", "/timbre")):
                     kind = "slot" if address.endswith("/load") else "timbre"
-                    self._loader_q.put((kind, int(address.split("/")[3]), vals[0], sender))
+                    self._to_loader((kind, int(address.split("/")[3]), vals[0], sender), address)
                 elif address == "/sono/patch/load":
-                    self._loader_q.put(("patch-load", None, vals[0], sender))
+                    self._to_loader(("patch-load", None, vals[0], sender), address)
                 elif address == "/sono/patch/save":
-                    self._loader_q.put(("patch-save", None, vals[0], sender))
+                    self._to_loader(("patch-save", None, vals[0], sender), address)
                 elif not p.action and not p.access & 2:
                     self._error(sender, address, "read-only")
                 else:
                     changes.append((address, vals))
+                    if address == "/sono/note/on":
+                        note_senders.append(sender)
             if items and arrival is not None:   # internal items (quit on a signal) carry no arrival
                 self.probes.append((arrival, self.core.block))
+            if room <= 0 and self._carry:
+                break
         while self._installs:
             ch, snd, _ = self._installs.popleft()
             changes += ch
             sounds.update(snd)
         if changes:
             self._apply_block(changes, sounds)
+        if note_senders:
+            self._answer_notes(note_senders)
+
+    def _answer_notes(self, senders) -> None:
+        """``/sono/note/voice pitch voice`` to whoever sent each note-on (a note-on at velocity 0 takes none)."""
+        r = self.replier
+        if r is None:
+            return
+        for sender, (pitch, voice) in zip(senders, self.core.note_voices):
+            if sender is not None and voice >= 0:
+                try:
+                    r.reply(sender, "/sono/note/voice", (pitch, voice), "fi")
+                except Exception:
+                    pass
 
     def _apply_block(self, changes, sounds) -> None:
         applied = self.core.apply(changes, sounds)
@@ -570,11 +647,22 @@ class Engine:
             self.log.write(rec)
 
     # ----- loader -------------------------------------------------------------------------------
+    def _to_loader(self, job, address: str) -> None:
+        if self._loader_in - self._loader_out >= MAX_LOADER_JOBS:
+            self.load_errors += 1
+            self._error(job[3], address, f"busy: {MAX_LOADER_JOBS} loads/saves are waiting; try again")
+            return
+        self._loader_in += 1
+        self._loader_q.put(job)
+
     def _loader(self) -> None:
         while True:
             job = self._loader_q.get()
             if job is None:
                 return
+            self._loader_out += 1
+            if self._stop.is_set():
+                continue          # closing: what still waits is not started (no half-written patch)
             kind, slot, name, sender = job
             try:
                 if kind == "slot":

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..audio.io import SUPPORTED_EXTENSIONS, read_audio
 from ..errors import SonolatentError
+from ..params.namespace import NAME_RE
 
 MAX_NAME_LENGTH = 255
 
@@ -70,6 +71,26 @@ def resolve_sample(root: str | os.PathLike, name: str) -> Path:
         if real.is_file():
             return real
     raise SonolatentError(f"sample {name!r}: not found in {root}")
+
+
+def list_samples(root: str | os.PathLike, limit: int = 1000) -> list[str]:
+    """Names of the sounds directly in ``root`` that a slot load accepts (sorted; stems, extensions dropped)."""
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        return []
+    names: list[str] = []
+    for e in entries:
+        stem, ext = os.path.splitext(e.name)
+        if ext.lower() in SUPPORTED_EXTENSIONS and NAME_RE.fullmatch(stem) and ".." not in stem and stem not in names:
+            try:
+                if e.is_file():
+                    names.append(stem)
+            except OSError:
+                continue
+            if len(names) >= limit:
+                break
+    return names
 
 
 class SampleCache:

@@ -75,14 +75,14 @@ class _AtomicOutput:
 
 
 class WavRecorder(_AtomicOutput):
-    """Mono float32 WAV, written as it comes, finalised atomically by ``finish``."""
+    """Float32 WAV (mono, or ``channels``), written as it comes, finalised atomically by ``finish``."""
 
-    def __init__(self, path: str | os.PathLike, sample_rate: int, writer: BackgroundWriter):
+    def __init__(self, path: str | os.PathLike, sample_rate: int, writer: BackgroundWriter, channels: int = 1):
         import soundfile as sf
 
         super().__init__(path, "--record", writer)
         try:
-            self.file = sf.SoundFile(str(self.tmp), "w", samplerate=int(sample_rate), channels=1,
+            self.file = sf.SoundFile(str(self.tmp), "w", samplerate=int(sample_rate), channels=int(channels),
                                      subtype="FLOAT", format="WAV")
         except BaseException:
             self.tmp.unlink(missing_ok=True)

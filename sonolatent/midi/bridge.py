@@ -22,7 +22,8 @@ import mido
 from ..errors import SonolatentError
 from .control import ControlServer
 from .mapper import Mapper
-from .mapping import Mapping, save_mapping
+from .learn import save_learned
+from .mapping import Mapping
 from .osc_out import OscSender
 from .parser import MidiParser
 from .player import load_midi_events, play_events
@@ -37,6 +38,8 @@ class BridgeOptions:
     mapping_path: Path | None
     destinations: list[tuple[str, int]]
     control: tuple[str, int] | None = None
+    allow: list[str] | None = None      # --allow: networks the control port accepts besides loopback
+    loopback: bool = True               # --no-loopback: not loopback itself
     learn: str | None = None
     verbose: bool = False
     probe_interval: float = 0.5
@@ -60,7 +63,8 @@ class Bridge:
         self.control: ControlServer | None = None
         try:
             if options.control is not None:
-                self.control = ControlServer(*options.control, self.requests)
+                self.control = ControlServer(*options.control, self.requests, allow=options.allow,
+                                             loopback=options.loopback)
             if options.learn:
                 self.mapper.arm_learn(options.learn)
         except SonolatentError:
@@ -87,8 +91,8 @@ class Bridge:
         path = self.options.mapping_path
         if path is not None:
             try:
-                save_mapping(mapping, path)
-                where = f"; saved {path}"
+                backup = save_learned(mapping, path)
+                where = f"; saved {path}" + (f" (previous: {backup.name})" if backup else "")
             except SonolatentError as e:
                 where = f"; NOT saved: {e}"
         self.log(f"learned {description}{where}")

@@ -13,18 +13,24 @@ The value range comes from the address (:func:`learn_range`): ``.../norm``
 0..1, ``/sono/latent/K`` -3..3, ``/sono/transpose`` -12..12 (pitch bend:
 ±2 semitones), ``/sono/rate`` 0..2, other known ones 0..1. Addresses that do
 not take one number (``/sono/play``, ``/sono/xy``, ``/sono/weights``...)
-cannot be learned.
+cannot be learned. Nor can an address the daemon's namespace does not know
+(:func:`known_address`): learn writes a file, and the control port that arms
+it takes packets from the network.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import mido
 
-from ..errors import ConfigError
-from .mapping import AftertouchMap, CCMap, FieldError, Mapping, NRPNMap, PitchbendConfig, check_address
+from ..control.convert import resolve
+from ..params.namespace import build_namespace
+from ..errors import ConfigError, SonolatentError
+from ..outputs import write_text_atomic
+from .mapping import AftertouchMap, CCMap, FieldError, Mapping, NRPNMap, PitchbendConfig, check_address, save_mapping
 
 _FIXED_RANGES = {
     "/sono/gain": (0.0, 1.0),
@@ -53,6 +59,13 @@ _NOT_ONE_NUMBER = {
 _SLOT_ACTION_RE = re.compile(r"/sono/slot/\d+/(load|clear|name)")
 _LATENT_RE = re.compile(r"/sono/latent/\d+")
 _IGNORED_CCS = {38, 96, 97} | set(range(120, 128))
+MAX_LATENT_DIM = 64   # the most latent coordinates a daemon has (the VAE's linear paths go up to 64)
+_NAMESPACE = build_namespace(latent_dim=MAX_LATENT_DIM)
+
+
+def known_address(address: str) -> bool:
+    """Whether a daemon's namespace has ``address`` (or its ``/norm`` form), for any model it may run."""
+    return resolve(_NAMESPACE, address) is not None
 
 
 def learn_range(address: str) -> tuple[float, float]:
@@ -61,6 +74,8 @@ def learn_range(address: str) -> tuple[float, float]:
         check_address(address)
     except FieldError as e:
         raise ConfigError(f"MIDI learn: {e.message}") from None
+    if not known_address(address):
+        raise ConfigError(f"MIDI learn: {address} is not an address of the daemon (see docs/osc.md)")
     if _SLOT_ACTION_RE.fullmatch(address):
         raise ConfigError(f"MIDI learn: {address} takes a sample name or a command, not one controller value")
     if address in _NOT_ONE_NUMBER:
@@ -70,6 +85,25 @@ def learn_range(address: str) -> tuple[float, float]:
     if _LATENT_RE.fullmatch(address):
         return (-3.0, 3.0)
     return _FIXED_RANGES.get(address, (0.0, 1.0))
+
+
+def save_learned(mapping: Mapping, path) -> Path | None:
+    """Save a learned mapping atomically, first copying the file it replaces to ``NAME.bak``.
+
+    Returns the backup's path (None when there was no previous file). Errors are one-line ConfigErrors;
+    when the backup cannot be written, the mapping file is left as it was.
+    """
+    p = Path(path)
+    backup = None
+    if p.exists():
+        backup = p.with_name(p.name + ".bak")
+        try:
+            old = p.read_text(encoding="utf-8")
+            write_text_atomic(backup, old, fsync=True, what="back up the mapping")
+        except (OSError, UnicodeDecodeError, SonolatentError) as e:
+            raise ConfigError(f"{p}: not saved, the previous file could not be backed up ({e})") from None
+    save_mapping(mapping, p)
+    return backup
 
 
 class Learner:

@@ -33,6 +33,8 @@ CC_NRPN_MSB, CC_NRPN_LSB, CC_RPN_MSB, CC_RPN_LSB = 99, 98, 101, 100
 CC_DATA_MSB, CC_DATA_LSB = 6, 38
 CC_SUSTAIN = 64
 CC_ALL_SOUND_OFF, CC_ALL_NOTES_OFF = 120, 123
+# the daemon's voice addresses (poly mode)
+POLY_ON, POLY_OFF, POLY_SUSTAIN, POLY_ALL_OFF = "/sono/note/on", "/sono/note/off", "/sono/sustain", "/sono/allnotesoff"
 
 
 def apply_curve(x: float, curve: str) -> float:
@@ -94,8 +96,9 @@ class Mapper:
             self._nrpn.setdefault(n.param, []).append(n)
         notes = mapping.notes
         self._notes = notes if notes is not None and notes.mode != "off" else None
+        self._poly = bool(self._notes and self._notes.mode == "poly")
         pb = mapping.pitchbend
-        self._bend_is_transpose = bool(pb and self._notes and self._notes.transpose
+        self._bend_is_transpose = bool(pb and self._notes and self._notes.transpose and not self._poly
                                        and pb.address == self._notes.transpose_address and pb.range)
 
     def arm_learn(self, address: str) -> None:
@@ -134,10 +137,14 @@ class Mapper:
 
     def panic(self) -> list[Osc]:
         """Release everything (all-notes-off, or the bridge shutting down with keys held)."""
-        if not self._notes or not self._held:
+        if not self._notes or not (self._held or self._pedal):
             return []
         self._held.clear()
-        return [(self._notes.stop_address, ())]
+        self._pedal.clear()
+        return [self._all_off()]
+
+    def _all_off(self) -> Osc:
+        return (POLY_ALL_OFF, ()) if self._poly else (self._notes.stop_address, ())
 
     # -- control change, 14-bit CC, NRPN
 
@@ -176,7 +183,7 @@ class Mapper:
                 used = True
                 self._held.clear()
                 self._pedal.clear()
-                out.append((notes.stop_address, ()))
+                out.append(self._all_off())
         if not used:
             self.ignored["unmapped"] += 1
         return out
@@ -226,6 +233,8 @@ class Mapper:
             self.ignored["unmapped"] += 1
             return []
         ch, note = msg.channel, msg.note
+        if self._poly:
+            return self._poly_note(msg)
         if msg.type == "note_on" and msg.velocity > 0:
             was_sounding = bool(self._held)
             self._held = [h for h in self._held if (h[0], h[1]) != (ch, note)]
@@ -268,7 +277,23 @@ class Mapper:
             return [self._transpose_msg(top)] if n.transpose else []
         return []
 
+    def _poly_note(self, msg: mido.Message) -> list[Osc]:
+        """Poly mode: each key is a voice of the daemon (which holds notes under the pedal itself)."""
+        n, key = self._notes, (msg.channel, msg.note, True)
+        self._held = [h for h in self._held if h != key]
+        if msg.type == "note_on" and msg.velocity > 0:
+            self._held.append(key)
+            vel = 1.0 if n.velocity == "off" else \
+                shape(msg.velocity / 127.0, n.velocity_min, n.velocity_max, n.velocity_curve)
+            return [(POLY_ON, (float(msg.note), vel))]
+        return [(POLY_OFF, (float(msg.note),))]
+
     def _sustain(self, ch: int, down: bool) -> list[Osc]:
+        if self._poly:
+            if down == (ch in self._pedal):
+                return []   # pedals send a stream of values: only a change is news
+            (self._pedal.add if down else self._pedal.discard)(ch)
+            return [(POLY_SUSTAIN, (1 if down else 0,))]
         if down:
             self._pedal.add(ch)
             return []

@@ -43,7 +43,7 @@ from ..tomlfile import loads as loads_toml
 
 CURVES = ("linear", "exp", "log")
 VELOCITY_MODES = ("play", "gain", "off")
-NOTE_MODES = ("play", "off")
+NOTE_MODES = ("poly", "play", "off")
 AFTERTOUCH_TYPES = ("channel", "poly")
 
 _ADDRESS_RE = re.compile(r"^/[A-Za-z0-9_\-./]*[A-Za-z0-9_\-]$")
@@ -74,15 +74,25 @@ class OscConfig:
 
 @dataclass(frozen=True)
 class NotesConfig:
-    """Keys play the daemon: note-on -> ``play``, note -> ``transpose`` relative to ``root``.
+    """Keys play the daemon.
 
-    Last-note priority, legato: a key pressed while another is held only
-    changes the transpose (unless ``retrigger``); releasing the newest key
-    falls back to the newest key still held; ``stop`` is sent when no key is
-    held (and, with ``sustain``, the pedal CC 64 is up).
+    ``mode = "poly"`` (the default): every key is a voice. Note-on ->
+    ``/sono/note/on note velocity``, note-off -> ``/sono/note/off note``, the
+    pedal (CC 64, with ``sustain``) -> ``/sono/sustain 1|0``, all-notes-off
+    (CC 123) and all-sound-off (CC 120) -> ``/sono/allnotesoff``; the daemon
+    holds released notes while the pedal is down, and its ``/sono/note/root``
+    says which key plays untransposed (``root`` and ``transpose`` here are for
+    ``"play"``).
+
+    ``mode = "play"``: one voice, note-on -> ``play``, note -> ``transpose``
+    relative to ``root``. Last-note priority, legato: a key pressed while
+    another is held only changes the transpose (unless ``retrigger``);
+    releasing the newest key falls back to the newest key still held;
+    ``stop`` is sent when no key is held (and, with ``sustain``, the pedal
+    CC 64 is up).
     """
 
-    mode: str = "play"
+    mode: str = "poly"
     channel: int | None = None
     root: int = 60
     retrigger: bool = False

@@ -18,28 +18,19 @@ import threading
 import time
 from typing import Callable
 
-from pythonosc.osc_message_builder import OscMessageBuilder
-
+from ..control.wire import encode
 from ..errors import SonolatentError
 
 PING_ADDRESS = "/sono/ping"
 
 
 def build_message(address: str, args: tuple = ()) -> bytes:
-    """OSC datagram: floats as ``f``, ints as ``i``, strings as ``s``, bools as ``T``/``F``."""
-    b = OscMessageBuilder(address=address)
+    """OSC datagram (the shared :func:`sonolatent.control.wire.encode`): floats as ``f``, ints as ``i``,
+    strings as ``s``, bools as ``T``/``F``; anything else is a TypeError."""
     for a in args:
-        if isinstance(a, bool):
-            b.add_arg(a, "T" if a else "F")
-        elif isinstance(a, int):
-            b.add_arg(a, "i")
-        elif isinstance(a, float):
-            b.add_arg(a, "f")
-        elif isinstance(a, str):
-            b.add_arg(a, "s")
-        else:
+        if not isinstance(a, (bool, int, float, str)):
             raise TypeError(f"cannot send {type(a).__name__} over OSC")
-    return b.build().dgram
+    return encode(address, args)
 
 
 def parse_hostport(text: str, what: str = "--to") -> tuple[str, int]:

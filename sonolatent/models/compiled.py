@@ -292,14 +292,21 @@ def _push(hist, x):   # pragma: no cover - compiled
 def _conv(hist, x, w, b, k, d):   # pragma: no cover - compiled
     """A causal convolution's output for frame ``x`` ``(C_in,)``: ``w`` ``(C_out, C_in * k)`` (tap-minor, as
     ``Conv1d``'s weight flattened), dilation ``d``; the history moves on by one frame."""
+    u = np.empty(hist.shape[0] * k, np.float32)
+    _conv_taps(hist, x, k, d, u)
+    _push(hist, x)
+    return _matvec(w, u, b)
+
+
+@_compiled
+def _conv_taps(hist, x, k, d, u):   # pragma: no cover - compiled
+    """The ``k`` taps (dilation ``d``) of every input channel for frame ``x``, gathered into ``u``
+    ``(C_in * k,)`` tap-minor; the history is not moved."""
     C, h = hist.shape
-    u = np.empty(C * k, np.float32)
     for c in range(C):
         for j in range(k):
             p = h - (k - 1 - j) * d
             u[c * k + j] = x[c] if p == h else hist[c, p]
-    _push(hist, x)
-    return _matvec(w, u, b)
 
 
 @_compiled
@@ -360,6 +367,15 @@ def vocoder_spectra(f, mel, head_w, head_b, up, prior_on, env, fb, prior_scale, 
     """``Vocoder``'s heads for one mel frame: features ``f`` ``(dim,)`` (and the log-mel ``(n_mels,)`` for the
     prior) -> the spectra of its ``up`` synthesis frames ``(up, bins)`` and the carried phasors to keep."""
     h = _matvec(head_w, f, head_b)   # (up, 2, bins) flattened: log-magnitude, then phase
+    g = _matvec(carry_w, f, carry_b) if carry_on else np.empty(0, np.float32)
+    return head_spectra(h, g, mel, up, prior_on, env, fb, prior_scale, prior_iters, floor, carry_on, prev, per, rad)
+
+
+@_compiled
+def head_spectra(h, g, mel, up, prior_on, env, fb, prior_scale, prior_iters, floor, carry_on, prev, per,
+                 rad):   # pragma: no cover - compiled
+    """What :func:`vocoder_spectra` makes of the heads' outputs: ``h`` (log-magnitude and phase of ``up``
+    synthesis frames, flattened) and ``g`` (the carry gate's logits per bin; empty without the carry)."""
     bins = h.shape[0] // (2 * up)
     prior = np.zeros(bins, np.float32)
     if prior_on:
@@ -381,7 +397,6 @@ def vocoder_spectra(f, mel, head_w, head_b, up, prior_on, env, fb, prior_scale, 
                 m = mag[u, k]
                 out[u, k] = np.complex64(complex(m * np.float32(math.cos(p)), m * np.float32(math.sin(p))))
         return out, prev
-    g = _matvec(carry_w, f, carry_b)
     gate = np.empty((1, bins), np.float32)
     for k in range(bins):
         gate[0, k] = np.float32(1.0) / (np.float32(1.0) + np.float32(math.exp(-g[k])))

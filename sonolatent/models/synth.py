@@ -108,6 +108,11 @@ class StreamingSynth:
         z = encode_audio(self.bundle, audio).numpy().astype(np.float64)
         return z, MelSpectrogram(self.bundle.mel_config).n_frames(len(audio))
 
+    def batch(self, streams: int):
+        """A :class:`~.batched.BatchSynth` of this model for ``streams`` streams (the engine's voices)."""
+        from .batched import BatchSynth
+        return BatchSynth(self.bundle, streams)
+
     # Up to this many frames per call, the single-frame path is cheaper than the chunk path
     # (measured per frame, 1 thread, default bundle: 1 frame 0.50 ms; chunks of 2/4/8: 0.96/0.53/0.31 ms).
     STEP_FRAMES = 4

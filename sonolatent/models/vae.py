@@ -231,6 +231,19 @@ class MelVAE(FramePlanned):
                 with torch.no_grad():
                     return self.decode_frames(torch.from_numpy(z).to(dev)[None, :, None], state)[0, :, 0].cpu().numpy()
             return on_device
+        first, middle, after, lin, consts, convs = self.frame_args()
+        key_hist = (id(self), "histories")
+
+        def run(z, state):   # z: (D,) float32, contiguous -> (n_mels,) float32
+            hs = histories(state.caches, convs, key_hist)
+            return decode_frame(z, *first, hs[0], *middle, hs[1:-1], *after, hs[-1], *lin, *consts)
+        return run
+
+    def frame_args(self) -> tuple:
+        """The constant arguments of the compiled decoder frame, grouped as the kernels take them:
+        ``(first, middle, after, lin, consts, convs)`` (``convs``: the convolutions whose histories a stream
+        keeps, in kernel order). The single-frame plan and the batched voices (:mod:`.batched`) share them."""
+        c = self.config
         arr = lambda t: t.detach().numpy()                   # float32 views of the vectors (biases, norms)
         layers, C, n = list(self.dec_layers), c.channels, len(self.dec_layers)
         ws = self._frame_weights()
@@ -252,12 +265,7 @@ class MelVAE(FramePlanned):
         middle = (norm_w, norm_b, tuple(ws[1:1 + n]), tuple(arr(l.conv.bias) for l in layers))
         after = (dilations, tuple(ws[1 + n:1 + 2 * n]), tuple(arr(l.proj.bias) for l in layers), last_w, last_b,
                  ws[-1], arr(self.dec_out.bias))
-        key_hist = (id(self), "histories")
-
-        def run(z, state):   # z: (D,) float32, contiguous -> (n_mels,) float32
-            hs = histories(state.caches, convs, key_hist)
-            return decode_frame(z, *first, hs[0], *middle, hs[1:-1], *after, hs[-1], *lin, *consts)
-        return run
+        return first, middle, after, lin, consts, convs
 
     def frame_matrices(self) -> list[torch.Tensor]:
         """The decoder's weight matrices, as the single-frame path reads them (see :class:`FramePlanned`)."""

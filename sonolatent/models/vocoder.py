@@ -270,6 +270,31 @@ class Vocoder(FramePlanned):
                 with torch.no_grad():
                     return self.spectra(torch.from_numpy(m).to(dev)[None, :, None], state)[0].T.cpu().numpy()
             return on_device
+        embed, after_embed, rest, head, prior, carry, per, rad, convs = self.frame_args()
+        key_hist = (id(self), "histories")
+        key, start = id(self.carry) if c.phase_carry else None, np.ones(self.n_bins, np.complex64)
+        key_view = (key, "view")
+
+        def run(m, state):   # m: (n_mels,) float32, contiguous -> (upsample, bins) complex64
+            hs = histories(state.caches, convs, key_hist)
+            f = vocoder_features(m, *embed, hs[0], *after_embed, hs[1:], *rest)
+            if key is None:
+                return vocoder_spectra(f, m, *head, *prior, *carry, start, per, rad)[0]
+            held = state.caches.get(key)
+            owned, prev = owned_view(state.caches, key_view, held, lambda t: torch.from_numpy(start.copy())[None]
+                                     if t is None else t[:1].contiguous().clone())
+            spec, last = vocoder_spectra(f, m, *head, *prior, *carry, prev, per, rad)
+            prev[:] = last
+            if held is not owned:
+                state.caches[key] = owned
+            return spec
+        return run
+
+    def frame_args(self) -> tuple:
+        """The constant arguments of the compiled vocoder frame, grouped as the kernels take them:
+        ``(embed, after_embed, rest, head, prior, carry, per, rad, convs)`` (``convs``: the convolutions whose
+        histories a stream keeps). The single-frame plan and the batched voices (:mod:`.batched`) share them."""
+        c = self.config
         arr = lambda t: t.detach().numpy()                   # float32 views of the vectors (biases, norms)
         blocks, d = list(self.blocks), c.dim
         eps = {m.eps for m in [self.norm_in, self.norm_out] + [b.norm for b in blocks]}
@@ -295,24 +320,8 @@ class Vocoder(FramePlanned):
         else:
             carry, per, rad = (False, np.zeros((1, d), ws[0].dtype), np.zeros(1, np.float32)), 1, 0.0
         head = (ws[1 + 2 * n], arr(self.head.bias), c.upsample)
-        convs, key_hist = [self.embed] + [b.dwconv for b in blocks], (id(self), "histories")
-        key, start = id(self.carry) if c.phase_carry else None, np.ones(self.n_bins, np.complex64)
-        key_view = (key, "view")
-
-        def run(m, state):   # m: (n_mels,) float32, contiguous -> (upsample, bins) complex64
-            hs = histories(state.caches, convs, key_hist)
-            f = vocoder_features(m, *embed, hs[0], *after_embed, hs[1:], *rest)
-            if key is None:
-                return vocoder_spectra(f, m, *head, *prior, *carry, start, per, rad)[0]
-            held = state.caches.get(key)
-            owned, prev = owned_view(state.caches, key_view, held, lambda t: torch.from_numpy(start.copy())[None]
-                                     if t is None else t[:1].contiguous().clone())
-            spec, last = vocoder_spectra(f, m, *head, *prior, *carry, prev, per, rad)
-            prev[:] = last
-            if held is not owned:
-                state.caches[key] = owned
-            return spec
-        return run
+        convs = [self.embed] + [b.dwconv for b in blocks]
+        return embed, after_embed, rest, head, prior, carry, per, rad, convs
 
     def frame_matrices(self) -> list[torch.Tensor]:
         """The weight matrices the single-frame path reads (see :class:`FramePlanned`)."""

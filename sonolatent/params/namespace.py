@@ -19,9 +19,12 @@ Conventions
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 MAX_SLOTS = 8
+#: A sample or patch name (never a path; ``..`` is refused on top): the OSC checks and the sample list use it.
+NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -46,14 +49,27 @@ def build_namespace(latent_dim: int = 16, n_slots: int = MAX_SLOTS) -> dict[str,
     """All addresses of a daemon with ``latent_dim`` latent coordinates and ``n_slots`` slots."""
     P: list[Param] = [
         # transport and voice
-        Param("/sono/play", "f", "Start the sound (attack), optional velocity 0..1 scales the gain", (0.0,), (1.0,), (1.0,), action=True, access=2),
-        Param("/sono/stop", "", "Stop the sound (release)", action=True, access=2),
-        Param("/sono/playing", "i", "1 while the voice sounds (read only)", (0,), (1,), (0,), access=1),
+        Param("/sono/play", "f", "Start voice 0 (attack; legato while it sounds), optional velocity 0..1 scales the gain", (0.0,), (1.0,), (1.0,), action=True, access=2),
+        Param("/sono/stop", "", "Release voice 0 (the /sono/play voice)", action=True, access=2),
+        Param("/sono/playing", "i", "1 while any voice sounds (read only)", (0,), (1,), (0,), access=1),
         Param("/sono/gain", "f", "Output gain, linear amplitude", (0.0,), (2.0,), (0.8,)),
         Param("/sono/attack", "f", "Attack time", (0.001,), (10.0,), (0.01,), unit="s"),
         Param("/sono/release", "f", "Release time", (0.001,), (20.0,), (0.3,), unit="s"),
         Param("/sono/transpose", "f", "Transpose in semitones", (-24.0,), (24.0,), (0.0,), unit="semitones"),
         Param("/sono/smooth", "f", "Smoothing time for control changes", (0.0,), (2.0,), (0.03,), unit="s"),
+        # voices (polyphony): each note is a voice with its own playhead, pitch, velocity and envelope
+        Param("/sono/note/on", "ff", "Play a note: pitch (MIDI note number, fractions allowed), velocity 0..1 (0 = note off); answers /sono/note/voice pitch voice", (0.0, 0.0), (127.0, 1.0), (60.0, 1.0), action=True, access=2),
+        Param("/sono/note/off", "f", "Release the voice(s) playing this pitch (held on while the sustain pedal is down)", (0.0,), (127.0,), (60.0,), action=True, access=2),
+        Param("/sono/note/root", "f", "The pitch that plays the sounds untransposed; a note plays pitch - root semitones (+ /sono/transpose)", (0.0,), (127.0,), (60.0,), unit="MIDI note"),
+        Param("/sono/sustain", "i", "Sustain pedal: 1 down (released notes sound on), 0 up (releases them)", (0,), (1,), (), action=True, access=2),
+        Param("/sono/allnotesoff", "", "Release every voice (notes and the /sono/play voice)", action=True, access=2),
+        Param("/sono/voices", "i", "Number of voices (serve --voices; read only)", (1,), (64,), (8,), access=1),
+        Param("/sono/voices/active", "i", "Voices sounding now (read only)", (0,), (64,), (0,), access=1),
+        Param("/sono/voices/steal", "i", "With every voice busy, a new note takes: 0 the oldest (released notes first), 1 the quietest", (0,), (1,), (0,), values=(0, 1)),
+        # stereo (serve --channels 2)
+        Param("/sono/pan", "f", "Pan of voice 0 and the centre of the notes: -1 left .. 1 right (0: both channels at full level)", (-1.0,), (1.0,), (0.0,)),
+        Param("/sono/spread", "f", "Notes spread by pitch: a note pans by spread * (pitch - root) / 24 from /sono/pan", (0.0,), (1.0,), (0.0,)),
+        Param("/sono/width", "f", "Stereo width: each voice decodes left and right from latents offset by +-width sd (PCA coordinates 1 and 2); 0 = the same sound in both", (0.0,), (1.0,), (0.0,)),
         # playhead
         Param("/sono/position", "f", "Playhead position in the slots' (aligned) sound, 0 start .. 1 end", (0.0,), (1.0,), (0.0,)),
         Param("/sono/rate", "f", "Playhead rate: 1 normal, 0 freezes, negative reverses", (-4.0,), (4.0,), (1.0,)),
@@ -75,6 +91,7 @@ def build_namespace(latent_dim: int = 16, n_slots: int = MAX_SLOTS) -> dict[str,
         Param("/sono/input/level", "f", "Level of the live input after its gain, per block (read only)", (-120.0,), (0.0,), (-120.0,), unit="dBFS", access=1),
         Param("/sono/free", "i", "Free mode: 1 = the latent coordinates alone drive the sound (no slots)", (0,), (1,), (0,)),
         Param("/sono/latent", "f" * latent_dim, "Offsets of every PCA coordinate, in standard deviations", (-4.0,) * latent_dim, (4.0,) * latent_dim, (0.0,) * latent_dim, unit="sd"),
+        Param("/sono/map", "ff", "Where the current sound is in the latent map: its PCA coordinates 0 and 1, in standard deviations (read only)", (-4.0, -4.0), (4.0, 4.0), (0.0, 0.0), unit="sd", access=1),
         # slots and patches
         Param("/sono/patch/save", "s", "Save the whole setup as a named patch (a name, never a path)", action=True, access=2),
         Param("/sono/patch/load", "s", "Recall a named patch", action=True, access=2),
@@ -85,6 +102,10 @@ def build_namespace(latent_dim: int = 16, n_slots: int = MAX_SLOTS) -> dict[str,
         Param("/sono/subscribe", "f", "Push value changes to the sender for this many seconds (renew before it ends)", (1.0,), (3600.0,), (10.0,), action=True, access=2),
         Param("/sono/unsubscribe", "", "Stop pushing value changes to the sender", action=True, access=2),
         Param("/sono/quit", "", "Fade out and stop the daemon", action=True, access=2),
+        # meters
+        Param("/sono/meter/level", "f", "Output peak level, linear, held and falling back (read only)", (0.0,), (1.0,), (0.0,), access=1),
+        Param("/sono/meter/cpu", "f", "Share of real time spent rendering, 1 = no headroom left (read only)", (0.0,), (1.0,), (0.0,), access=1),
+        Param("/sono/meter/underflows", "i", "Audio gaps so far: device underflows plus ring underruns (read only)", (0,), (2**31 - 1,), (0,), access=1),
     ]
     for k in range(latent_dim):
         P.append(Param(f"/sono/latent/{k}", "f", f"Offset of PCA coordinate {k} (0 = most variance), in standard deviations", (-4.0,), (4.0,), (0.0,), unit="sd"))
@@ -94,4 +115,5 @@ def build_namespace(latent_dim: int = 16, n_slots: int = MAX_SLOTS) -> dict[str,
         P.append(Param(f"/sono/slot/{s}/timbre", "s", f"Load a sample's timbre (its mean latent: no timing of its own) into slot {s}", action=True, access=2))
         P.append(Param(f"/sono/slot/{s}/clear", "", f"Empty slot {s}", action=True, access=2))
         P.append(Param(f"/sono/slot/{s}/name", "s", f"Name of the sample in slot {s} (read only)", access=1))
+        P.append(Param(f"/sono/slot/{s}/map", "ff", f"Where the sound in slot {s} is in the latent map, at the playhead: PCA coordinates 0 and 1 in standard deviations (read only)", (-4.0, -4.0), (4.0, 4.0), (0.0, 0.0), unit="sd", access=1))
     return {p.address: p for p in P}

@@ -53,6 +53,18 @@ class Client:
         self.sock.close()
 
 
+def write_sounds(folder, **extra):
+    """Real WAV files for slot loads: ``sine.wav`` and ``saw.wav`` (0.5 s), plus ``name=samples`` ones."""
+    import numpy as np
+    import soundfile as sf
+
+    t = np.arange(int(0.5 * 44100)) / 44100
+    sounds = {"sine.wav": 0.5 * np.sin(2 * np.pi * 220 * t), "saw.wav": 0.3 * ((t * 330) % 1.0 - 0.5), **extra}
+    for name, x in sounds.items():
+        sf.write(folder / name, np.asarray(x, np.float32), 44100)
+    return folder
+
+
 def wait_until(pred, timeout=3.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:

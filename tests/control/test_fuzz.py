@@ -126,9 +126,9 @@ def test_fuzz_blast_then_still_serving():
         assert probe.ask("/sono/gain") == ("/sono/gain", [1.25])
         st = status(probe, time.monotonic() + 5)
         got = st["osc_received"]
-        drops = sum(st[f"osc_dropped_{k}"] for k in ("not_allowed", "size", "rate", "malformed"))
+        drops = sum(st[f"osc_dropped_{k}"] for k in ("not_allowed", "size", "rate", "malformed", "limits"))
         assert got == st["osc_parsed"] + drops                                    # every packet accounted for once
-        assert st["osc_messages"] == st["osc_applied"] + st["osc_answered"] + st["osc_errors"]
+        assert st["osc_messages"] == st["osc_applied"] + st["osc_answered"] + st["osc_errors"] + st["osc_limited"]
         assert N_PACKETS <= got <= sent + 2 * rounds + 20
         assert st["osc_dropped_malformed"] > got // 10 and st["osc_errors"] > got // 10
         assert st["osc_dropped_not_allowed"] == st["osc_dropped_rate"] == st["osc_dropped_size"] == 0

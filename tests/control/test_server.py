@@ -156,7 +156,7 @@ def test_oversize_packets_are_dropped_and_counted(make_server, target):
 
 
 def test_not_allowed_dropped_before_parsing(make_server, target):
-    srv = make_server(allow=["10.0.0.0/8"])
+    srv = make_server(allow=["10.0.0.0/8"], loopback=False)
     c = Client(srv.address)
     c.send("/sono/gain", 1.0)
     c.send(b"\xff" * 40)
@@ -168,9 +168,13 @@ def test_not_allowed_dropped_before_parsing(make_server, target):
 
 
 def test_allowlist_and_rate_limiter_units():
-    a = AllowList(["192.168.1.0/24", "10.1.2.3", "fd00::/8"])
+    a = AllowList(["192.168.1.0/24", "10.1.2.3", "fd00::/8"], loopback=False)
     assert a("192.168.1.77") and a("10.1.2.3") and a("fd12::1")
     assert not a("192.168.2.1") and not a("127.0.0.1") and not a("not-an-ip")
+    both = AllowList(["192.168.1.0/24"])                 # --allow adds to loopback
+    assert both("127.0.0.1") and both("::1") and both("192.168.1.5") and not both("10.0.0.1")
+    with pytest.raises(ConfigError, match="--no-loopback"):
+        AllowList(None, loopback=False)
     lo = AllowList(None)
     assert lo("127.0.0.1") and lo("127.9.9.9") and lo("::1") and lo("::ffff:127.0.0.1") and not lo("192.168.1.1")
     with pytest.raises(ConfigError, match="--allow"):
@@ -221,7 +225,7 @@ def test_subscribe_pushes_state_then_changes(server, client, target):
 
 
 def test_subscribers_are_capped_and_expire(make_server, target):
-    srv = make_server(max_subscribers=2)
+    srv = make_server(max_subscribers=2, max_subscribers_per_host=2)
     cs = [Client(srv.address) for _ in range(3)]
     assert cs[0].ask("/sono/subscribe", 1)[0] == "/sono/subscribe"
     assert cs[1].ask("/sono/subscribe")[0] == "/sono/subscribe"   # default 10 s

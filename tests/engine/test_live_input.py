@@ -180,3 +180,36 @@ def test_a_core_without_live_input_refuses_nothing_and_plays_no_input(live_bundl
 def test_bundle_without_encoder_cannot_take_live_input(bundle):
     with pytest.raises(SonolatentError, match="no live encoder"):
         live_core(bundle, SR)     # (LiveEncoder refuses it, before the core is built)
+
+
+def test_live_source_plays_in_every_voice_and_dry_reaches_both_channels(live_bundle):
+    """With voices and stereo (main's voices merged in): a note's voice blends the live column like the
+    /sono/play voice does and, with the live source bound, sounds on past the rate-1 sound length (no
+    release at the end of its playhead); the dry input reaches both channels sample for sample."""
+    from sonolatent.engine.core import EngineCore
+    from sonolatent.models.encoder import LiveEncoder
+    from sonolatent.models.synth import StreamingSynth
+
+    def core():
+        return EngineCore(StreamingSynth(live_bundle), SR, voices=4, channels=2, live_input=LiveEncoder(live_bundle))
+
+    x = bursts(1.5, seed=7)
+    c = core()
+    c.apply([("/sono/input/slot", (0,)), ("/sono/input/gate", (-120.0,)), ("/sono/smooth", (0.0,)),
+             ("/sono/loop/mode", (0,)), ("/sono/release", (0.05,)), ("/sono/note/on", (60.0, 1.0))])
+    c.feed_input(x)
+    blocks = int(1.2 * SR / HOP)                     # past the 1 s a one-shot playhead takes with no sound
+    y = np.concatenate([c.render_block() for _ in range(blocks)])
+    assert y.shape[1] == 2 and np.abs(y).max() > 1e-4
+    assert c.bank.n_sounding() == 1 and not c.bank.voices[0].sounding
+    assert np.abs(y[-HOP:]).max() > 0.0            # the note still sounds
+    assert np.allclose(c.latent(c.bank.voices[1].playhead.position), c.latent())   # the live column, same as voice 0's
+    # wet 0, the /sono/play voice: the input itself on both channels
+    c = core()
+    c.apply([("/sono/input/slot", (0,)), ("/sono/input/wet", (0.0,)), ("/sono/gain", (1.0,)),
+             ("/sono/attack", (0.001,)), ("/sono/smooth", (0.0,)), ("/sono/play", (1.0,))])
+    c.feed_input(x[:SR // 2])
+    c.live.end()
+    y = np.concatenate([c.render_block() for _ in range(c.live.ready() + 3)])[:SR // 2]
+    assert np.allclose(y[HOP * 4:, 0], x[HOP * 4:len(y)], atol=1e-6)
+    assert np.array_equal(y[:, 0], y[:, 1])

@@ -199,7 +199,7 @@ def test_daemon_coming_back_is_said_once(tmp_path):
 
 def test_learn_from_the_command_line_saves_the_file(tmp_path):
     mapping = tmp_path / "learned.toml"
-    mapping.write_text("# my knobs\n[notes]\nroot = 48\n\n[[cc]]\ncc = 1\naddress = \"/sono/morph\"\n")
+    mapping.write_text("# my knobs\n[notes]\nmode = \"play\"\nroot = 48\n\n[[cc]]\ncc = 1\naddress = \"/sono/morph\"\n")
     song = tmp_path / "s.mid"
     write_midi(song, [(0.0, mido.Message("note_on", note=50, velocity=127)),
                       (0.01, mido.Message("control_change", control=74, value=127, channel=3)),

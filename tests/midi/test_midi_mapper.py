@@ -225,6 +225,7 @@ max = 1
 def test_pitchbend_adds_to_the_held_key_transpose():
     m = mapper("""
 [notes]
+mode = "play"
 root = 60
 [pitchbend]
 range = 2
@@ -241,6 +242,7 @@ range = 2
 
 NOTES = """
 [notes]
+mode = "play"
 root = 60
 """
 
@@ -273,6 +275,7 @@ def test_legato_last_note_priority():
 def test_retrigger_and_velocity_modes():
     m = mapper("""
 [notes]
+mode = "play"
 root = 48
 retrigger = true
 velocity = "gain"
@@ -286,6 +289,7 @@ velocity_max = 0.8
     assert out[1][1][0] == pytest.approx(0.2 + 0.6 / 127)
     m2 = mapper("""
 [notes]
+mode = "play"
 velocity = "off"
 transpose = false
 """)
@@ -335,6 +339,7 @@ def test_all_notes_off_and_panic():
 def test_notes_channel_filter_and_unmapped_notes():
     m = mapper("""
 [notes]
+mode = "play"
 channel = 10
 """)
     assert m.handle(on(60, channel=0)) == []
