@@ -104,8 +104,10 @@ def vocode(bundle: ModelBundle, audio: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def full_model(bundle: ModelBundle, audio: np.ndarray) -> np.ndarray:
-    mel = MelSpectrogram(bundle.mel_config)(torch.from_numpy(audio)[None])
+def full_model(bundle: ModelBundle, audio: np.ndarray, chunk_frames: int = 4096) -> np.ndarray:
+    """encode -> decode -> vocoder. The mel is made ``chunk_frames`` at a time (its STFT never whole) and
+    the decode streams (:func:`render_frames`); the encoder sees the whole mel (its norms are global)."""
+    mel = MelSpectrogram(bundle.mel_config).chunked(torch.from_numpy(audio), chunk_frames)[None]
     z = bundle.vae.encode(mel)
     from .models.vae import latents_to_frames
     zf = latents_to_frames(z, mel.shape[-1], bundle.vae.config.downsample)[0].numpy()
@@ -118,10 +120,14 @@ def _fit(y: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+#: The shortest file ``eval`` measures (seconds).
+MIN_SECONDS = 0.1
+
+
 def evaluate_file(bundle: ModelBundle, path: Path, griffinlim_iters: int = 64, visqol: Visqol | None = None,
                   group: str = "", kind: str = "") -> FileResult:
     cfg = bundle.mel_config
-    x, sr = read_audio(path, cfg.sample_rate, min_seconds=0.1)
+    x, sr = read_audio(path, cfg.sample_rate, min_seconds=MIN_SECONDS)
     melspec = MelSpectrogram(cfg)
     xt = torch.from_numpy(x)[None]
     logmel = melspec(xt)[0].numpy()

@@ -11,6 +11,8 @@ Standard library only, so torch-free code can use it.
 from __future__ import annotations
 
 import os
+import re
+import sys
 import tempfile
 from pathlib import Path
 
@@ -62,12 +64,13 @@ def _probe(folder: Path, name: str) -> None:
         raise SonolatentError(f"{name}: the folder {folder} is not writable ({e.strerror or e})") from None
 
 
-def usual_mode(path: str | os.PathLike) -> None:
-    """Give a file made through ``mkstemp`` (mode 0600) the mode a plain ``open`` would have."""
+def usual_mode(path: str | os.PathLike, folder: bool = False) -> None:
+    """Give a file made through ``mkstemp`` (mode 0600), or a ``folder`` made through ``mkdtemp`` (0700),
+    the mode a plain ``open`` or ``mkdir`` would have under the user's umask."""
     mask = os.umask(0o022)
     os.umask(mask)
     try:
-        os.chmod(path, 0o666 & ~mask)
+        os.chmod(path, (0o777 if folder else 0o666) & ~mask)
     except OSError:
         pass
 
@@ -119,3 +122,42 @@ def write_text_atomic(path: str | os.PathLike, text: str, *, fsync: bool = False
     except BaseException:
         remove_quietly(tmp)
         raise
+
+
+#: What :func:`temp_beside`, the patch writer and checkpoint exports leave when a process dies before
+#: the rename: ``.NAME.XXXXXXXX.part`` (a file, or a folder for a checkpoint).
+_STALE = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.part$")
+
+
+def stale_parts(folder: str | os.PathLike) -> list[Path]:
+    """Unfinished temporary files (and folders) of ours in ``folder``, left by a process that died."""
+    try:
+        return sorted(p for p in Path(folder).iterdir() if _STALE.match(p.name))
+    except OSError:
+        return []
+
+
+def report_stale_parts(*folders, warn=None) -> list[Path]:
+    """One warning line per folder that holds :func:`stale_parts` (at a command's start). They are
+    reported, not removed: another process may be writing one of them right now."""
+    found, seen = [], set()
+    for folder in folders:
+        if folder is None:
+            continue
+        f = Path(folder) if str(folder) else Path(".")
+        key = f.resolve()
+        if key in seen:
+            continue
+        seen.add(key)
+        parts = stale_parts(f)
+        if parts:
+            names = ", ".join(p.name for p in parts[:3]) + (f" and {len(parts) - 3} more" if len(parts) > 3 else "")
+            msg = (f"{f}: {len(parts)} unfinished temporary file{'s' * (len(parts) != 1)} from an interrupted "
+                   f"earlier run ({names}); remove {'them' if len(parts) != 1 else 'it'} once no other "
+                   f"sonolatent is writing there")
+            if warn is None:
+                print(f"sonolatent: warning: {msg}", file=sys.stderr, flush=True)
+            else:
+                warn(msg)
+            found += parts
+    return found

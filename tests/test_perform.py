@@ -104,6 +104,14 @@ class Osc:
             if m.address == address:
                 return m.params[0] if len(m.params) == 1 else m.params
 
+    def wait_for(self, address, pred, timeout=20.0):
+        """The value of ``address`` once ``pred`` holds for it (asked again until then; a busy machine may
+        take a while to pass a MIDI message on); the last value seen when ``timeout`` runs out."""
+        end = time.monotonic() + timeout
+        while not pred(v := self.ask(address)) and time.monotonic() < end:
+            time.sleep(0.05)
+        return v
+
     def status(self) -> dict:
         self.sock.sendto(encode("/sono/status"), self.addr)
         m = OscMessage(self.sock.recvfrom(65536)[0])
@@ -200,12 +208,12 @@ def test_midi_controller_plays_the_daemon_through_jack(tmp_path, monkeypatch):
                 time.sleep(0.02)
             kbd.send(mido.Message("control_change", control=1, value=127))
             time.sleep(1.0)
-            morph_after_wheel = osc.ask("/sono/morph")
+            morph_after_wheel = osc.wait_for("/sono/morph", lambda v: v == pytest.approx(1.0))
             kbd.send(mido.Message("note_off", note=ROOT_NOTE))
             time.sleep(1.2)                               # the 0.4 s release dies away
             kbd.send(mido.Message("note_on", note=ROOT_NOTE + 7, velocity=100))
             time.sleep(0.3)
-            transpose_after_key = osc.ask("/sono/transpose")
+            transpose_after_key = osc.wait_for("/sono/transpose", lambda v: v == pytest.approx(7.0))
             playing_after_key = osc.ask("/sono/playing")
             time.sleep(1.2)
             kbd.send(mido.Message("note_off", note=ROOT_NOTE + 7))

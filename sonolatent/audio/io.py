@@ -39,6 +39,54 @@ class AudioInfo:
         return self.frames / float(self.sample_rate)
 
 
+def check_audio_file(path: str | os.PathLike, *, min_seconds: float = 0.0,
+                     max_seconds: float | None = DEFAULT_MAX_SECONDS) -> AudioInfo:
+    """What :func:`read_audio` would refuse that the file's header already tells, without decoding it:
+    a missing file, a folder, an unreadable or unsupported file, no audio, too short, too long. Commands
+    call it on their inputs before loading a model, so a bad file is reported in a moment, not after
+    seconds of work. Raises :class:`AudioFileError` with one line naming the file."""
+    p = Path(path)
+    if not p.exists():
+        raise AudioFileError(f"{p}: no such file")
+    if p.is_dir():
+        raise AudioFileError(f"{p}: is a folder, not a sound file")
+    try:
+        info = sf.info(str(p))
+    except Exception as e:  # soundfile raises RuntimeError/LibsndfileError/TypeError
+        raise AudioFileError(f"{p}: not a readable sound file ({_short(e)})") from None
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise AudioFileError(f"{p}: the file holds no audio")
+    seconds = info.frames / info.samplerate
+    if max_seconds is not None and seconds > max_seconds:
+        raise AudioFileError(f"{p}: too long ({seconds:.0f} s; the limit is {max_seconds:.0f} s)")
+    if seconds < min_seconds:
+        raise AudioFileError(f"{p}: too short ({1000 * seconds:.1f} ms; at least {1000 * min_seconds:g} ms needed)")
+    return AudioInfo(str(p), int(info.samplerate), int(info.channels), int(info.frames))
+
+
+def wav_shortfall(path: str | os.PathLike) -> tuple[int, int] | None:
+    """``(bytes the header promises, bytes the file holds)`` of a RIFF/WAVE file's ``data`` chunk when the
+    file holds less (cut short by a crash or a copy), else None (also for anything that is not WAVE)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            size = os.fstat(f.fileno()).st_size
+            pos = 12
+            while pos + 8 <= size:
+                f.seek(pos)
+                h = f.read(8)
+                n = int.from_bytes(h[4:8], "little")
+                if h[:4] == b"data":
+                    have = size - (pos + 8)
+                    return (n, have) if n > have else None
+                pos += 8 + n + (n & 1)
+    except OSError:
+        return None
+    return None
+
+
 def read_audio(
     path: str | os.PathLike,
     sample_rate: int | None = None,
@@ -58,18 +106,7 @@ def read_audio(
     ``allow_silent``), too short, too long or NaN/inf-containing signal.
     """
     p = Path(path)
-    if not p.exists():
-        raise AudioFileError(f"{p}: no such file")
-    if p.is_dir():
-        raise AudioFileError(f"{p}: is a folder, not a sound file")
-    try:
-        info = sf.info(str(p))
-    except Exception as e:  # soundfile raises RuntimeError/LibsndfileError/TypeError
-        raise AudioFileError(f"{p}: not a readable sound file ({_short(e)})") from None
-    if max_seconds is not None and info.samplerate > 0 and info.frames / info.samplerate > max_seconds:
-        raise AudioFileError(
-            f"{p}: too long ({info.frames / info.samplerate:.0f} s; the limit is {max_seconds:.0f} s)"
-        )
+    check_audio_file(p, max_seconds=max_seconds)
     try:
         data, sr = sf.read(str(p), dtype="float32", always_2d=True)
     except Exception as e:

@@ -171,6 +171,28 @@ class MelSpectrogram(torch.nn.Module):
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         return torch.log(torch.clamp(self.magnitude(audio), min=self.config.log_floor))
 
+    def chunked(self, audio: torch.Tensor, chunk_frames: int = 4096) -> torch.Tensor:
+        """The same log-mel as ``self(audio)`` for mono ``(samples,)`` audio, ``(n_mels, frames)``, made
+        ``chunk_frames`` frames at a time: the STFT of a long file (complex, n_fft/2 + 1 bins per frame:
+        ~0.8 GB for 20 minutes) never exists whole, only the log-mel does."""
+        c = self.config
+        pad = c.n_fft // 2
+        if audio.shape[-1] <= pad:
+            return self(audio)
+        x = F.pad(audio[None, None, :], (pad, pad), mode="reflect")[0, 0]
+        n = self.n_frames(audio.shape[-1])
+        parts = []
+        for a in range(0, n, chunk_frames):
+            b = min(n, a + chunk_frames)
+            seg = x[a * c.hop_length:(b - 1) * c.hop_length + c.n_fft]
+            spec = torch.stft(seg[None], c.n_fft, c.hop_length, window=self.window, center=False,
+                              return_complex=True)
+            mag = spec.abs()
+            if c.power != 1.0:
+                mag = mag.pow(c.power)
+            parts.append(torch.log(torch.clamp(torch.matmul(self.filterbank, mag)[0], min=c.log_floor)))
+        return torch.cat(parts, dim=-1)
+
     def n_frames(self, n_samples: int) -> int:
         return n_samples // self.config.hop_length + 1
 

@@ -37,7 +37,11 @@ FOLDER_EPILOG = """\
 Files are read recursively (wav flac ogg aiff), mixed to mono and resampled to
 44.1 kHz. label = the file's sub-folder relative to SRC; group = the top-level
 sub-folder. With two or more groups whole groups go to validation, otherwise
-single files. Unreadable or silent files are skipped with a warning.
+single files. Unreadable, silent or too short (< 50 ms) files and files in
+other formats (mp3, ...) are skipped with a warning and counted; a WAV file cut
+short is used as far as it goes, with a warning. --out must be a new or empty
+folder (or a dataset, with --force); files in it that the build did not write,
+and that its old manifest does not list, are never touched.
 
 examples:
   sonolatent dataset folder ~/samples --out data/mine
@@ -154,7 +158,9 @@ def register(subparsers) -> None:
 
 def _common_out(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="DIR", required=True, help="dataset folder to write")
-    p.add_argument("--force", action="store_true", help="replace a dataset already in --out")
+    p.add_argument("--force", action="store_true",
+                   help="replace a dataset already in --out, or write into a folder holding other files "
+                        "(only the files its manifest lists are ever replaced)")
     p.add_argument("--format", dest="fmt", choices=("16", "float"), default="16",
                    help="WAV sample format (default: 16)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -229,6 +235,10 @@ def run_folder(args) -> int:
         progress=False if args.quiet else None,
     )
     _report(summary, args.out)
-    if summary.get("skipped_unreadable"):
-        print(f"skipped {summary['skipped_unreadable']} unreadable or silent files")
+    for key, what in (("skipped_unreadable", "unreadable, silent or too short"),
+                      ("skipped_unsupported", "in formats not read"), ("truncated_used", "cut-short WAV")):
+        n = summary.get(key)
+        if n:
+            verb = "used as far as they go:" if key == "truncated_used" else "skipped"
+            print(f"{verb} {n} {what} file{'s' * (n != 1)}")
     return 0

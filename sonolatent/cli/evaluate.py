@@ -42,7 +42,8 @@ def run(args) -> int:
     import torch
     from tqdm import tqdm
 
-    from ..evaluation import PATHS, evaluate_file, find_sound_files, summarize, warm_up
+    from ..audio.io import check_audio_file
+    from ..evaluation import MIN_SECONDS, PATHS, evaluate_file, find_sound_files, summarize, warm_up
     from ..models import load_bundle
 
     for opt, value, low in (("--limit", args.limit, 1), ("--threads", args.threads, 1), ("--gl-iters", args.gl_iters, 1)):
@@ -59,6 +60,17 @@ def run(args) -> int:
         raise SonolatentError(f"{folder}: no sound files (wav, flac, ogg, aiff) found")
     if args.limit and len(files) > args.limit:
         files = _spread(files, tags, args.limit)
+    results, skipped, usable = [], [], []
+    for f in files:   # what the headers tell, before the model loads
+        try:
+            check_audio_file(f, min_seconds=MIN_SECONDS)
+            usable.append(f)
+        except AudioFileError as e:
+            skipped.append({"file": str(f), "reason": str(e).removeprefix(f"{f}: ")})
+    if not usable:
+        for sk in skipped:
+            print(f"sonolatent: skipped {sk['file']}: {sk['reason']}", file=sys.stderr)
+        raise SonolatentError(f"{folder}: none of its {len(files)} sound files could be evaluated")
     visqol = None
     if args.visqol:
         from ..evaluation import Visqol
@@ -66,8 +78,7 @@ def run(args) -> int:
     torch.set_num_threads(args.threads)
     bundle = load_bundle(args.checkpoint)
     warm_up(bundle)   # compiled kernels load before the first timed file, not inside it
-    results, skipped = [], []
-    for f in tqdm(files, desc="eval", unit="file", leave=False):
+    for f in tqdm(usable, desc="eval", unit="file", leave=False):
         group, kind = tags.get(f, ("", ""))
         try:
             results.append(evaluate_file(bundle, f, args.gl_iters, visqol, group, kind))

@@ -150,7 +150,9 @@ def _check(args):
 def run(args) -> int:
     curve, label, blends = _check(args)
     from ..audio.io import write_audio
-    from ..render.common import load_source
+    from ..render.common import check_source_files, load_source
+
+    check_source_files([args.a, args.b])   # a bad input is named before the model loads
     from ..render.morph import render_morph
 
     bundle = load_bundle_arg(args)

@@ -91,18 +91,48 @@ def run_map(args) -> int:
     files = find_sounds(folder)
     if not files:
         raise SonolatentError(f"{folder}: no sound files found (looked for .wav, .flac, .ogg, .aiff)")
-    if args.tsne and len(files) < 3:
-        raise SonolatentError(f"--tsne needs at least 3 sounds, {folder} has {len(files)}")
+
+    import sys
 
     import numpy as np
 
+    from ..errors import AudioFileError
     from ..models.checkpoint import load_bundle
-    from ..render.common import load_source, pca_basis
+    from ..render.common import check_source_files, load_source, pca_basis
     from ..render.plots import plot_map
 
+    skipped = []
+
+    def skip(e) -> None:   # one bad file does not sink the map: named, counted, left out
+        skipped.append(str(e))
+        print(f"sonolatent: warning: skipped {e}", file=sys.stderr, flush=True)
+
+    usable = []
+    for f in files:        # what the headers tell, before the model loads
+        try:
+            check_source_files([f])
+            usable.append(f)
+        except AudioFileError as e:
+            skip(e)
+
+    def enough(n: int) -> None:
+        if n == 0:
+            raise SonolatentError(f"{folder}: none of its {len(files)} sound files could be used (see the warnings)")
+        if args.tsne and n < 3:
+            raise SonolatentError(f"--tsne needs at least 3 sounds, {folder} has {n} usable")
+
+    enough(len(usable))
     bundle = load_bundle(args.checkpoint)
     basis = pca_basis(bundle)
-    means = np.stack([load_source(bundle, f).latents.mean(axis=1) for f in files])
+    rows, files = [], []
+    for f in usable:
+        try:
+            rows.append(load_source(bundle, f).latents.mean(axis=1))
+            files.append(f)
+        except AudioFileError as e:   # what only decoding finds (silent, cut short, NaN)
+            skip(e)
+    enough(len(files))
+    means = np.stack(rows)
     coords = basis.to_pca(means.T).T / np.maximum(basis.std, 1e-8)  # (N, D) in standard deviations
     if args.tsne:
         from sklearn.manifold import TSNE
@@ -116,7 +146,8 @@ def run_map(args) -> int:
     groups = [str(f.parent.relative_to(folder)) if f.parent != folder else folder.name or "." for f in files]
     plot_map(args.output, xy, [f.stem for f in files], groups, xlabel, ylabel,
              f"{folder}: {len(files)} sounds, {how}")
-    print(f"wrote {args.output} ({len(files)} sounds, {len(set(groups))} folders)")
+    left = f"; skipped {len(skipped)} unusable file{'s' * (len(skipped) != 1)}" if skipped else ""
+    print(f"wrote {args.output} ({len(files)} sounds, {len(set(groups))} folders{left})")
     return 0
 
 
@@ -134,9 +165,10 @@ def run_traverse(args) -> int:
 
     from ..latent import to_mel_rate
     from ..models.checkpoint import load_bundle
-    from ..render.common import load_source, pca_basis, render_latents
+    from ..render.common import check_source_files, load_source, pca_basis, render_latents
     from ..render.plots import log_mel, plot_traverse
 
+    check_source_files([args.file])   # a bad input is named before the model loads
     bundle = load_bundle(args.checkpoint)
     D = bundle.vae.latent_dim
     if not 0 <= args.dim < D:

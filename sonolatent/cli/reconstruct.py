@@ -7,6 +7,8 @@ from pathlib import Path
 
 from ..errors import SonolatentError
 
+MIN_SECONDS = 0.05
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -28,7 +30,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..audio.io import read_audio, resample, write_audio
+    from ..audio.io import check_audio_file, read_audio, resample, write_audio
     from ..evaluation import full_model, vocode
     from ..models import load_bundle
     from ..outputs import check_output_path
@@ -41,8 +43,9 @@ def run(args) -> int:
     plot = check_output_path(args.plot, "--plot", suffixes=(".png",)) if args.plot else None
     if plot is not None and plot.resolve() == out.resolve():
         raise SonolatentError(f"--plot {args.plot}: the picture and the sound need different names")
+    check_audio_file(args.input, min_seconds=MIN_SECONDS)   # a bad input is named before the model loads
     bundle = load_bundle(args.checkpoint)
-    x, sr = read_audio(args.input, bundle.sample_rate, min_seconds=0.05)
+    x, sr = read_audio(args.input, bundle.sample_rate, min_seconds=MIN_SECONDS)
     y = vocode(bundle, x) if args.vocoder_only else full_model(bundle, x)
     y = y[: len(x)]
     what = "vocoder only" if args.vocoder_only else "encode -> decode -> vocoder"

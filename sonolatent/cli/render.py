@@ -54,8 +54,9 @@ def run(args) -> int:
 
     check_not_input(args.output, [args.score] + [s.file for s in score.sources])
     from ..audio.io import write_audio
-    from ..render.score import load_score_sources, render_score
+    from ..render.score import check_score_files, load_score_sources, render_score
 
+    check_score_files(score)   # a bad source is named before the model loads
     bundle = load_bundle_arg(args)
     score.check_latent_dim(bundle.vae.latent_dim)
     sources = load_score_sources(bundle, score)

@@ -190,6 +190,10 @@ def run_serve(args) -> int:
                 print(f"sonolatent: no audio output device ({why}); running headless as with --no-audio",
                       file=sys.stderr)
 
+    from ..outputs import report_stale_parts
+
+    report_stale_parts(*(Path(p).parent for p in (args.record, args.log_osc) if p), patches)
+
     import torch
 
     from ..control.netproc import NetworkProcess

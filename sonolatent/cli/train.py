@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ..errors import SonolatentError
-from ..outputs import check_output_folder, write_text_atomic
+from ..outputs import check_output_folder, report_stale_parts, write_text_atomic
 
 EPILOG = """\
 examples:
@@ -160,6 +160,7 @@ def run(args) -> int:
     run_json = run_dir / "run.json"
     check_output_folder(out, "--out")
     check_output_folder(run_dir, "--run-dir")
+    report_stale_parts(out.parent)   # a checkpoint export cut short leaves .NAME.XXXXXXXX.part there
     init = None
     if args.init:   # a missing or broken --init is named before anything is created
         prov = read_config(args.init).get("provenance")

@@ -12,8 +12,11 @@ one), peak-normalised and written as ``audio/*.wav``.
 - split: whole groups go to validation when there are two or more groups,
   otherwise single files, chosen with a fixed seed.
 
-Unreadable, empty or silent files (and silent chunks) are skipped with a
-one-line warning each and counted in the summary.
+Unreadable, empty, silent or too short files (and silent chunks) are skipped
+with a one-line warning each and counted in the summary; so are files with an
+extension that is not read (an ``.mp3``: one warning line for all of them). A
+WAV file cut short (its header promises more audio than it holds) is used as far
+as it goes, with a warning.
 """
 
 from __future__ import annotations
@@ -26,9 +29,9 @@ from typing import Callable
 
 import numpy as np
 
-from ..audio.io import SUPPORTED_EXTENSIONS, read_audio
+from ..audio.io import SUPPORTED_EXTENSIONS, read_audio, wav_shortfall
 from ..errors import AudioFileError, SonolatentError
-from .manifest import SAMPLE_RATE, DatasetWriter, choose_valid
+from .manifest import AUDIO_DIR, MIN_CLIP_SECONDS, SAMPLE_RATE, DatasetWriter, choose_valid
 
 ROOT_GROUP = "."
 #: A chunk quieter than this (absolute peak) is silence.
@@ -41,15 +44,25 @@ def _warn_stderr(msg: str) -> None:
     print(f"sonolatent: warning: {msg}", file=sys.stderr)
 
 
-def find_sound_files(src: Path) -> list[Path]:
-    """Sound files below ``src`` in a stable order (hidden files and folders left out)."""
+def find_sound_files(src: Path, others: list[Path] | None = None) -> list[Path]:
+    """Sound files below ``src`` in a stable order (hidden files and folders left out); the other files
+    (an extension that is not read) are appended to ``others`` when it is given."""
     found = []
     for dirpath, dirnames, filenames in os.walk(src):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for f in sorted(filenames):
-            if not f.startswith(".") and Path(f).suffix.lower() in SUPPORTED_EXTENSIONS:
+            if f.startswith("."):
+                continue
+            if Path(f).suffix.lower() in SUPPORTED_EXTENSIONS:
                 found.append(Path(dirpath) / f)
+            elif others is not None:
+                others.append(Path(dirpath) / f)
     return found
+
+
+def _overlaps(a: Path, b: Path) -> bool:
+    a, b = a.resolve(), b.resolve()
+    return a == b or a in b.parents or b in a.parents
 
 
 def _safe_name(rel: Path) -> str:
@@ -84,9 +97,20 @@ def build_from_folder(
     out_path = Path(out)
     if out_path.resolve() == src.resolve() or src.resolve() in out_path.resolve().parents:
         raise SonolatentError(f"--out {out_path}: must not be inside the source folder {src}")
-    files = find_sound_files(src)
+    if _overlaps(out_path / AUDIO_DIR, src):
+        raise SonolatentError(f"--out {out_path}: its {AUDIO_DIR}/ folder would overlap the source folder {src}")
+    others: list[Path] = []
+    files = find_sound_files(src, others)
+    exts = " ".join(sorted({e.lstrip('.') for e in SUPPORTED_EXTENSIONS}))
+    if others:
+        kinds: dict[str, int] = {}
+        for o in others:
+            k = o.suffix.lower() or "(no extension)"
+            kinds[k] = kinds.get(k, 0) + 1
+        listed = ", ".join(f"{k}: {n}" for k, n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0])))
+        warn(f"skipped {len(others)} file{'s' * (len(others) != 1)} in {src} that {'are' if len(others) != 1 else 'is'}"
+             f" not a sound format read here ({listed}; read: {exts})")
     if not files:
-        exts = " ".join(sorted({e.lstrip('.') for e in SUPPORTED_EXTENSIONS}))
         raise SonolatentError(f"{src}: no sound files found ({exts})")
 
     rels = [f.relative_to(src) for f in files]
@@ -99,6 +123,7 @@ def build_from_folder(
 
     writer = DatasetWriter(out_path, force=force, fmt=fmt)
     skipped: dict[str, int] = {"unreadable": 0, "silent_chunks": 0}
+    truncated = 0
     from tqdm import tqdm
 
     try:
@@ -106,11 +131,16 @@ def build_from_folder(
                    disable=(None if progress is None else not progress))
         for path, rel in bar:
             try:
-                audio, _ = read_audio(path, SAMPLE_RATE)
+                audio, _ = read_audio(path, SAMPLE_RATE, min_seconds=MIN_CLIP_SECONDS)
             except AudioFileError as e:
                 skipped["unreadable"] += 1
                 warn(f"skipped {e}")
                 continue
+            short = wav_shortfall(path)
+            if short is not None:
+                truncated += 1
+                warn(f"{path}: cut short (the header promises {short[0]} bytes of audio, the file holds "
+                     f"{short[1]}); using what is there")
             label = rel.parent.as_posix() if len(rel.parts) > 1 else src.resolve().name
             group = groups[rel]
             split = "valid" if (group if by_group else rel.as_posix()) in valid_keys else "train"
@@ -144,6 +174,8 @@ def build_from_folder(
             "source_files": len(files),
             "skipped_unreadable": skipped["unreadable"],
             "skipped_silent_chunks": skipped["silent_chunks"],
+            "skipped_unsupported": len(others),
+            "truncated_used": truncated,
         },
     )
 

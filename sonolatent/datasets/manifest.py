@@ -39,6 +39,9 @@ AUDIO_DIR = "audio"
 SPLITS = ("train", "valid")
 REQUIRED_KEYS = ("path", "label", "group", "split", "duration", "sample_rate")
 PEAK_DB = -1.0
+#: The shortest clip a dataset holds and training reads (seconds): a few mel frames, what ``reconstruct``
+#: refuses below. A shorter one (a one-sample clip) would reach the models' norm layers as a single frame.
+MIN_CLIP_SECONDS = 0.05
 
 
 # ----------------------------------------------------------------------------- reading
@@ -123,12 +126,44 @@ def choose_valid(keys: Iterable[str], *, fraction: float, seed: int) -> set[str]
 # ----------------------------------------------------------------------------- writing
 
 
-def prepare_output(out: str | os.PathLike, *, force: bool) -> tuple[Path, list[Path]]:
-    """Create (or check) the output folder; refuse to overwrite a dataset without ``force``.
+def own_audio(out: str | os.PathLike) -> set[str]:
+    """The names under ``out/audio`` that the dataset already in ``out`` lists in its manifest (read
+    leniently: a garbled line names nothing). These, and nothing else there, a rebuild may replace."""
+    names = set()
+    try:
+        text = (Path(out) / MANIFEST).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return names
+    for line in text.splitlines():
+        try:
+            p = json.loads(line).get("path")
+        except (json.JSONDecodeError, AttributeError):
+            continue
+        if isinstance(p, str):
+            parts = Path(p).parts
+            if len(parts) == 2 and parts[0] == AUDIO_DIR and parts[1] not in (".", ".."):
+                names.add(parts[1])
+    return names
+
+
+def _foreign(out: Path) -> list[Path]:
+    """What ``out`` holds besides an empty ``audio/`` folder."""
+    try:
+        entries = list(out.iterdir())
+    except OSError as e:
+        raise SonolatentError(f"--out {out}: cannot list the folder ({e.strerror or e})") from None
+    return [e for e in entries if not (e.name == AUDIO_DIR and e.is_dir() and not any(e.iterdir()))]
+
+
+def prepare_output(out: str | os.PathLike, *, force: bool) -> tuple[Path, list[Path], set[str]]:
+    """Create (or check) the output folder; refuse to overwrite a dataset, or to write into a folder
+    holding anything else, without ``force``.
 
     With ``force`` the old manifest and summary are removed first, so a build
     interrupted half-way never pairs an old manifest with new audio. Returns
-    the folder and the folders this call created.
+    the folder, the folders this call created and the audio names the old
+    manifest listed (:func:`own_audio`): the only files already there that the
+    build may replace or remove. Nothing else in the folder is ever touched.
     """
     out = Path(out)
     fresh = [d for d in (*reversed((out / AUDIO_DIR).parents), out / AUDIO_DIR) if not d.exists()]
@@ -137,6 +172,13 @@ def prepare_output(out: str | os.PathLike, *, force: bool) -> tuple[Path, list[P
     has_dataset = (out / MANIFEST).exists() or (out / SUMMARY).exists()
     if has_dataset and not force:
         raise SonolatentError(f"--out {out}: already holds a dataset (use --force to replace it)")
+    if out.is_dir() and not has_dataset and not force:
+        other = _foreign(out)
+        if other:
+            raise SonolatentError(f"--out {out}: not empty and not a dataset folder (holds {other[0].name}"
+                                  f"{f' and {len(other) - 1} more' if len(other) > 1 else ''}); choose an empty "
+                                  f"or new folder, or --force to add a dataset beside what is there")
+    own = own_audio(out) if has_dataset else set()
     try:
         (out / AUDIO_DIR).mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -152,7 +194,7 @@ def prepare_output(out: str | os.PathLike, *, force: bool) -> tuple[Path, list[P
                 pass
             except OSError as e:
                 raise SonolatentError(f"--out {out}: cannot remove the old {name} ({e.strerror or e})") from None
-    return out, fresh
+    return out, fresh, own
 
 
 class DatasetWriter:
@@ -162,7 +204,7 @@ class DatasetWriter:
     """
 
     def __init__(self, out: str | os.PathLike, *, force: bool = False, fmt: str = "16"):
-        self.out, self._created = prepare_output(out, force=force)
+        self.out, self._created, self._own = prepare_output(out, force=force)
         self.fmt = fmt
         self.entries: list[dict] = []
         self._names: set[str] = set()
@@ -170,8 +212,9 @@ class DatasetWriter:
     def add(self, name: str, audio: np.ndarray, entry: dict) -> dict:
         """Peak-normalise ``audio`` (mono, 44100 Hz), write ``audio/NAME.wav`` and remember its entry."""
         base, n = name, 1
-        while name in self._names:
-            n += 1
+        while name in self._names or (f"{name}.wav" not in self._own
+                                      and os.path.lexists(self.out / AUDIO_DIR / f"{name}.wav")):
+            n += 1   # a file this build did not write and the old manifest does not list: never ours to replace
             name = f"{base}_{n}"
         self._names.add(name)
         rel = f"{AUDIO_DIR}/{name}.wav"
@@ -192,14 +235,11 @@ class DatasetWriter:
                 pass
 
     def finish(self, *, valid_groups: Iterable[str], settings: dict, extra: dict | None = None) -> dict:
-        """Remove audio not written by this build, write ``dataset.json`` then ``manifest.jsonl``."""
+        """Write ``dataset.json`` then ``manifest.jsonl``; remove the audio the old manifest listed that
+        this build did not write again (and no other file)."""
         keep = {Path(e["path"]).name for e in self.entries}
-        for p in (self.out / AUDIO_DIR).glob("*.wav"):
-            if p.name not in keep:
-                try:
-                    p.unlink()
-                except OSError:
-                    pass
+        for name in sorted(self._own - keep):
+            remove_quietly(self.out / AUDIO_DIR / name)
         summary = summarize(self.entries, valid_groups=valid_groups, settings=settings, extra=extra)
         write_text_atomic(self.out / SUMMARY, json.dumps(summary, indent=2, sort_keys=False) + "\n")
         lines = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in self.entries)

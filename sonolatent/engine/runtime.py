@@ -69,12 +69,18 @@ class Engine:
     initial state with :meth:`preload`, then :meth:`start`; :meth:`wait` blocks
     until it has faded out after :meth:`request_quit`, ``/sono/quit`` or
     ``duration``; :meth:`close` finalises the recording and the log.
+
+    ``clock`` returns wall-clock seconds (default ``time.time``, the time base of
+    OSC time tags): scheduled submits fall due on it. In freewheel mode it is read
+    once, at :meth:`start`, and block ``b`` is due at that time plus ``b`` frames,
+    so a fixed clock makes scheduling exact whatever the machine's load.
     """
 
     def __init__(self, synth, *, samples_dir, mode: str = "headless", device_rate: int | None = None,
                  block_size: int = 256, safety_ms: float = 10.0, device=None, record=None, log_osc=None,
                  patches_dir=None, duration: float | None = None, checkpoint: str | None = None,
-                 voices: int = DEFAULT_VOICES, channels: int = 1, input_device=None, live_encoder=None):
+                 voices: int = DEFAULT_VOICES, channels: int = 1, clock=time.time, input_device=None,
+                 live_encoder=None):
         if mode not in ("device", "headless", "freewheel"):
             raise ValueError(f"unknown engine mode {mode!r}")
         self.input_device = input_device     # None: output only; else the live input (see engine/live.py)
@@ -85,6 +91,7 @@ class Engine:
         if not 16 <= block_size <= 8192:
             raise SonolatentError(f"--block-size {block_size}: must be 16..8192")
         self.mode = mode
+        self.clock = clock
         bundle = synth.bundle
         self.bundle = bundle
         self.samples_dir = Path(samples_dir)
@@ -378,7 +385,7 @@ class Engine:
         if self.mode != "freewheel" and self._switch_interval is None:
             self._switch_interval = sys.getswitchinterval()
             sys.setswitchinterval(min(self._switch_interval, GIL_SWITCH_S))
-        self._t_start = time.time()
+        self._t_start = self.clock()
         self._spawn(self._loader, "sonolatent-loader")
         if self.mode == "freewheel":
             self._spawn(self._produce_freewheel, "sonolatent-producer")
@@ -431,7 +438,7 @@ class Engine:
         return True
 
     def close(self, abort: bool = False) -> None:
-        """Stop everything; finalise the recording and the log atomically (``abort``: delete them)."""
+        """Stop everything; finalise the recording and the log (``abort``: delete them)."""
         self._stop.set()
         self._quit_requested = True
         self._loader_q.put(None)
@@ -462,7 +469,10 @@ class Engine:
         self._writer.close()
         if abort or self._writer.error is not None:
             for out in outputs:
-                out.abort()
+                if out is self.recorder and not abort:
+                    out.keep()          # a write failed mid-take: what reached the disk stays playable
+                else:
+                    out.abort()
         if not abort and self._writer.error is not None:
             raise SonolatentError(f"writing the outputs failed: {self._writer.error}")
 
@@ -527,7 +537,7 @@ class Engine:
         lat = self.stream.latency if self.stream is not None else 0.0
         if isinstance(lat, tuple):    # a duplex stream (live input): (input, output)
             lat = lat[1]
-        return time.time() + self.ring.fill() / self.device_rate + lat
+        return self.clock() + self.ring.fill() / self.device_rate + lat
 
     def _render_one(self) -> None:
         core = self.core

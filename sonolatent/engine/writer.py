@@ -1,9 +1,17 @@
 """Outputs written while the engine plays: the recording and the performance log.
 
 Both are written incrementally on one background thread (the producer only
-queues; it never touches the disk) to a temporary file in the destination's
-folder, and moved into place with ``os.replace`` when closed: the final name
-holds a whole file or nothing. ``abort()`` removes the temporary file.
+queues; it never touches the disk).
+
+- The recording (:class:`WavRecorder`) is written under its own name from the
+  start, and its header is rewritten about every second: if the process dies
+  (kill -9, a power cut of the program), the file is a valid WAV holding all
+  but at most the last second of the take.
+- The performance log (:class:`LineLog`) goes to a temporary file in the
+  destination's folder and is moved into place with ``os.replace`` when
+  closed: the final name holds a whole log or nothing.
+
+``abort()`` (a failed start) removes what was begun.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import struct
 import threading
 
 import numpy as np
@@ -74,24 +83,96 @@ class _AtomicOutput:
         self.tmp.unlink(missing_ok=True)
 
 
-class WavRecorder(_AtomicOutput):
-    """Float32 WAV (mono, or ``channels``), written as it comes, finalised atomically by ``finish``."""
+class WavRecorder:
+    """32-bit float WAV (mono, or ``channels``) written under its own name as the audio comes, its header
+    rewritten every ``header_every`` seconds of audio (and at the end): a crash loses at most that much.
 
-    def __init__(self, path: str | os.PathLike, sample_rate: int, writer: BackgroundWriter, channels: int = 1):
-        import soundfile as sf
+    The header is RIFF/WAVE with a ``fmt`` chunk (IEEE float), a ``fact`` chunk (the frame count) and
+    the ``data`` chunk; the sizes are 32-bit, so a take ends at 4 GiB (6 hours at 48 kHz).
+    """
 
-        super().__init__(path, "--record", writer)
-        try:
-            self.file = sf.SoundFile(str(self.tmp), "w", samplerate=int(sample_rate), channels=int(channels),
-                                     subtype="FLOAT", format="WAV")
-        except BaseException:
-            self.tmp.unlink(missing_ok=True)
-            raise
-        self.frames = 0
+    HEADER = 58                       # bytes before the first sample
+    MAX_BYTES = 0xFFFFFFFF - HEADER
+
+    def __init__(self, path: str | os.PathLike, sample_rate: int, writer: BackgroundWriter, channels: int = 1,
+                 header_every: float = 1.0):
+        self.path = check_output_path(path, "--record")
+        self.writer = writer
+        self.rate = int(sample_rate)
+        self.channels = int(channels)
+        self.every = max(1, int(header_every * self.rate))
+        self.frames = 0               # queued by the producer
+        self._on_disk = 0             # written by the writer thread
+        self._since = 0
+        self._full = False
+        self.file = None              # opened with the first audio: a failed start leaves an old take alone
+
+    def _header(self, frames: int) -> bytes:
+        ch = self.channels
+        n = 4 * ch * frames
+        fmt = struct.pack("<HHIIHHH", 3, ch, self.rate, 4 * ch * self.rate, 4 * ch, 32, 0)
+        return (b"RIFF" + struct.pack("<I", self.HEADER - 8 + n) + b"WAVE" + b"fmt " + struct.pack("<I", len(fmt))
+                + fmt + b"fact" + struct.pack("<II", 4, frames) + b"data" + struct.pack("<I", n))
 
     def write(self, x: np.ndarray) -> None:
         self.frames += len(x)
-        self.writer.put(self.file.write, np.asarray(x, np.float32))
+        self.writer.put(self._write, np.asarray(x, np.float32))
+
+    def _open(self) -> None:
+        self.file = open(self.path, "wb")
+        self.file.write(self._header(0))
+
+    def _write(self, x: np.ndarray) -> None:
+        if self.file is None:
+            self._open()
+        if self._full:
+            return
+        room = (self.MAX_BYTES - 4 * self.channels * self._on_disk) // (4 * self.channels)
+        if len(x) > room:
+            x, self._full = x[:room], True
+        self.file.write(x.astype("<f4", copy=False).tobytes())
+        self._on_disk += len(x)
+        self._since += len(x)
+        if self._since >= self.every or self._full:
+            self._update_header()
+
+    def _update_header(self) -> None:
+        f = self.file
+        end = f.tell()
+        f.seek(0)
+        f.write(self._header(self._on_disk))
+        f.seek(end)
+        f.flush()                     # in the operating system's hands: it survives the process
+        self._since = 0
+
+    def finish(self) -> None:
+        """Queue the last header update and closing (runs after every queued write)."""
+        self.writer.put(self._finish)
+
+    def _finish(self) -> None:
+        if self.file is None:
+            self._open()
+        self._update_header()
+        self.file.close()
+
+    def keep(self) -> None:
+        """After a write failed (a full disk): close the take with the header of what reached the disk."""
+        try:
+            if self.file is not None and not self.file.closed:
+                self._update_header()
+                self.file.close()
+        except Exception:
+            pass
+
+    def abort(self) -> None:
+        """Close and remove the take (only one this recorder began: nothing is opened before the audio)."""
+        if self.file is None:
+            return
+        try:
+            self.file.close()
+        except Exception:
+            pass
+        self.path.unlink(missing_ok=True)
 
 
 class LineLog(_AtomicOutput):

@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from ..audio.mel import MelConfig
 from ..errors import CheckpointError, ConfigError
+from ..outputs import usual_mode
 from .encoder import CausalEncoder, EncoderConfig
 from .heap import keep_freed_memory
 from .streaming import bfloat16_numbers
@@ -41,6 +42,8 @@ FORMAT_NAME = "sonolatent-checkpoint"
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+#: Every top-level key of ``config.json`` (strict: anything else is refused).
+CONFIG_KEYS = ("format", "format_version", "kind", "mel", "model", "provenance")
 
 MODEL_KINDS = {
     "vae": (MelVAE, VAEConfig),
@@ -80,7 +83,8 @@ def save_checkpoint(folder: str | os.PathLike, model: torch.nn.Module, provenanc
     if kind not in MODEL_KINDS:
         raise CheckpointError(f"cannot save a model of kind {kind!r}")
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=str(folder.parent)))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".part", dir=str(folder.parent)))
+    usual_mode(tmp, folder=True)   # mkdtemp makes it 0700: the checkpoint gets the mode the user's umask gives
     try:
         tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         matrices = {id(t) for t in model.frame_matrices()}
@@ -88,6 +92,7 @@ def save_checkpoint(folder: str | os.PathLike, model: torch.nn.Module, provenanc
             if id(p) in matrices:
                 tensors[name] = bfloat16_numbers(tensors[name])
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT_NAME, "kind": kind})
+        usual_mode(tmp / WEIGHTS_FILE)   # safetensors writes 0600
         prov = dict(provenance or {})
         prov.setdefault("git_commit", git_commit())
         prov.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
@@ -133,6 +138,10 @@ def read_config(folder: str | os.PathLike) -> dict:
     ver = meta.get("format_version")
     if ver != FORMAT_VERSION:
         raise CheckpointError(f"{cfg_path}: unknown format version {ver!r} (this sonolatent reads version {FORMAT_VERSION})")
+    unknown = sorted(set(meta) - set(CONFIG_KEYS))
+    if unknown:
+        raise CheckpointError(f"{cfg_path}: unknown top-level key(s) {', '.join(map(repr, unknown))} "
+                              f"(a version {FORMAT_VERSION} checkpoint has {', '.join(CONFIG_KEYS)})")
     return meta
 
 

@@ -104,7 +104,8 @@ def principal_axes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.T
     (columns), most variance first, in float64."""
     x = x.double()
     mean = x.mean(0)
-    evals, evecs = torch.linalg.eigh(torch.cov((x - mean).T))
+    d = x.shape[1]
+    evals, evecs = torch.linalg.eigh(torch.cov((x - mean).T).reshape(d, d))   # (1, 1) for one column, not ()
     order = torch.argsort(evals, descending=True)
     return mean, evals[order], evecs[:, order]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio.io import peak_normalize, read_audio, resample, WRITE_FORMATS
+from ..audio.io import check_audio_file, peak_normalize, read_audio, resample, WRITE_FORMATS
 from ..errors import SonolatentError
 from ..latent import PCABasis
 from ..models.checkpoint import ModelBundle
@@ -46,6 +46,13 @@ def load_source(bundle: ModelBundle, path, name: str = "") -> Source:
     z = encode_audio(bundle, audio).cpu().numpy().astype(np.float32)
     frames = len(audio) // bundle.mel_config.hop_length + 1
     return Source(Path(path), audio, z, frames, sr, name or Path(path).stem)
+
+
+def check_source_files(paths) -> None:
+    """What :func:`load_source` would refuse that a file's header tells (see
+    :func:`~sonolatent.audio.io.check_audio_file`), for each of ``paths``: called before a model loads."""
+    for p in paths:
+        check_audio_file(p, min_seconds=MIN_SECONDS)
 
 
 def pca_basis(bundle: ModelBundle) -> PCABasis:

@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import AudioFileError, ConfigError
 from ..latent import Score, blend_sources
 from ..models.checkpoint import ModelBundle
-from .common import Source, finish, frame_times, load_source, pca_basis, render_latents, seconds_to_frames
+from .common import Source, check_source_files, finish, frame_times, load_source, pca_basis, render_latents, seconds_to_frames
 
 
 @dataclass
@@ -21,6 +21,15 @@ class ScoreResult:
     times: np.ndarray        # (n,) frame start times, seconds
     sources: list[Source]
     duration: float
+
+
+def check_score_files(score: Score) -> None:
+    """The sources' files checked by their headers (before a model loads); errors as :func:`load_score_sources`."""
+    for s in score.sources:
+        try:
+            check_source_files([s.file])
+        except AudioFileError as e:
+            raise ConfigError(f"{score.path}: line {s.line}: [[source]] {s.name!r}: {e}") from None
 
 
 def load_score_sources(bundle: ModelBundle, score: Score) -> list[Source]:

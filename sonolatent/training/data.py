@@ -9,7 +9,7 @@ import torch
 from tqdm import tqdm
 
 from ..audio.io import read_audio
-from ..datasets.manifest import load_manifest
+from ..datasets.manifest import MIN_CLIP_SECONDS, load_manifest
 from ..errors import SonolatentError
 
 
@@ -24,7 +24,7 @@ class ClipBank:
             folder = Path(folder)
             entries += [(folder, e) for e in load_manifest(folder, split=split)]
         for folder, e in tqdm(entries, desc=f"loading {split}", unit="clip", disable=not progress, leave=False):
-            audio, _ = read_audio(folder / e["path"], sample_rate, allow_silent=True)
+            audio, _ = read_audio(folder / e["path"], sample_rate, allow_silent=True, min_seconds=MIN_CLIP_SECONDS)
             self.clips.append(audio)
             self.labels.append(str(e.get("label", "")))
         if not self.clips:

@@ -16,6 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
+from ..outputs import usual_mode
 
 
 def _flatten_optimizer(prefix: str, opt: torch.optim.Optimizer) -> tuple[dict, dict]:
@@ -59,6 +60,7 @@ def save_state(folder: str | os.PathLike, modules: dict, optimizers: dict, info:
     tmp_w, tmp_j = folder / ".state.safetensors.part", folder / ".state.json.part"
     try:
         save_file(tensors, str(tmp_w))
+        usual_mode(tmp_w)   # safetensors writes 0600: the user's umask decides
         tmp_j.write_text(json.dumps(meta, indent=1))
         os.replace(tmp_w, folder / "state.safetensors")
         os.replace(tmp_j, folder / "state.json")

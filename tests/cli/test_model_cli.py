@@ -181,3 +181,76 @@ def test_recipe_runs_its_documented_steps_in_order(tmp_path, monkeypatch):
     synthesis = [trains[2][trains[2].index(flag) + 1] for flag in ("--istft-n-fft", "--upsample")]
     assert synthesis == ["2048", "1"]
     assert "--adversarial" in trains[3] and "--resume" in trains[3]
+
+
+@pytest.mark.parametrize("argv", [
+    ["reconstruct", "{bad}", "-o", "o.wav"],
+    ["morph", "{wav}", "{bad}", "-o", "o.wav"],
+    ["traverse", "{bad}", "--dim", "0", "-o", "o.png"],
+    ["render", "{score}", "-o", "o.wav"],
+    ["eval", "{badfolder}"],
+])
+@pytest.mark.parametrize("bad", ["garbage", "short"])
+def test_a_bad_input_is_named_before_the_model_loads(tmp_path, sounds, capsys, monkeypatch, argv, bad):
+    """With a checkpoint that does not exist, the bad input file is still what the one line names: it is
+    checked first, not seconds of model loading later."""
+    monkeypatch.chdir(tmp_path)
+    d = tmp_path / "badfolder"
+    d.mkdir()
+    if bad == "garbage":
+        (d / "b.wav").write_bytes(b"RIFF\x00\x00garbage" * 20)
+    else:
+        sf.write(d / "b.wav", tone(440, 0.004), 44100)     # 4 ms: shorter than any command takes
+    score = tmp_path / "s.toml"
+    score.write_text(f'[[source]]\nname = "a"\nfile = "{sounds / "a.wav"}"\n[[source]]\nname = "b"\n'
+                     f'file = "{d / "b.wav"}"\n[[key]]\ntime = 0.0\nweights = {{ a = 1.0 }}\n')
+    subs = {"{bad}": str(d / "b.wav"), "{wav}": str(sounds / "a.wav"), "{score}": str(score),
+            "{badfolder}": str(d)}
+    argv = [subs.get(a, a) for a in argv] + ["--checkpoint", str(tmp_path / "no-such-checkpoint")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "b.wav" in "\n".join(err) and "checkpoint" not in err[-1], err
+    assert ("not a readable sound file" if bad == "garbage" else "too short") in "\n".join(err)
+
+
+def test_map_skips_a_bad_file_with_a_warning_and_counts_it(tiny_bundle_dir, sounds, tmp_path, capsys):
+    sf.write(sounds / "c.wav", tone(660, 0.4), 44100)
+    (sounds / "broken.wav").write_bytes(b"RIFF\x00\x00garbage" * 20)        # the header says so
+    sf.write(sounds / "sub" / "quiet.wav", np.zeros(22050, np.float32), 44100)   # only decoding says so
+    out = tmp_path / "map.png"
+    assert main(["map", str(sounds), "-o", str(out), "--checkpoint", str(tiny_bundle_dir)]) == 0
+    cap = capsys.readouterr()
+    warned = [x for x in cap.err.splitlines() if x.startswith("sonolatent: warning: skipped")]
+    assert len(warned) == 2 and "broken.wav" in warned[0] + warned[1] and "quiet.wav" in warned[0] + warned[1]
+    assert "(3 sounds, 2 folders; skipped 2 unusable files)" in cap.out, cap.out
+    assert out.stat().st_size > 1000
+
+
+def test_the_full_model_makes_its_mel_in_chunks_with_the_same_result(tiny_bundle_dir, monkeypatch):
+    """reconstruct's mel is made a few thousand frames at a time (a long file's STFT never exists whole):
+    the same numbers as the one-piece mel, and the same output through the full model."""
+    import torch
+
+    from sonolatent.audio.mel import MelSpectrogram
+    from sonolatent.evaluation import full_model
+    from sonolatent.models import load_bundle
+
+    bundle = load_bundle(tiny_bundle_dir)
+    x = np.random.default_rng(3).standard_normal(44100 * 3).astype(np.float32) * 0.2
+    ms = MelSpectrogram(bundle.mel_config)
+    whole = ms(torch.from_numpy(x)[None])[0]
+    pieces = ms.chunked(torch.from_numpy(x), 37)
+    assert pieces.shape == whole.shape and torch.allclose(pieces, whole, atol=1e-4)
+    calls = []
+    stft = torch.stft
+    monkeypatch.setattr(torch, "stft", lambda *a, **k: calls.append(a[0].shape[-1]) or stft(*a, **k))
+    y = full_model(bundle, x, chunk_frames=64)
+    c = bundle.mel_config
+    assert len(calls) == -(-whole.shape[1] // 64) and max(calls) == 63 * c.hop_length + c.n_fft   # in pieces
+    monkeypatch.undo()
+    with torch.no_grad():
+        from sonolatent.models.synth import render_frames
+        from sonolatent.models.vae import latents_to_frames
+        z = bundle.vae.encode(whole[None])
+        ref = render_frames(bundle, latents_to_frames(z, whole.shape[1], bundle.vae.config.downsample)[0].numpy())
+    assert y.shape == ref.shape and np.abs(y - ref).max() < 1e-4

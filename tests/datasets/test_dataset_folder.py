@@ -40,10 +40,12 @@ def test_nested_folders(src, tmp_path):
     assert by_source["piano/soft/b.flac"]["duration"] == pytest.approx(0.4, abs=1e-3)
     # kick.wav and kick.aiff do not overwrite each other
     assert len({e["path"] for e in entries}) == len(entries)
-    # the garbage file and the silent one are skipped, counted, and warned about once each
-    assert summary["skipped_unreadable"] == 2
-    assert len(warnings) == 2 and all("\n" not in w for w in warnings)
+    # the garbage file and the silent one are skipped, counted, and warned about once each; notes.txt is
+    # counted as a file in a format not read
+    assert summary["skipped_unreadable"] == 2 and summary["skipped_unsupported"] == 1
+    assert len(warnings) == 3 and all("\n" not in w for w in warnings)
     assert any("x.wav" in w for w in warnings) and any("silent.wav" in w for w in warnings)
+    assert any("skipped 1 file" in w and ".txt: 1" in w for w in warnings)
     # split by group: one group of three in validation, never a group in both
     assert summary["split_by"] == "group" and len(summary["valid_groups"]) == 1
     for e in entries:
@@ -106,3 +108,66 @@ def test_an_interrupted_build_leaves_nothing(src, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         build_from_folder(src, tmp_path / "new" / "ds", warn=lambda m: None)
     assert not (tmp_path / "new").exists()
+
+
+def _tree(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_the_build_never_deletes_or_overwrites_files_it_did_not_write(tmp_path, write_tone):
+    """A user's take in OUT/audio (and one named as the build would name a clip) survives: a foreign
+    folder is refused without --force; with it, and on a rebuild, only the manifest's own files change."""
+    src = tmp_path / "samples"
+    write_tone(src / "loose.wav", seconds=0.3)
+    write_tone(src / "two.wav", seconds=0.3, freq=300)
+    out = tmp_path / "P"
+    write_tone(out / "audio" / "vocals_take3.wav", seconds=0.2, freq=500)
+    write_tone(out / "audio" / "loose_wav.wav", seconds=0.2, freq=600)     # the name the build gives loose.wav
+    (out / "notes.txt").write_text("mine")
+    mine = _tree(out)
+    with pytest.raises(SonolatentError, match=r"--out .*P: not empty and not a dataset folder .*--force"):
+        build_from_folder(src, out, progress=False)
+    assert _tree(out) == mine
+    build_from_folder(src, out, force=True, progress=False, valid_fraction=0.0)
+    after = _tree(out)
+    assert all(after[k] == v for k, v in mine.items())                      # every file of the user's, unchanged
+    paths = [e["path"] for e in load_manifest(out)]
+    assert len(paths) == 2 and "audio/loose_wav.wav" not in paths          # the clip took another name
+    # a rebuild from fewer sources removes the clip the old manifest listed, and nothing else
+    (src / "two.wav").unlink()
+    build_from_folder(src, out, force=True, progress=False)
+    again = _tree(out)
+    assert all(again[k] == v for k, v in mine.items())
+    assert [e["path"] for e in load_manifest(out)] == [paths[0]] and paths[1] not in again
+
+
+def test_a_source_inside_the_output_audio_folder_is_refused(tmp_path, write_tone):
+    lib = tmp_path / "LIB"
+    write_tone(lib / "audio" / "song.wav", seconds=0.3)
+    before = _tree(lib)
+    for s, o in ((lib / "audio", lib), (lib / "audio" / "sub", lib)):
+        (lib / "audio" / "sub").mkdir(exist_ok=True)
+        write_tone(lib / "audio" / "sub" / "x.wav", seconds=0.3)
+        with pytest.raises(SonolatentError, match="overlap the source folder"):
+            build_from_folder(s, o, force=True, progress=False)
+    assert all(_tree(lib)[k] == v for k, v in before.items())
+
+
+def test_what_is_skipped_is_said_and_counted(tmp_path, write_tone):
+    """An .mp3 is counted and reported (not silently ignored), a one-sample clip is refused as too
+    short (as reconstruct refuses it), and a WAV cut short is used with a warning."""
+    src = tmp_path / "s"
+    write_tone(src / "ok.wav", seconds=0.3)
+    (src / "song.mp3").write_bytes(b"ID3" + bytes(200))
+    (src / "more.mp3").write_bytes(b"ID3" + bytes(200))
+    sf.write(str(src / "one.wav"), np.array([0.5], np.float32), 44100)
+    full = write_tone(tmp_path / "full.wav", seconds=0.5, subtype="PCM_16").read_bytes()
+    (src / "cut.wav").write_bytes(full[:len(full) // 2])
+    warnings = []
+    summary = build_from_folder(src, tmp_path / "ds", progress=False, warn=warnings.append)
+    assert summary["skipped_unsupported"] == 2 and summary["skipped_unreadable"] == 1
+    assert summary["truncated_used"] == 1 and summary["files"] == 2
+    assert any("skipped 2 files" in w and ".mp3: 2" in w for w in warnings), warnings
+    assert any("one.wav: too short" in w for w in warnings), warnings
+    assert any("cut.wav: cut short" in w for w in warnings), warnings
+    assert sorted(e["source"] for e in load_manifest(tmp_path / "ds")) == ["cut.wav", "ok.wav"]

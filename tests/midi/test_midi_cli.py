@@ -80,7 +80,10 @@ def timed_song(path):
     return events
 
 
-def test_midi_file_plays_in_real_time_within_5ms(tmp_path):
+def test_a_midi_file_plays_in_order_and_takes_its_time(tmp_path):
+    """The bridge as a process: every event, in order, and the file's length in wall time (a lower bound,
+    which holds on a busy machine). How close each event comes to its time is a real-time figure:
+    ``python -m benchmarks.midi_timing``."""
     song = tmp_path / "timed.mid"
     timed_song(song)
     file_times = []
@@ -100,11 +103,36 @@ def test_midi_file_plays_in_real_time_within_5ms(tmp_path):
         rx.close()
     assert out.returncode == 0, out.stderr
     assert [(a, round(args[0] * 127)) for _, a, args in got] == [("/sono/morph", i * 10) for i in range(len(TIMES))]
-    arrival = [t - got[0][0] for t, _, _ in got]
-    expected = [t - file_times[0] for t in file_times]
-    errors = [a - e for a, e in zip(arrival, expected)]
-    assert max(abs(e) for e in errors) < 0.005, errors
+    assert got[-1][0] - got[0][0] >= TIMES[-1] - 0.01      # not sent in a burst
     assert wall > 1.4
+
+
+def test_playback_waits_for_each_events_absolute_time_on_the_clock_it_is_given():
+    """``play_events`` on an injected clock whose every nap overshoots by 4 ms: each event goes out at or
+    after its time and within one overshoot of it (absolute deadlines: the overshoots never add up),
+    and ``idle`` is consulted while waiting and can stop playback."""
+    from sonolatent.midi.player import play_events
+
+    now, naps = [100.0], []
+
+    def sleep(s):
+        naps.append(s)
+        now[0] += s + 0.004
+
+    events = [(t, mido.Message("control_change", control=1, value=i)) for i, t in enumerate(TIMES)]
+    sent = []
+    n = play_events(events, lambda m: sent.append((now[0] - 100.0, m.value)), clock=lambda: now[0], sleep=sleep,
+                    max_nap=0.05)
+    assert n == len(TIMES) and [v for _, v in sent] == list(range(len(TIMES)))
+    for (t, _), (at, _) in zip(events, sent):
+        assert t <= at <= t + 0.004 + 1e-9, (t, at)
+    assert max(naps) <= 0.05
+    now[0], sent[:] = 0.0, []
+    calls = []
+    assert play_events(events, lambda m: sent.append(m), clock=lambda: now[0], sleep=sleep,
+                       idle=lambda: calls.append(now[0]) or now[0] > 0.3) == 4   # 0, 0.1, 0.25, 0.26
+    assert len(calls) > 4
+    assert play_events(events, lambda m: None, freewheel=True, clock=lambda: 0.0, sleep=sleep) == len(TIMES)
 
 
 @pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

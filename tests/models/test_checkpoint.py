@@ -110,6 +110,7 @@ def test_every_load_error_is_one_clear_line(vae_dir, tmp_path, case, words):
     ("vocoder", ("model", "upsample"), 0, "vocoder: upsample must be positive"),
     ("vocoder", ("model", "dim"), 0, "vocoder: dim must be positive"),
     ("vocoder", ("model", "mlp_ratio"), float("nan"), "vocoder.mlp_ratio: expected a number"),
+    ("vae", ("trainer_notes",), "x", "unknown top-level key(s) 'trainer_notes'"),   # strict means strict
 ])
 def test_a_hand_edited_config_is_one_clear_line(tmp_path, kind, path, value, words):
     """Values no model can be built from are refused by name, never a torch/ZeroDivision traceback."""
@@ -184,3 +185,38 @@ def test_shipped_bundles_share_one_vae():
     assert fast.meta["vae"]["provenance"]["sha256"] == default.meta["vae"]["provenance"]["sha256"]
     assert (default.vocoder.config.istft_n_fft, default.delay) == (2048, 1024)
     assert (fast.vocoder.config.istft_n_fft, fast.delay) == (1024, 512)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027])
+def test_checkpoints_take_the_users_umask(tmp_path, mask):
+    """Not 0700 folders and 0600 weights (mkdtemp's and safetensors' own modes): what mkdir and open give."""
+    model = MelVAE(MelConfig(), VAEConfig(channels=8, dec_layers=1, enc_blocks=0, latent_dim=2))
+    old = os.umask(mask)
+    try:
+        folder = save_checkpoint(tmp_path / "ck" / "vae", model)
+        save_checkpoint(folder, model)        # replacing one, too
+    finally:
+        os.umask(old)
+    mode = lambda p: os.stat(p).st_mode & 0o777   # noqa: E731
+    assert mode(folder) == 0o777 & ~mask
+    assert mode(folder / "model.safetensors") == mode(folder / "config.json") == 0o666 & ~mask
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["vae"]   # no temporary folder left
+
+
+def test_an_export_cut_short_is_reported_by_the_next_run(tmp_path, monkeypatch):
+    """What a killed export leaves (its temporary folder, as the cleanup never ran) is found and named."""
+    import sonolatent.models.checkpoint as ck
+    from sonolatent.outputs import report_stale_parts
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(ck, "save_file", killed)
+    monkeypatch.setattr(ck.shutil, "rmtree", lambda *a, **k: None)     # as after kill -9: no cleanup
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path / "vae", MelVAE(MelConfig(), TINY))
+    monkeypatch.undo()
+    (tmp_path / ".notes.txt").write_text("not ours")
+    said = []
+    found = report_stale_parts(tmp_path, tmp_path, warn=said.append)
+    assert [p.name.startswith(".vae.") and p.is_dir() for p in found] == [True]
+    assert len(said) == 1 and "1 unfinished temporary file" in said[0] and found[0].name in said[0]

@@ -307,3 +307,36 @@ def test_carried_phase_grows_onto_a_vocoder_trained_without_it(dataset, tmp_path
     assert new.config.phase_carry and meta["provenance"]["init"]["from"] == str(tmp_path / "a")
     assert abs(float(new.carry.bias.detach().mean()) - new.GATE_START) < 0.01   # one step from the open start
     assert (new.embed.weight - old.embed.weight).abs().max() < 0.05   # AdamW moves each weight by about lr
+
+
+def test_one_latent_dimension_trains_exports_and_loads(dataset, tmp_path):
+    """``--latent-dim 1`` (allowed by the help): the export's PCA of one coordinate used to fail in eigh."""
+    out = tmp_path / "ck" / "vae"
+    small = [a if a != "8" else "1" for a in TINY_VAE]
+    assert main(["train", "vae", "--data", str(dataset), "--out", str(out), "--run-dir", str(tmp_path / "run"),
+                 "--no-progress", "--max-steps", "1"] + small) == 0
+    model, _ = load_checkpoint(out, "vae")
+    assert model.latent_dim == 1 and model.pca_std.shape == (1,) and float(model.pca_std[0]) > 0
+
+
+def test_a_clip_too_short_for_the_models_is_refused_before_training(dataset, tmp_path, capsys):
+    """A one-sample clip (a hand-made manifest; ``dataset folder`` refuses it) with ``--channels 1`` used to
+    train and then fail in a norm layer at the export: now one line, before anything is created."""
+    import shutil
+
+    import numpy as np
+    import soundfile as sf
+
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data)
+    sf.write(str(data / "audio" / "one.wav"), np.array([0.5], np.float32), 44100)
+    with open(data / "manifest.jsonl", "a") as f:
+        f.write(json.dumps({"path": "audio/one.wav", "label": "x", "group": "x", "split": "train",
+                            "duration": 1 / 44100, "sample_rate": 44100}) + "\n")
+    capsys.readouterr()
+    out, run = tmp_path / "ck" / "vae", tmp_path / "run"
+    assert main(["train", "vae", "--data", str(data), "--out", str(out), "--run-dir", str(run), "--no-progress",
+                 "--max-steps", "1", "--channels", "1", "--batch-size", "2", "--frames", "32"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "one.wav: too short" in err, err
+    assert not out.exists() and not run.exists()
