@@ -35,13 +35,14 @@ def make_live_bundle(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def live_core(bundle, rate: int = 44100, live: bool = True):
-    """An engine core playing ``bundle`` (its synth and, with ``live``, its live encoder handed in)."""
+def live_core(bundle, rate: int = 44100, live: bool = True, safety=None):
+    """An engine core playing ``bundle`` (its synth and, with ``live``, its live encoder handed in);
+    ``safety``: its output stage's settings (default: the daemon's)."""
     from sonolatent.engine.core import EngineCore
     from sonolatent.models.encoder import LiveEncoder
     from sonolatent.models.synth import StreamingSynth
 
-    return EngineCore(StreamingSynth(bundle), rate, live_input=LiveEncoder(bundle) if live else None)
+    return EngineCore(StreamingSynth(bundle), rate, live_input=LiveEncoder(bundle) if live else None, safety=safety)
 
 
 def sample_cache(bundle, root):

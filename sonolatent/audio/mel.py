@@ -266,12 +266,14 @@ class MelStream:
         # one frame at a time, in numpy (a torch call costs more than the transform here): the numbers do
         # not depend on how the audio was cut into chunks; they equal MelSpectrogram's up to float rounding
         logmel = np.empty((self.config.n_mels, len(frames)), np.float32)
+        power = np.empty(len(frames), np.float64)
         for k, f in enumerate(frames):
             mag = np.abs(np.fft.rfft(f * self._window))
             if self.config.power != 1.0:
                 mag = mag ** self.config.power
             logmel[:, k] = np.log(np.maximum(self._fb @ mag.astype(np.float32), np.float32(self.config.log_floor)))
-        level = np.sqrt(np.maximum((frames * frames) @ self._w2, 0.0) / self._w2_sum).astype(np.float32)
+            power[k] = (f * f) @ self._w2     # frame by frame too: the level feeds the output stage's reference
+        level = np.sqrt(np.maximum(power, 0.0) / self._w2_sum).astype(np.float32)
         self.next = last + 1
         keep = min(self.next * self.hop, end - self.n_fft) - self.base   # and always the last n_fft samples
         if keep > 0:

@@ -30,6 +30,9 @@ def add_output_options(p: argparse.ArgumentParser) -> None:
                    help="also draw the input spectrograms, the result's, and the blend curves")
     p.add_argument("--checkpoint", default=None, metavar="DIR",
                    help="model bundle folder with vae/ and vocoder/ (default: checkpoints/default)")
+    from ..engine.safety import add_safety_arguments
+
+    add_safety_arguments(p)
 
 
 def check_output_options(args) -> None:
@@ -159,7 +162,10 @@ def run(args) -> int:
     a = load_source(bundle, args.a)
     b = load_source(bundle, args.b)
     out = Path(args.output)
-    kw = dict(duration=args.duration, interp=args.interp, align=args.align, sr=args.sr, peak_db=args.peak)
+    from ..engine.safety import config_from_args
+
+    kw = dict(duration=args.duration, interp=args.interp, align=args.align, sr=args.sr, peak_db=args.peak,
+              safety=config_from_args(args))
     if blends is None:
         results = [render_morph(bundle, a, b, curve, **kw)]
         paths = [out]

@@ -60,7 +60,9 @@ def run(args) -> int:
     bundle = load_bundle_arg(args)
     score.check_latent_dim(bundle.vae.latent_dim)
     sources = load_score_sources(bundle, score)
-    r = render_score(bundle, score, sources=sources, sr=args.sr, peak_db=args.peak)
+    from ..engine.safety import config_from_args
+
+    r = render_score(bundle, score, sources=sources, sr=args.sr, peak_db=args.peak, safety=config_from_args(args))
 
     def plot() -> None:
         import numpy as np

@@ -28,6 +28,7 @@ def register(subparsers) -> None:
 
 def _register_serve(subparsers) -> None:
     from ..control.surface import add_control_arguments
+    from ..engine.safety import add_safety_arguments
 
     p = subparsers.add_parser(
         "serve", help="run the real-time daemon controlled over OSC",
@@ -73,6 +74,7 @@ def _register_serve(subparsers) -> None:
                         "(default: $XDG_DATA_HOME/sonolatent/takes, i.e. ~/.local/share/sonolatent/takes)")
     a.add_argument("--log-osc", default=None, metavar="FILE",
                    help="log every applied change with its block (JSON lines) for 'sonolatent bounce'")
+    add_safety_arguments(a)
     add_control_arguments(p)
     # older spellings of --host and --oscquery-port: still accepted, not listed in --help
     p.add_argument("--bind", dest="host", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -83,6 +85,8 @@ def _register_serve(subparsers) -> None:
 
 
 def _register_bounce(subparsers) -> None:
+    from ..engine.safety import add_safety_arguments
+
     p = subparsers.add_parser(
         "bounce", help="re-render a logged OSC performance offline",
         description="Replay a performance log written by 'serve --log-osc' through the same engine, offline, "
@@ -93,6 +97,7 @@ def _register_bounce(subparsers) -> None:
     p.add_argument("--checkpoint", default=None, metavar="DIR", help="model bundle (default: the one in the log)")
     p.add_argument("--samples", default=None, metavar="DIR", help="sample folder (default: the one in the log)")
     p.add_argument("--format", default="float", choices=("16", "24", "float"), help="WAV sample format (default: float)")
+    add_safety_arguments(p, default=None)
     p.set_defaults(func=run_bounce)
 
 
@@ -199,6 +204,7 @@ def run_serve(args) -> int:
     from ..control.netproc import NetworkProcess
     from ..control.surface import ControlSurface
     from ..engine.runtime import Engine
+    from ..engine.safety import config_from_args
     from ..models import load_bundle
     from ..models.synth import StreamingSynth
 
@@ -215,7 +221,7 @@ def run_serve(args) -> int:
     engine = Engine(StreamingSynth(bundle), samples_dir=samples, mode=mode, device_rate=args.rate, block_size=args.block_size,
                     safety_ms=args.buffer_ms, device=args.device, record=args.record, log_osc=args.log_osc,
                     patches_dir=patches, duration=args.duration, checkpoint=str(bundle.folder), voices=args.voices,
-                    channels=args.channels, input_device=args.input, live_encoder=live)
+                    channels=args.channels, safety=config_from_args(args), input_device=args.input, live_encoder=live)
     surface = None
     ok = False
     try:
@@ -301,6 +307,7 @@ def run_bounce(args) -> int:
 
     from ..audio.io import write_audio
     from ..engine.bounce import bounce, read_log
+    from ..engine.safety import SafetyConfig, config_from_args
     from ..models import load_bundle
     from ..models.synth import StreamingSynth
 
@@ -311,7 +318,8 @@ def run_bounce(args) -> int:
     samples = args.samples or header.get("samples")
     if samples and not Path(samples).is_dir():
         raise SonolatentError(f"sample folder {samples} (from {'--samples' if args.samples else 'the log'}) not found")
-    y = bounce(args.log, StreamingSynth(bundle), samples_dir=samples)
+    y = bounce(args.log, StreamingSynth(bundle), samples_dir=samples,
+               safety=config_from_args(args, SafetyConfig.from_dict(header.get("safety"))))
     rate = int(header.get("output_rate") or bundle.sample_rate)
     write_audio(args.output, y, rate, fmt=args.format)
     print(f"{args.output}: {len(y) / rate:.2f} s at {rate} Hz", flush=True)

@@ -20,6 +20,7 @@ from ..errors import ConfigError, SonolatentError
 from ..params.values import coerce
 from .core import EngineCore
 from .runtime import LOG_FORMAT, LOG_VERSION
+from .safety import SafetyConfig
 from .slots import SampleCache
 
 #: Rendered after the last event when a log has no end line (the daemon was killed).
@@ -87,11 +88,14 @@ def _checked_changes(log_path, event: dict, namespace: dict) -> list:
     return out
 
 
-def bounce(log_path, synth, *, samples_dir=None, output_rate: int | None = None, writer=None) -> np.ndarray:
+def bounce(log_path, synth, *, samples_dir=None, output_rate: int | None = None, writer=None,
+           safety: SafetyConfig | None = None) -> np.ndarray:
     """Render the performance in ``log_path`` through ``synth`` (a fresh ``StreamingSynth``); returns the samples.
 
     The logged changes are checked against the namespace here, where they enter.
     ``writer`` (optional) receives every block's samples as they are rendered.
+    ``safety`` overrides the output stage the log says was played (loudness
+    tracking, limiter); a log without it played with neither.
     """
     header, events, end = read_log(log_path)
     bundle = synth.bundle
@@ -105,7 +109,8 @@ def bounce(log_path, synth, *, samples_dir=None, output_rate: int | None = None,
     channels = header.get("channels", 1)
     if channels not in (1, 2):
         raise ConfigError(f"{log_path}: bad channel count {channels!r} in the header")
-    core = EngineCore(synth, rate, voices=voices, channels=channels)
+    core = EngineCore(synth, rate, voices=voices, channels=channels,
+                      safety=safety or SafetyConfig.from_dict(header.get("safety")))
     cache = SampleCache(synth, samples_dir or header.get("samples") or ".")
     if end is None:
         last = events[-1]["block"] if events else 0

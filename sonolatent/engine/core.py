@@ -28,13 +28,16 @@ Per block:
    quitting, a short fade apply. The first ``delay`` samples of the whole
    output (the synthesis window's lead-in) are dropped, so output sample
    ``k`` is model sample ``k`` of block 0's timeline.
+5. After resampling, the output stage (:mod:`.safety`: loudness tracking toward
+   the blended sounds' own loudness, summed over the sounding voices, then the
+   limiter) makes the summed ``(frames, channels)`` block safe, once.
 
 Live input (:mod:`.live`, when the core is handed a live encoder, ``live_input``): ``/sono/input/slot K``
 puts the live source in slot K's place in every voice's blend (morph, xy, weights); its column each
 block is the next latent frame of the input fed with :meth:`EngineCore.feed_input`, or silence while the
 gate is closed. While it is bound no voice ends with the sounds (no release at the end of a one-shot
 playhead); the summed wet output passes the gate, and ``/sono/input/wet`` mixes in the dry input (under
-voice 0's envelope, the ``/sono/play`` voice), before the gain.
+voice 0's envelope, the ``/sono/play`` voice), before the gain and the output stage.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from ..params.values import initial_values, linked_values
 from ..errors import SonolatentError
 from .live import LiveInput
 from .playhead import LOOP_OFF
+from .safety import FREE_POWER, OutputStage, SafetyConfig, power_at
 from .voices import VoiceBank
 
 #: Length of the fade-out when the daemon quits.
@@ -75,17 +79,31 @@ class Smoothed:
 
 
 class Resampler:
-    """Streaming model-rate -> output-rate conversion (soxr, aligned, steady output)."""
+    """Streaming model-rate -> output-rate conversion (soxr, aligned, steady output).
 
-    def __init__(self, rate_in: int, rate_out: int, channels: int = 1):
+    ``channels``: 1 (blocks ``(n,)``) or more (blocks ``(n, channels)``). ``delay``: output samples it
+    holds back once running steadily, measured at construction on a throwaway stream fed
+    ``chunk``-sample blocks.
+    """
+
+    def __init__(self, rate_in: int, rate_out: int, channels: int = 1, chunk: int = 512):
         self.rate_in, self.rate_out = int(rate_in), int(rate_out)
         self.ratio = self.rate_out / self.rate_in
         self.stream = None
+        self.delay = 0
         if self.rate_in != self.rate_out:
-            import soxr
-            # vr=True: steady output every chunk (~5 ms lag) instead of HQ's bursts of ~20 ms
-            self.stream = soxr.ResampleStream(self.rate_in, self.rate_out, channels, dtype="float32",
-                                              quality="HQ", vr=True)
+            self.stream = self._open(channels)
+            probe, given, held = self._open(channels), 0, []
+            silence = np.zeros((chunk, channels) if channels > 1 else chunk, np.float32)
+            for i in range(24):
+                given += len(probe.resample_chunk(silence))
+                held.append((i + 1) * chunk * self.ratio - given)
+            self.delay = int(round(float(np.mean(held[8:]))))
+
+    def _open(self, channels: int):
+        import soxr
+        # vr=True: steady output every chunk (~5 ms lag) instead of HQ's bursts of ~20 ms
+        return soxr.ResampleStream(self.rate_in, self.rate_out, channels, dtype="float32", quality="HQ", vr=True)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if self.stream is None:
@@ -99,11 +117,13 @@ class EngineCore:
     ``synth`` is handed in (the engine never imports the models): anything with ``bundle`` and
     ``batch(streams)``, which gives the batched synth the voices render through
     (``StreamingSynth.batch`` -> ``models.batched.BatchSynth``). ``live_input``: a live encoder
-    (``models.encoder.LiveEncoder``), handed in the same way, for the live input source.
+    (``models.encoder.LiveEncoder``), handed in the same way, for the live input source. ``safety``:
+    what the output stage does (default: loudness tracking and the limiter, :class:`~.safety.SafetyConfig`).
     """
 
     def __init__(self, synth, output_rate: int | None = None, namespace: dict[str, Param] | None = None,
-                 voices: int = DEFAULT_VOICES, channels: int = 1, live_input=None):
+                 voices: int = DEFAULT_VOICES, channels: int = 1, safety: SafetyConfig | None = None,
+                 live_input=None):
         if not isinstance(voices, int) or not 1 <= voices <= 64:
             raise SonolatentError(f"--voices {voices}: must be 1..64")
         if channels not in (1, 2):
@@ -156,7 +176,11 @@ class EngineCore:
         self.samples_out = 0
         self.note_voices: list[tuple[float, int]] = []   # (pitch, voice) of each note-on, for replies
         self._skip = self.synth.delay                     # the lead-in still to drop from the output
-        self.resampler = Resampler(self.model_rate, self.output_rate, channels)
+        self.resampler = Resampler(self.model_rate, self.output_rate, channels, self.hop)
+        self.output = OutputStage(self.output_rate, safety)
+        # the synth plays a block's latent this many blocks later: each voice keeps the loudness of its
+        # sources at the latents of its last blocks (Voice.loudness) for the output stage's reference
+        self._ref_lag = int(round(self.synth.delay / self.hop))
         self._ramp = np.arange(1, self.hop + 1, dtype=np.float64)
         self.live = None
         self.live_column = None
@@ -227,21 +251,8 @@ class EngineCore:
         ph.loop_start, ph.loop_end = v["/sono/loop/start"][0], v["/sono/loop/end"][0]
 
     def _target_weights(self) -> np.ndarray:
-        v = self.values
-        w = np.zeros(MAX_SLOTS)
-        if self.blend_source == "morph":
-            a, b = v["/sono/morph/pair"]
-            m = v["/sono/morph"][0]
-            w[a] += 1.0 - m
-            w[b] += m
-        elif self.blend_source == "xy":
-            x, y = v["/sono/xy"]
-            w[:4] = ((1 - x) * (1 - y), x * (1 - y), (1 - x) * y, x * y)
-        else:
-            w[:] = v["/sono/weights"]
-            s = w.sum()
-            w = w / s if s > 0 else w
-        return w
+        """The blend in effect: ``/sono/weights`` holds it whichever way it was set (``linked_values``)."""
+        return np.array(self.values["/sono/weights"], np.float64)
 
     def latent(self, position: float | None = None) -> np.ndarray:
         """The raw latent (without glide) at ``position`` (default: voice 0's) with the current smoothed controls."""
@@ -422,15 +433,18 @@ class EngineCore:
         r = self._ramp
         mix = np.zeros((n, 2) if stereo else n)
         env0 = None   # voice 0's envelope this block (the dry input's)
+        ref = np.zeros(n)   # the mean square the sum should have, before the gain (see _heard_power)
         if rendered:
             Y = self.synth.process(np.array(rows, np.int64), np.array(Z, np.float32), semis)
             k = 0
             for voice in rendered:
                 env = voice.envelope(r)
+                heard = self._heard_power(voice)
                 if voice is bank.voices[0]:
                     env0 = env
                 if not stereo:
                     mix += Y[k] * env
+                    ref += heard * (env * env)
                     k += 1
                     continue
                 left = Y[k]
@@ -444,6 +458,7 @@ class EngineCore:
                 voice.gains = (gl, gr)
                 mix[:, 0] += left * (env * (l0 + (gl - l0) * (r / n)) if l0 != gl else env * gl)
                 mix[:, 1] += right * (env * (r0 + (gr - r0) * (r / n)) if r0 != gr else env * gr)
+                ref += (heard * 0.5 * (gl * gl + gr * gr)) * (env * env)   # the mean over both channels
         if live is not None:   # the summed wet output passes the gate; the dry input lines up with the output
             ramp = live.gate_ramp(n)
             mix = mix * (ramp[:, None] if stereo else ramp)
@@ -462,6 +477,7 @@ class EngineCore:
             if self.fade <= 0.0:
                 self.finished = True
         y = (mix * (amp[:, None] if stereo else amp)).astype(np.float32)
+        reference = float(np.mean(ref * (amp * amp)))
         for voice in bank.voices + bank.ghosts:
             self._advance(voice)
         bank.settle()
@@ -474,9 +490,40 @@ class EngineCore:
             k = min(self._skip, len(y))
             self._skip -= k
             y = y[k:]
-        out = self.resampler(np.ascontiguousarray(y, np.float32))
+        out = self.output.process(self.resampler(np.ascontiguousarray(y, np.float32)), reference)
         self.samples_out += len(out)
         return out
+
+    def source_power(self, position: float) -> float:
+        """The mean square of the sounds blended at ``position``: the blend-weighted loudness of the slots'
+        own sounds there (the latent mean's share, and free mode, at ``FREE_POWER``; the live input's share
+        at its current frame's mean square, 0 while the gate is closed)."""
+        if self.free:
+            return FREE_POWER
+        w = self.weights.value
+        p, rest = 0.0, 1.0
+        live = self.live_slot
+        if live >= 0 and w[live] != 0.0:   # the live source: its current frame's own loudness
+            p += w[live] * self.live.power
+            rest -= w[live]
+        for i, s in enumerate(self.slots):
+            if s is not None and w[i] != 0.0 and i != live:
+                p += w[i] * power_at(s.power, position)
+                rest -= w[i]
+        return p + max(0.0, rest) * FREE_POWER
+
+    def _heard_power(self, voice) -> float:
+        """The loudness ``voice`` should have in this block's samples, for the output stage's reference.
+
+        The synth plays a latent ``_ref_lag`` blocks after it is given, so each voice keeps the loudness
+        of its sources at the latents of its last blocks (:attr:`Voice.loudness`, cleared when it starts
+        on a fresh stream, whose first blocks are the lead-in: no reference); this block hears the
+        oldest. The caller weights it by the voice's envelope (velocity), its pan and the gain; the
+        sounding voices' shares add up.
+        """
+        hist = voice.loudness
+        hist.append(self.source_power(voice.playhead.position))
+        return hist.pop(0) if len(hist) > self._ref_lag else 0.0
 
     def _update_map(self, z: np.ndarray) -> None:
         """The current sound and each loaded slot (at the playhead) as points of the latent map."""
@@ -500,6 +547,7 @@ class EngineCore:
                 return False
             self.synth.reset(s)
             voice.streams = [s]
+            voice.loudness.clear()
         if wide and len(voice.streams) == 1:
             s = bank.take_stream()
             if s is not None:

@@ -50,6 +50,7 @@ class LiveInput:
         self.gate_env = 0.0
         self.gates = collections.deque([0.0] * max(1, -(-synth_delay // self.hop)))   # the gate, delayed
         self.level = LEVEL_FLOOR_DB     # the last frame's level, dBFS
+        self.power = 0.0                # the last frame's mean square while the gate passes it (the loudness reference)
         self.late = 0                   # blocks rendered before their input frame had arrived
         self.skipped = 0                # frames dropped to catch up after the input stalled
         self.samples_in = 0
@@ -109,6 +110,7 @@ class LiveInput:
             self.gate_open = False
         self.gates.append(1.0 if (self.gate_open and col is not None) else 0.0)
         self._late_block = col is None
+        self.power = rms * rms if (col is not None and self.gate_open) else 0.0
         return col if (col is not None and self.gate_open) else self.silence
 
     def gate_ramp(self, n: int) -> np.ndarray:

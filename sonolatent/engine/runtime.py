@@ -46,6 +46,7 @@ from ..outputs import check_output_path
 from .core import DEFAULT_VOICES, EngineCore
 from .patch import checkpoint_ref, checkpoint_warning, load_patch, patch_text, resolve_patch, write_patch
 from .ring import SPSCRing
+from .safety import SafetyConfig
 from .slots import SampleCache, list_samples
 from .writer import BackgroundWriter, LineLog, WavRecorder
 
@@ -57,6 +58,9 @@ MAX_INBOX = 4096              # submits waiting for the producer
 MAX_CHANGES_PER_BLOCK = 256   # changes applied before one block; the rest carry over
 MAX_LOADER_JOBS = 8           # loads/saves waiting for the loader
 GIL_SWITCH_S = 0.0005  # GIL hand-over interval while the engine runs (Python's default: 5 ms)
+# values the engine moves every block (value() reads them live): these, /sono/meter/*, /sono/slot/K/map
+_LIVE = frozenset({"/sono/position", "/sono/playing", "/sono/voices/active", "/sono/map"})
+_LIVE_PREFIX = "/sono/meter/"
 
 
 class Engine:
@@ -79,8 +83,8 @@ class Engine:
     def __init__(self, synth, *, samples_dir, mode: str = "headless", device_rate: int | None = None,
                  block_size: int = 256, safety_ms: float = 10.0, device=None, record=None, log_osc=None,
                  patches_dir=None, duration: float | None = None, checkpoint: str | None = None,
-                 voices: int = DEFAULT_VOICES, channels: int = 1, clock=time.time, input_device=None,
-                 live_encoder=None):
+                 voices: int = DEFAULT_VOICES, channels: int = 1, clock=time.time,
+                 safety: SafetyConfig | None = None, input_device=None, live_encoder=None):
         if mode not in ("device", "headless", "freewheel"):
             raise ValueError(f"unknown engine mode {mode!r}")
         self.input_device = input_device     # None: output only; else the live input (see engine/live.py)
@@ -108,9 +112,10 @@ class Engine:
         if mode == "device":
             device_rate = self._open_stream(device_rate)
         self.device_rate = int(device_rate or bundle.sample_rate)
-        self.core = EngineCore(synth, self.device_rate, voices=voices, channels=self.channels,
+        self.core = EngineCore(synth, self.device_rate, voices=voices, channels=self.channels, safety=safety,
                                live_input=live_encoder)
         self.namespace = self.core.namespace
+        self._view = dict(self.core.values)   # what value() answers; replaced whole after each applied block
         self.cache = SampleCache(synth, self.samples_dir)
         # ring: target depth = one device block + a safety margin; room for a rendered block on top
         frame_out = math.ceil(self.core.hop * self.device_rate / self.core.model_rate) + 64
@@ -165,7 +170,8 @@ class Engine:
                             "samples": str(self.samples_dir.resolve()),
                             "model_rate": self.core.model_rate, "output_rate": self.device_rate,
                             "hop": self.core.hop, "voices": len(self.core.bank.voices),
-                            "channels": self.channels, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                            "channels": self.channels, "safety": self.core.output.config.to_dict(),
+                            "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
         self._quit_requested = False
         self._quit_injected = False
         self._producer_done = threading.Event()
@@ -185,7 +191,28 @@ class Engine:
         self._inbox.append((at, next(self._seq), list(changes), sender, time.perf_counter()))
 
     def value(self, address: str):
-        return self.core.values.get(address)
+        """The value in effect: what the engine moves every block (the playhead's position, ``/sono/playing``,
+        the voices sounding, the map points, the meters) as of the last block, everything else as of the
+        last block boundary at which changes applied (never half of a patch's changes)."""
+        if address in _LIVE or address.startswith(_LIVE_PREFIX) or address.endswith("/map"):
+            return self.core.values.get(address)
+        return self._view.get(address)
+
+    def delays(self) -> dict:
+        """Where a change waits before it is heard, in device-rate samples (see docs/engine.md).
+
+        ``model``: the synth's delay (the decoder's and the vocoder's lookback);
+        ``frame``: one block is rendered whole before any of it is handed on;
+        ``ring``: the depth the producer keeps rendered ahead (0 in freewheel);
+        ``resampler``: what soxr holds back; ``limiter``: its lookahead.
+        """
+        c = self.core
+        ratio = self.device_rate / c.model_rate
+        d = {"model": int(round(c.synth.delay * ratio)), "frame": int(round(c.hop * ratio)),
+             "ring": self.target if self.mode != "freewheel" else 0,
+             "resampler": c.resampler.delay, "limiter": c.output.delay}
+        d["total"] = sum(d.values())
+        return d
 
     def choices(self, address: str):
         """The names a string parameter can take now (the OSCQuery tree's VALS): the sample folder's sounds."""
@@ -199,10 +226,14 @@ class Engine:
 
     def info(self) -> dict:
         c = self.core
+        d = self.delays()
         return {"version": __version__, "engine": "sonolatent", "latent_dim": c.D,
                 "model_rate": c.model_rate, "device_rate": self.device_rate, "block_size": self.block_size,
-                "frame_samples": c.hop, "delay_samples": c.synth.delay, "slots": MAX_SLOTS, "mode": self.mode,
-                "voices": len(c.bank.voices),
+                "frame_samples": d["frame"], "delay_samples": d["total"],
+                **{f"delay_{k}_samples": v for k, v in d.items() if k != "total"},
+                "limiter": int(c.output.config.limiter), "limiter_ceiling_db": c.output.config.ceiling_db,
+                "loudness_tracking": int(c.output.config.track),
+                "slots": MAX_SLOTS, "mode": self.mode, "voices": len(c.bank.voices), "channels": self.channels,
                 "buffer_samples": self.target, "input_latency_samples": self.input_latency,
                 "input_path_samples": self.core.live_delay + self.core.hop if self.core.live is not None else 0}
 
@@ -220,7 +251,9 @@ class Engine:
                 "submits": self.submits, "changes_applied": self.changes_applied,
                 "scheduled": len(self._heap), "load_errors": self.load_errors,
                 "dropped_busy": self.dropped_busy, "carried": self.carried,
-                "playing": int(self.core.sounding), **self._input_status()}
+                "playing": int(self.core.sounding),
+                "loudness_gain_db": round(self.core.output.gain_db, 2),
+                "limiter_reduction_db": round(self.core.output.reduction_db, 2), **self._input_status()}
 
     def attach_replier(self, replier) -> None:
         self.replier = replier
@@ -288,7 +321,8 @@ class Engine:
             hold = resampler_holdback(self.device_rate, core.model_rate, self.block_size) * ratio + \
                 resampler_holdback(core.model_rate, self.device_rate, core.hop)
         path = core.live_delay + core.hop
-        self.input_latency = int(math.ceil(path * ratio + hold)) + self.block_size + self.target
+        # the output stage (the limiter's lookahead) holds back its delay too
+        self.input_latency = int(math.ceil(path * ratio + hold)) + self.block_size + self.target + core.output.delay
         self.ring = SPSCRing(self.input_latency + 4 * frame_out + self.block_size, self.channels)
         self.input_blocks_late = 0
         self.input_overruns = 0
@@ -646,6 +680,7 @@ class Engine:
 
     def _apply_block(self, changes, sounds) -> None:
         applied = self.core.apply(changes, sounds)
+        self._view = dict(self.core.values)
         self.changes_applied += len(applied)
         if self.log:
             rec = {"block": self.core.block, "changes": [[a, list(v)] for a, v in applied]}

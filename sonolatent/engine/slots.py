@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,19 +22,22 @@ import numpy as np
 from ..audio.io import SUPPORTED_EXTENSIONS, read_audio
 from ..errors import SonolatentError
 from ..params.namespace import NAME_RE
+from .safety import frame_power
 
 MAX_NAME_LENGTH = 255
 
 
 @dataclass(frozen=True)
 class SlotSound:
-    """One encoded sound: latents ``(D, L)`` at the latent rate and its length in mel frames."""
+    """One encoded sound: latents ``(D, L)`` at the latent rate, its length in mel frames, and its
+    loudness per mel frame (mean square; the output stage tracks the voice toward it)."""
 
     name: str
     latents: np.ndarray     # float64 (D, L)
     n_frames: int           # mel frames of the sound
     sha256: str             # of the file's bytes, so a bounce can check it reads the same sound
     downsample: int
+    power: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)   # float64 (n_frames,)
 
     def column(self, position: float) -> np.ndarray:
         """Latent at normalised ``position`` (0..1), interpolated like ``latents_to_frames``."""
@@ -110,12 +113,13 @@ class SampleCache:
         with self._lock:
             hit = self._cache.get(key)
         if hit is not None:
-            return SlotSound(name, hit.latents, hit.n_frames, hit.sha256, hit.downsample)
+            return SlotSound(name, hit.latents, hit.n_frames, hit.sha256, hit.downsample, hit.power)
         data = path.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
         audio, _ = read_audio(path, self.synth.sample_rate, allow_silent=True)
         z, n_frames = self.synth.encode(audio)
-        sound = SlotSound(name, z, int(n_frames), digest, self.synth.downsample)
+        power = frame_power(audio, self.synth.hop, int(n_frames))
+        sound = SlotSound(name, z, int(n_frames), digest, self.synth.downsample, power)
         with self._lock:
             if len(self._cache) >= self.max_items:
                 self._cache.pop(next(iter(self._cache)))

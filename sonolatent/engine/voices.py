@@ -56,6 +56,7 @@ class Voice:
         self.fade_step = 0.0
         self.pan = 0.0                   # -1 left .. 1 right
         self.gains = None                # (left, right) applied at the end of the last frame
+        self.loudness: list[float] = []  # its sources' loudness at its last latents (the engine core's)
 
     @property
     def sounding(self) -> bool:
@@ -97,6 +98,7 @@ class Voice:
         g.env, g.env_target, g.env_step = self.env, self.env_target, self.env_step
         g.pitch, g.note, g.streams = self.pitch, self.note, self.streams
         g.pan, g.gains = self.pan, self.gains
+        g.loudness, self.loudness = self.loudness, []
         self.streams = []
         self.env = self.env_target = 0.0
         self.held = self.sustained = False

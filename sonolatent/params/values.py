@@ -63,13 +63,43 @@ def initial_values(namespace: dict[str, Param]) -> dict[str, tuple]:
     return out
 
 
+#: The addresses that set the blend of the slots, and which of the three ways they belong to.
+BLEND_SOURCES = {"/sono/morph": "morph", "/sono/morph/pair": "morph", "/sono/xy": "xy", "/sono/xy/x": "xy",
+                 "/sono/xy/y": "xy", "/sono/weights": "weights"}
+_BLEND_READS = {"morph": ("/sono/morph/pair", "/sono/morph"), "xy": ("/sono/xy",), "weights": ("/sono/weights",)}
+
+
+def blend_weights(kind: str, get: Callable[[str], tuple | None], n_slots: int) -> tuple:
+    """The weights in effect (summing to 1, or all 0) when the blend is set by ``kind``
+    (``"morph"``, ``"xy"`` or ``"weights"``) with the values ``get`` reads."""
+    w = [0.0] * n_slots
+    if kind == "morph":
+        a, b = get("/sono/morph/pair")
+        m = get("/sono/morph")[0]
+        w[a] += 1.0 - m
+        w[b] += m
+    elif kind == "xy":
+        x, y = get("/sono/xy")
+        w[:4] = ((1 - x) * (1 - y), x * (1 - y), (1 - x) * y, x * y)
+        w = w[:n_slots]
+    else:
+        w = [float(v) for v in get("/sono/weights")]
+        s = sum(w)
+        w = [v / s for v in w] if s > 0 else w
+    return tuple(float(v) for v in w)
+
+
 def linked_values(address: str, values: tuple, current: Callable[[str], tuple | None]) -> dict[str, tuple]:
-    """The stored values a change sets, including the addresses that mirror it.
+    """The stored values a change sets, including the addresses that mirror it or derive from it.
 
     ``/sono/latent`` and ``/sono/latent/K`` are two views of the same offsets,
-    as are ``/sono/xy`` and ``/sono/xy/x``, ``/sono/xy/y``. Given a change and a
-    way to read current values, return every address whose stored value
-    changes (the engine can use this to keep its snapshot coherent).
+    as are ``/sono/xy`` and ``/sono/xy/x``, ``/sono/xy/y``. ``/sono/weights``
+    holds the blend in effect: after ``/sono/morph``, ``/sono/morph/pair`` or
+    ``/sono/xy`` it is the weights they make, after ``/sono/weights`` the sent
+    weights normalised to sum 1 (``/sono/morph`` and ``/sono/xy`` keep the
+    values last sent to them). Given a change and a way to read current
+    values, return every address whose stored value changes (the engine and
+    the control surface's ``RecordingTarget`` apply this to keep their snapshot coherent).
     """
     out = {address: values}
     if address == "/sono/latent":
@@ -88,4 +118,12 @@ def linked_values(address: str, values: tuple, current: Callable[[str], tuple | 
     elif address in ("/sono/xy/x", "/sono/xy/y"):
         xy = current("/sono/xy") or (0.0, 0.0)
         out["/sono/xy"] = (values[0], xy[1]) if address.endswith("x") else (xy[0], values[0])
+    kind = BLEND_SOURCES.get(address)
+    have = current("/sono/weights")
+    if kind is not None and have is not None:
+        def get(a):
+            v = out.get(a)
+            return v if v is not None else current(a)
+        if all(get(a) is not None for a in _BLEND_READS[kind]):
+            out["/sono/weights"] = blend_weights(kind, get, len(have))
     return out

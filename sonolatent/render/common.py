@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..audio.io import check_audio_file, peak_normalize, read_audio, resample, WRITE_FORMATS
+from ..engine.safety import OutputStage, SafetyConfig, frame_power
 from ..errors import SonolatentError
 from ..latent import PCABasis
 from ..models.checkpoint import ModelBundle
@@ -33,6 +34,10 @@ class Source:
     frames: int
     sample_rate: int
     name: str = ""
+
+    def power(self, hop: int) -> np.ndarray:
+        """Mean square per mel frame (``frames`` values): the loudness the output stage tracks toward."""
+        return frame_power(self.audio, hop, self.frames)
 
     @property
     def seconds(self) -> float:
@@ -83,14 +88,50 @@ def render_latents(bundle: ModelBundle, zf, *, chunk: int = 64, gain_db=None) ->
     return y
 
 
-def finish(audio: np.ndarray, model_sr: int, sr: int | None = None, peak_db: float | None = -1.0) -> np.ndarray:
-    """Resample to ``sr`` (default: the model rate) and peak-normalise to ``peak_db`` dBFS (None: leave)."""
+def track_loudness(audio: np.ndarray, hop: int, reference: np.ndarray, rate: int) -> np.ndarray:
+    """The output stage's loudness tracking over a whole render: block ``t`` (``hop`` samples) is moved
+    toward the mean square ``reference[t]``, as the live engine does block by block."""
+    stage = OutputStage(rate, SafetyConfig(limiter=False, track=True))
+    y = np.array(audio, np.float32)
+    ref = np.asarray(reference, np.float64)
+    for t in range(0, len(y), hop):
+        stage.process(y[t:t + hop], float(ref[min(t // hop, len(ref) - 1)]) if len(ref) else 0.0)
+    return y
+
+
+def limit(audio: np.ndarray, rate: int, ceiling_db: float | None = None) -> np.ndarray:
+    """The output stage's limiter over a whole render, its lookahead taken back (no delay offline)."""
+    cfg = SafetyConfig(limiter=True, track=False) if ceiling_db is None else \
+        SafetyConfig(limiter=True, track=False, ceiling_db=ceiling_db)
+    stage = OutputStage(rate, cfg)
+    y = stage.process(np.array(audio, np.float32), None)
+    return np.concatenate([y, stage.flush().ravel()]).astype(np.float32)
+
+
+def finish(audio: np.ndarray, model_sr: int, sr: int | None = None, peak_db: float | None = -1.0,
+           safety: SafetyConfig | None = None) -> np.ndarray:
+    """Resample to ``sr`` (default: the model rate), peak-normalise to ``peak_db`` dBFS (None: leave),
+    then, when ``safety`` asks for it, limit to its ceiling (-0.3 dBFS)."""
     y = resample(np.asarray(audio, np.float32), model_sr, sr or model_sr)
     if not np.all(np.isfinite(y)):
         raise SonolatentError("the model produced NaN or infinite samples (is the checkpoint broken?)")
     if peak_db is not None:
         y = peak_normalize(y, peak_db)
+    if safety is not None and safety.limiter:
+        y = limit(y, sr or model_sr, safety.ceiling_db)
     return y
+
+
+def blend_reference(bundle: ModelBundle, sources: list[Source], weights: np.ndarray, align_mode: str) -> np.ndarray:
+    """Per output frame, the blend-weighted loudness (mean square) of the sources, aligned as their
+    latents are: what the output stage tracks an offline render toward."""
+    from ..latent.trajectory import align
+
+    hop = bundle.mel_config.hop_length
+    w = np.asarray(weights, np.float64)
+    w = w / np.maximum(w.sum(axis=0, keepdims=True), 1e-12)
+    tracks = align([s.power(hop)[None] for s in sources], [s.frames for s in sources], w.shape[1], 1, align_mode)
+    return sum(wk * t[0] for wk, t in zip(w, tracks))
 
 
 # -- option checks (shared by the morph and render commands) ---------------------------

@@ -14,8 +14,9 @@ import numpy as np
 
 from ..latent import blend_sources, morph_weights, output_frames
 from ..latent.curves import Curve, constant
+from ..engine.safety import SafetyConfig
 from ..models.checkpoint import ModelBundle
-from .common import Source, finish, pca_basis, render_latents, seconds_to_frames
+from .common import Source, blend_reference, finish, pca_basis, render_latents, seconds_to_frames, track_loudness
 
 
 @dataclass
@@ -46,8 +47,14 @@ def morph_latents(bundle: ModelBundle, a: Source, b: Source, curve: Curve | floa
 
 def render_morph(bundle: ModelBundle, a: Source, b: Source, curve: Curve | float, *,
                  duration: float | None = None, interp: str = "lerp", align: str = "stretch",
-                 sr: int | None = None, peak_db: float | None = -1.0, chunk: int = 64) -> MorphResult:
+                 sr: int | None = None, peak_db: float | None = -1.0, chunk: int = 64,
+                 safety: SafetyConfig | None = None) -> MorphResult:
+    """``safety``: the output stage (loudness tracking toward the blended sounds, the limiter after
+    normalising); None renders the decode as it comes (before normalising)."""
     zf, blend = morph_latents(bundle, a, b, curve, duration=duration, interp=interp, align=align)
     y = render_latents(bundle, zf, chunk=chunk)
+    if safety is not None and safety.track:
+        ref = blend_reference(bundle, [a, b], np.stack([1.0 - blend, blend]), align)
+        y = track_loudness(y, bundle.mel_config.hop_length, ref, bundle.sample_rate)
     out_sr = sr or bundle.sample_rate
-    return MorphResult(finish(y, bundle.sample_rate, out_sr, peak_db), out_sr, zf, blend)
+    return MorphResult(finish(y, bundle.sample_rate, out_sr, peak_db, safety), out_sr, zf, blend)

@@ -8,8 +8,10 @@ import numpy as np
 
 from ..errors import AudioFileError, ConfigError
 from ..latent import Score, blend_sources
+from ..engine.safety import SafetyConfig
 from ..models.checkpoint import ModelBundle
-from .common import Source, check_source_files, finish, frame_times, load_source, pca_basis, render_latents, seconds_to_frames
+from .common import (Source, blend_reference, check_source_files, finish, frame_times, load_source, pca_basis,
+                     render_latents, seconds_to_frames, track_loudness)
 
 
 @dataclass
@@ -51,7 +53,10 @@ def score_duration(score: Score, sources: list[Source]) -> float:
 
 
 def render_score(bundle: ModelBundle, score: Score, *, sources: list[Source] | None = None,
-                 sr: int | None = None, peak_db: float | None = -1.0, chunk: int = 64) -> ScoreResult:
+                 sr: int | None = None, peak_db: float | None = -1.0, chunk: int = 64,
+                 safety: SafetyConfig | None = None) -> ScoreResult:
+    """``safety``: the output stage (loudness tracking toward the blended sounds and the score's gain,
+    the limiter after normalising); None renders the decode as it comes (before normalising)."""
     D = bundle.vae.latent_dim
     score.check_latent_dim(D)
     if sources is None:
@@ -68,5 +73,10 @@ def render_score(bundle: ModelBundle, score: Score, *, sources: list[Source] | N
         zf = basis.offset(zf, score.offsets_at(t, D))
     gain = score.gain_at(t) if score.has_gain else None
     y = render_latents(bundle, zf, chunk=chunk, gain_db=gain)
+    if safety is not None and safety.track:
+        ref = blend_reference(bundle, sources, w, score.align)
+        if gain is not None:
+            ref = ref * 10.0 ** (np.asarray(gain, np.float64) / 10.0)
+        y = track_loudness(y, bundle.mel_config.hop_length, ref, bundle.sample_rate)
     out_sr = sr or bundle.sample_rate
-    return ScoreResult(finish(y, bundle.sample_rate, out_sr, peak_db), out_sr, zf, w, t, sources, duration)
+    return ScoreResult(finish(y, bundle.sample_rate, out_sr, peak_db, safety), out_sr, zf, w, t, sources, duration)

@@ -42,7 +42,7 @@ def transfer(bundle, audio: np.ndarray, timbre, amount: float, *, gate_db: float
     for i in range(0, len(audio), step):
         core.feed_input(audio[i:i + step])
     core.live.end()
-    blocks = core.live.ready() + math.ceil(core.synth.delay / core.hop) + 1
+    blocks = core.live.ready() + math.ceil((core.synth.delay + core.output.delay) / core.hop) + 1
     parts = [core.render_block() for _ in range(blocks)]
     y = np.concatenate(parts) if parts else np.zeros(0, np.float32)
     return y[:len(audio)].astype(np.float32)

@@ -5,13 +5,19 @@ import pytest
 import torch
 
 from sonolatent.engine.core import EngineCore
+from sonolatent.engine.safety import SafetyConfig
 from sonolatent.engine.slots import SampleCache
 from sonolatent.models.synth import StreamingSynth, render_frames
 
 
+#: The voice as decoded, without the output stage (tested in test_safety.py): these tests compare
+#: the engine's samples with the decode path's and with each other.
+RAW = SafetyConfig(limiter=False, track=False)
+
+
 @pytest.fixture
 def core(bundle):
-    return EngineCore(StreamingSynth(bundle))
+    return EngineCore(StreamingSynth(bundle), safety=RAW)
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +123,7 @@ def test_decode_path_is_streaming_synth(bundle, core):
 
 
 def _gain_run(bundle, sounds, change_block, changes, blocks=60):
-    c = EngineCore(StreamingSynth(bundle))
+    c = EngineCore(StreamingSynth(bundle), safety=RAW)
     c.apply([("/sono/slot/0/load", ("sine",)), ("/sono/attack", (0.001,)), ("/sono/gain", (0.2,)),
              ("/sono/play", (1.0,))], {0: sounds[0]})
     parts = []

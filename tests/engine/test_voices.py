@@ -13,6 +13,7 @@ from sonolatent.engine import voices as voices_mod
 from sonolatent.engine.bounce import bounce, read_log
 from sonolatent.engine.core import EngineCore
 from sonolatent.engine.runtime import Engine
+from sonolatent.engine.safety import OutputStage, SafetyConfig
 from sonolatent.engine.slots import SampleCache
 from sonolatent.models.synth import StreamingSynth
 
@@ -25,9 +26,9 @@ def sine(bundle, samples_dir):
     return SampleCache(StreamingSynth(bundle), samples_dir).load("sine")
 
 
-def run(bundle, sine, events, blocks, voices=8, channels=1):
+def run(bundle, sine, events, blocks, voices=8, channels=1, safety=None):
     """Render ``blocks`` blocks applying ``events`` ({block: [changes]}); returns (core, samples)."""
-    c = EngineCore(StreamingSynth(bundle), voices=voices, channels=channels)
+    c = EngineCore(StreamingSynth(bundle), voices=voices, channels=channels, safety=safety)
     c.apply(SETUP, {0: sine})
     parts = []
     for b in range(blocks):
@@ -38,11 +39,13 @@ def run(bundle, sine, events, blocks, voices=8, channels=1):
 
 
 def test_a_chord_is_the_sum_of_its_notes(bundle, sine):
-    """Voices are independent: two notes together sound as the two rendered apart, added."""
+    """Voices are independent: two notes together sound as the two rendered apart, added (before the
+    output stage, whose tracking gain and limiter depend on the sum's loudness by design)."""
     on = lambda p: ("/sono/note/on", (float(p), 1.0))
-    _, both = run(bundle, sine, {2: [on(60), on(67)]}, 30)
-    _, a = run(bundle, sine, {2: [on(60)]}, 30)
-    _, b = run(bundle, sine, {2: [on(67)]}, 30)
+    raw = SafetyConfig(limiter=False, track=False)
+    _, both = run(bundle, sine, {2: [on(60), on(67)]}, 30, safety=raw)
+    _, a = run(bundle, sine, {2: [on(60)]}, 30, safety=raw)
+    _, b = run(bundle, sine, {2: [on(67)]}, 30, safety=raw)
     assert np.abs(a).max() > 1e-3 and np.abs(b).max() > 1e-3 and not np.allclose(a, b, atol=1e-4)
     assert np.abs(both - (a + b)).max() <= 1e-6
 
@@ -249,3 +252,51 @@ def test_a_stereo_bounce_equals_the_live_take(bundle, samples_dir, tmp_path):
     assert not np.array_equal(live[:, 0], live[:, 1])
     replay = bounce(log, StreamingSynth(bundle))
     assert replay.shape == live.shape and np.array_equal(replay, live)
+
+
+# -- the output stage's loudness reference ----------------------------------------------------------------
+
+
+class _Heard(OutputStage):
+    """The real output stage, keeping the reference it is handed with each block."""
+
+    def __init__(self, rate, config=None):
+        super().__init__(rate, config)
+        self.refs = []
+
+    def process(self, x, reference):
+        self.refs.append(reference)
+        return super().process(x, reference)
+
+
+def _references(bundle, sine, events, blocks, channels=1):
+    c = EngineCore(StreamingSynth(bundle), voices=4, channels=channels)
+    c.output = _Heard(c.output_rate)
+    c.apply(SETUP, {0: sine})
+    for b in range(blocks):
+        if b in events:
+            c.apply(events[b])
+        c.render_block()
+    return c, np.array(c.output.refs)
+
+
+def test_the_loudness_reference_sums_the_sounding_voices_by_velocity_and_pan(bundle, sine):
+    on = lambda p, v=1.0: ("/sono/note/on", (float(p), v))
+    c, one = _references(bundle, sine, {2: [on(60)]}, 16)
+    _, two = _references(bundle, sine, {2: [on(60), on(67)]}, 16)
+    _, soft = _references(bundle, sine, {2: [on(60, 0.5)]}, 16)
+    lag = c._ref_lag
+    assert not one[:2 + lag].any()              # nothing sounds, then the fresh stream's lead-in: no reference
+    assert one[2 + lag:].min() > 0.0
+    # the sine's own loudness at the playhead, delayed like the sound, times the envelope and the gain
+    assert one[-1] == pytest.approx(sine.power.mean() * 0.25, rel=0.5)
+    assert np.allclose(two, 2 * one, rtol=1e-12, atol=0)   # two notes at the same place: twice the power
+    assert np.allclose(soft[2 + lag + 2:], 0.25 * one[2 + lag + 2:], rtol=1e-9)   # velocity 0.5: a quarter
+    # stereo: at the centre each channel is the mono sum; a voice panned hard right counts half (one channel)
+    _, centre = _references(bundle, sine, {2: [on(60)]}, 16, channels=2)
+    assert np.array_equal(centre, one)
+    _, hard = _references(bundle, sine, {0: [("/sono/pan", (1.0,))], 2: [("/sono/play", (1.0,))]}, 16, channels=2)
+    assert np.allclose(hard, 0.5 * one, rtol=1e-12, atol=0)
+    # a released voice fades out of the reference with its envelope
+    c, rel = _references(bundle, sine, {2: [on(60)], 12: [("/sono/note/off", (60.0,))]}, 40)
+    assert rel[13] < rel[11] and rel[-1] == 0.0 and c.values["/sono/voices/active"] == (0,)

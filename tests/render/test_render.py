@@ -146,3 +146,20 @@ def test_score_render_matches_morph_path(bundle, files, sources):
     np.testing.assert_allclose(dc[1], 2.0 * vae.pca_std[1].item(), rtol=1e-4)
     np.testing.assert_allclose(np.delete(dc, 1, axis=0), 0, atol=1e-4)
     assert not np.allclose(ro.audio, r.audio)
+
+
+def test_offline_loudness_tracking_moves_a_morph_toward_its_sources(bundle, sources):
+    """The output stage offline: tracked, a fixed blend comes out nearer the blended sources' loudness
+    (the tiny model decodes far quieter than its inputs), and within the tracking gain's range."""
+    from sonolatent.engine.safety import TRACK_MAX_BOOST_DB, SafetyConfig
+
+    a, b = sources
+    raw = render_morph(bundle, a, b, 0.5, peak_db=None).audio.astype(np.float64)
+    tracked = render_morph(bundle, a, b, 0.5, peak_db=None,
+                           safety=SafetyConfig(limiter=False)).audio.astype(np.float64)
+    assert len(tracked) == len(raw)                                    # offline: no delay
+    hop = 512
+    want = 10 * np.log10(0.5 * a.power(hop).mean() + 0.5 * b.power(hop).mean())
+    level = {k: 10 * np.log10(np.mean(y[len(y) // 2:] ** 2)) for k, y in (("raw", raw), ("tracked", tracked))}
+    assert abs(level["tracked"] - want) < abs(level["raw"] - want) - 3
+    assert level["tracked"] - level["raw"] <= TRACK_MAX_BOOST_DB + 0.5
