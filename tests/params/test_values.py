@@ -42,5 +42,7 @@ def test_every_stored_parameter_starts_at_its_default_and_mirrors_are_derived():
     v = initial_values(NS)
     assert v["/sono/gain"] == (0.8,) and v["/sono/slot/3/name"] == ("",) and "/sono/play" not in v
     assert linked_values("/sono/latent/1", (2.0,), v.get) == {"/sono/latent/1": (2.0,), "/sono/latent": (0.0, 2.0, 0.0)}
-    assert linked_values("/sono/xy", (0.3, 0.7), v.get) == {"/sono/xy": (0.3, 0.7), "/sono/xy/x": (0.3,),
-                                                            "/sono/xy/y": (0.7,)}
+    xy = linked_values("/sono/xy", (0.3, 0.7), v.get)
+    weights = xy.pop("/sono/weights")   # the blend in effect: the four corners, bilinear
+    assert xy == {"/sono/xy": (0.3, 0.7), "/sono/xy/x": (0.3,), "/sono/xy/y": (0.7,)}
+    assert [round(w, 6) for w in weights[:4]] == [0.21, 0.09, 0.49, 0.21] and not any(weights[4:])
