@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 import uuid
 
@@ -96,3 +97,57 @@ class JackServer:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
         self._log.close()
+
+
+class JackFeeder:
+    """A JACK client (the ``JACK-Client`` package) that plays ``audio`` from its port ``feeder:out`` once
+    ``go`` is set and records its port ``feeder:in`` all along, both in its process callback, so that
+    what it recorded is on the same sample timeline as what it played. ``take()``: the recording from the
+    playback's start on; clear ``go`` and ``start`` and set ``go`` again to play once more."""
+
+    def __init__(self, server_name: str, audio, rate: int, seconds: float, name: str = "feeder"):
+        import jack
+        import numpy as np
+
+        self.client = jack.Client(name, servername=server_name, no_start_server=True)
+        self.out = self.client.outports.register("out")
+        self.inp = self.client.inports.register("in")
+        self.audio = np.asarray(audio, np.float32)
+        self.rec = np.zeros(int(seconds * rate), np.float32)
+        self.pos = 0
+        self.start = None
+        self.go = threading.Event()
+        self.client.set_process_callback(self._process)
+
+    def _process(self, frames):
+        o = self.out.get_array()
+        o[:] = 0.0
+        if self.go.is_set():
+            if self.start is None:
+                self.start = self.pos
+            k = self.pos - self.start
+            if k < len(self.audio):
+                n = min(frames, len(self.audio) - k)
+                o[:n] = self.audio[k:k + n]
+        if self.pos + frames <= len(self.rec):
+            self.rec[self.pos:self.pos + frames] = self.inp.get_array()
+        self.pos += frames
+
+    def take(self):
+        return self.rec[self.start:].copy()
+
+    def patch_into(self, client_prefix: str = "PortAudio") -> None:
+        """Connect ``feeder:out`` to the other client's first input port (instead of the driver's capture
+        ports) and that client's first output port to ``feeder:in``."""
+        ins = [p.name for p in self.client.get_ports(f"{client_prefix}:", is_input=True, is_audio=True)]
+        outs = [p.name for p in self.client.get_ports(f"{client_prefix}:", is_output=True, is_audio=True)]
+        if not ins or not outs:
+            raise AssertionError(f"no {client_prefix} ports: {[p.name for p in self.client.get_ports()]}")
+        for src in [p.name for p in self.client.get_all_connections(ins[0])]:
+            self.client.disconnect(src, ins[0])
+        self.client.connect(f"{self.client.name}:out", ins[0])
+        self.client.connect(outs[0], f"{self.client.name}:in")
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()

@@ -154,13 +154,19 @@ class MelSpectrogram(torch.nn.Module):
             audio = audio[None]
         pad = c.n_fft // 2
         mode = "reflect" if audio.shape[-1] > pad else "constant"
-        x = F.pad(audio[:, None, :], (pad, pad), mode=mode)[:, 0]
+        mel = self.magnitude_padded(F.pad(audio[:, None, :], (pad, pad), mode=mode)[:, 0])
+        return mel[0] if squeeze else mel
+
+    def magnitude_padded(self, x: torch.Tensor) -> torch.Tensor:
+        """The frames of audio already padded by ``n_fft // 2`` on each side (``(B, samples)``): frame ``t``
+        reads ``x[t * hop : t * hop + n_fft]``. :meth:`magnitude` pads and calls this (:class:`MelStream` makes
+        the same frames one at a time in numpy, tested equal)."""
+        c = self.config
         spec = torch.stft(x, c.n_fft, c.hop_length, window=self.window, center=False, return_complex=True)
         mag = spec.abs()
         if c.power != 1.0:
             mag = mag.pow(c.power)
-        mel = torch.matmul(self.filterbank, mag)
-        return mel[0] if squeeze else mel
+        return torch.matmul(self.filterbank, mag)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         return torch.log(torch.clamp(self.magnitude(audio), min=self.config.log_floor))
@@ -194,3 +200,106 @@ class MelSpectrogram(torch.nn.Module):
         """Centre frequency (Hz) of each mel band."""
         c = self.config
         return librosa.mel_frequencies(c.n_mels + 2, fmin=c.fmin, fmax=c.fmax, htk=c.mel_scale == "htk")[1:-1]
+
+
+class MelStream:
+    """:class:`MelSpectrogram`'s frames of one audio stream, computed as the audio arrives.
+
+    ``process(audio)`` takes the next samples (float, ``(n,)``) and returns the frames that became
+    complete (computed one by one, so that they are the same numbers however the audio is chunked): log-mel ``(n_mels, k)`` float32 and each frame's level ``(k,)`` (the RMS of its samples
+    weighted by the analysis window, so a frame is as loud as what its mel saw). ``flush()`` returns
+    the frames that read past the end, padded by reflection as the offline mel pads them. All frames
+    together equal ``MelSpectrogram(config)(audio)`` of the whole stream, in any chunking.
+
+    Lookahead: frame ``t`` is centred on sample ``t * hop`` and reads up to sample ``t * hop + n_fft//2 - 1``
+    (frame 0 also sample ``n_fft // 2``, which the offline mel's reflection at the start reads). In the
+    decoder's count (``N`` frames stand for ``N * hop`` samples) the front end lags its input by
+    :attr:`delay` ``= n_fft // 2 - hop`` samples (512 at the shipped mel: 11.6 ms) once the stream has begun.
+    """
+
+    def __init__(self, mel: MelSpectrogram):
+        c = mel.config
+        self.mel, self.config = mel, c
+        self.pad, self.hop, self.n_fft = c.n_fft // 2, c.hop_length, c.n_fft
+        w = mel.window.detach().cpu().numpy().astype(np.float64)
+        self._window = w.astype(np.float32)
+        self._fb = np.ascontiguousarray(mel.filterbank.detach().cpu().numpy(), np.float32)
+        self._w2 = (w * w).astype(np.float32)
+        self._w2_sum = float((w * w).sum())
+        self.reset()
+
+    @property
+    def delay(self) -> int:
+        return self.pad - self.hop
+
+    def reset(self) -> None:
+        self.head = np.zeros(0, np.float32)   # raw samples before the first frame can be made
+        self.buf = None                         # the padded stream from padded index ``base`` on
+        self.base = 0
+        self.next = 0                           # the next frame to emit
+        self.total = 0                          # raw samples in
+
+    def _empty(self):
+        return np.zeros((self.config.n_mels, 0), np.float32), np.zeros(0, np.float32)
+
+    def process(self, audio) -> tuple[np.ndarray, np.ndarray]:
+        x = np.asarray(audio, np.float32).reshape(-1)
+        self.total += len(x)
+        if self.buf is None:
+            self.head = np.concatenate([self.head, x])
+            if len(self.head) <= self.pad:
+                return self._empty()
+            x, self.head = self.head, None
+            self.buf = np.concatenate([x[1:self.pad + 1][::-1], x])   # the offline reflection at the start
+        else:
+            self.buf = np.concatenate([self.buf, x])
+        return self._emit()
+
+    def _emit(self) -> tuple[np.ndarray, np.ndarray]:
+        end = self.base + len(self.buf)
+        last = (end - self.n_fft) // self.hop          # the last frame whose window is all in
+        if last < self.next:
+            return self._empty()
+        s = self.next * self.hop - self.base
+        seg = self.buf[s:s + (last - self.next) * self.hop + self.n_fft]
+        frames = np.lib.stride_tricks.sliding_window_view(seg, self.n_fft)[::self.hop]
+        # one frame at a time, in numpy (a torch call costs more than the transform here): the numbers do
+        # not depend on how the audio was cut into chunks; they equal MelSpectrogram's up to float rounding
+        logmel = np.empty((self.config.n_mels, len(frames)), np.float32)
+        power = np.empty(len(frames), np.float64)
+        for k, f in enumerate(frames):
+            mag = np.abs(np.fft.rfft(f * self._window))
+            if self.config.power != 1.0:
+                mag = mag ** self.config.power
+            logmel[:, k] = np.log(np.maximum(self._fb @ mag.astype(np.float32), np.float32(self.config.log_floor)))
+            power[k] = (f * f) @ self._w2     # frame by frame too: the level feeds the output stage's reference
+        level = np.sqrt(np.maximum(power, 0.0) / self._w2_sum).astype(np.float32)
+        self.next = last + 1
+        keep = min(self.next * self.hop, end - self.n_fft) - self.base   # and always the last n_fft samples
+        if keep > 0:
+            self.buf = self.buf[keep:]
+            self.base += keep
+        return logmel, level
+
+    def flush(self) -> tuple[np.ndarray, np.ndarray]:
+        """The frames left at the end of the stream (the offline mel's last ``n_fft // (2 * hop)`` or so)."""
+        n_total = self.total // self.hop + 1
+        if self.buf is None:   # never began: as short as the offline mel's constant padding case
+            head = self.head if self.head is not None else np.zeros(0, np.float32)
+            if len(head) == 0 and self.total == 0:
+                return self._empty()
+            with torch.no_grad():
+                logmel = self.mel(torch.from_numpy(np.ascontiguousarray(head))[None])[0].numpy()
+            frames = np.stack([self._level_of(np.pad(head, self.pad)[t * self.hop:t * self.hop + self.n_fft])
+                               for t in range(n_total)])
+            self.reset()
+            return logmel.astype(np.float32, copy=False), frames.astype(np.float32)
+        tail = self.buf[len(self.buf) - self.pad - 1:-1][::-1]   # raw samples N-2 .. N-1-pad
+        self.buf = np.concatenate([self.buf, tail])
+        out = self._emit()
+        assert self.next == n_total, (self.next, n_total)
+        self.reset()
+        return out
+
+    def _level_of(self, seg: np.ndarray) -> float:
+        return float(np.sqrt(max(float((seg * seg) @ self._w2), 0.0) / self._w2_sum))

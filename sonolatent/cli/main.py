@@ -25,6 +25,7 @@ COMMANDS = [
     ("reconstruct", "reconstruct", "write what the model makes of a sound file"),
     ("morph", "morph", "render a morph between two sound files"),
     ("render", "render", "render a morph score (TOML)"),
+    ("transfer", "transfer", "move a recording toward a sample's timbre (the live input's path)"),
     ("map", "plots", "picture a folder of sounds in the latent space"),
     ("traverse", "plots", "picture spectrograms along one latent coordinate"),
     ("serve", "serve", "run the real-time daemon controlled over OSC"),

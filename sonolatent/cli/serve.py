@@ -57,6 +57,9 @@ def _register_serve(subparsers) -> None:
                         "the take and its bounce are stereo (default: 1)")
     a.add_argument("--device", default=None, help="output device (number or name; see --list-devices)")
     a.add_argument("--list-devices", action="store_true", help="list the audio devices and exit")
+    a.add_argument("--input", default=None, metavar="DEVICE",
+                   help="play a live input (number or name of an input device; with JACK its port is PortAudio:in_0) "
+                        "through the latent space: it goes into slot 0 and the voice starts (see docs/engine.md)")
     a.add_argument("--block-size", type=int, default=256, metavar="N", help="device block size in samples (default: 256)")
     a.add_argument("--buffer-ms", type=float, default=10.0, metavar="MS",
                    help="safety margin rendered ahead of the device, on top of one block (default: 10)")
@@ -167,6 +170,10 @@ def run_serve(args) -> int:
 
     if args.device is not None and args.device.strip().lstrip("-").isdigit():
         args.device = int(args.device)
+    if args.input is not None and args.input.strip().lstrip("-").isdigit():
+        args.input = int(args.input)
+    if args.input is not None and (args.no_audio or args.freewheel):
+        raise SonolatentError("--input needs a sound card (it cannot be combined with --no-audio or --freewheel)")
     mode = "device"
     if args.freewheel:
         mode = "freewheel"
@@ -175,8 +182,9 @@ def run_serve(args) -> int:
     else:
         why = _have_output_device(args.device)
         if why is not None:
-            if args.device is not None:
-                raise SonolatentError(f"--device {args.device}: not usable ({why})")
+            if args.device is not None or args.input is not None:
+                raise SonolatentError(f"--{'device' if args.device is not None else 'input'} "
+                                      f"{args.device if args.device is not None else args.input}: no usable audio ({why})")
             mode = "headless"
             if args.record is None:
                 # the performance would be lost: record it, so the first run always gives something to hear
@@ -203,15 +211,24 @@ def run_serve(args) -> int:
     torch.set_num_threads(1)          # one core for the model; the callback and OSC need the rest
     sys.setswitchinterval(0.0002)     # the callback waits at most ~0.2 ms for the GIL
     bundle = load_bundle(args.checkpoint)
+    live = None
+    if args.input is not None:
+        from ..models.encoder import LiveEncoder
+        try:
+            live = LiveEncoder(bundle)
+        except SonolatentError as e:
+            raise SonolatentError(f"--input: {bundle.folder}: {e}") from None
     engine = Engine(StreamingSynth(bundle), samples_dir=samples, mode=mode, device_rate=args.rate, block_size=args.block_size,
                     safety_ms=args.buffer_ms, device=args.device, record=args.record, log_osc=args.log_osc,
                     patches_dir=patches, duration=args.duration, checkpoint=str(bundle.folder), voices=args.voices,
-                    channels=args.channels, safety=config_from_args(args))
+                    channels=args.channels, safety=config_from_args(args), input_device=args.input, live_encoder=live)
     surface = None
     ok = False
     try:
         if args.patch:
             engine.load_patch_file(args.patch)
+        if args.input is not None and engine.core.live_slot < 0:   # the patch did not place it: slot 0, playing
+            engine.preload(changes=[("/sono/input/slot", (0,)), ("/sono/play", (1.0,))])
         # OSC and OSCQuery run in a process of their own (control/netproc.py): parsing and answering
         # never hold the interpreter lock the producer and the callback need
         if getattr(args, "control_in_process", False):
@@ -222,6 +239,10 @@ def run_serve(args) -> int:
             host, port = surface.address
         if mode == "device":
             where = f"audio: {_device_name(engine)} at {engine.device_rate} Hz, block {engine.block_size}"
+            if args.input is not None:
+                ms = 1e3 * engine.input_latency / engine.device_rate
+                where += (f"; live input in slot {engine.core.live_slot}, input to output "
+                          f"{engine.input_latency} samples ({ms:.1f} ms)")
         elif mode == "headless":
             where = f"no audio: own real-time clock at {engine.device_rate} Hz"
         else:

@@ -122,7 +122,7 @@ def bounce(log_path, synth, *, samples_dir=None, output_rate: int | None = None,
         while nxt is not None and nxt["block"] <= core.block:
             sounds = {}
             for k, meta in (nxt.get("sounds") or {}).items():
-                s = cache.load(meta["name"])
+                s = cache.load_timbre(meta["name"]) if meta.get("timbre") else cache.load(meta["name"])
                 if meta.get("sha256") and s.sha256 != meta["sha256"]:
                     raise ConfigError(f"{log_path}: sample {meta['name']!r} differs from the one played "
                                       "(sha256 mismatch)")

@@ -31,6 +31,13 @@ Per block:
 5. After resampling, the output stage (:mod:`.safety`: loudness tracking toward
    the blended sounds' own loudness, summed over the sounding voices, then the
    limiter) makes the summed ``(frames, channels)`` block safe, once.
+
+Live input (:mod:`.live`, when the core is handed a live encoder, ``live_input``): ``/sono/input/slot K``
+puts the live source in slot K's place in every voice's blend (morph, xy, weights); its column each
+block is the next latent frame of the input fed with :meth:`EngineCore.feed_input`, or silence while the
+gate is closed. While it is bound no voice ends with the sounds (no release at the end of a one-shot
+playhead); the summed wet output passes the gate, and ``/sono/input/wet`` mixes in the dry input (under
+voice 0's envelope, the ``/sono/play`` voice), before the gain and the output stage.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ import numpy as np
 from ..params.namespace import MAX_SLOTS, Param, build_namespace
 from ..params.values import initial_values, linked_values
 from ..errors import SonolatentError
+from .live import LiveInput
 from .playhead import LOOP_OFF
 from .safety import FREE_POWER, OutputStage, SafetyConfig, power_at
 from .voices import VoiceBank
@@ -108,12 +116,14 @@ class EngineCore:
 
     ``synth`` is handed in (the engine never imports the models): anything with ``bundle`` and
     ``batch(streams)``, which gives the batched synth the voices render through
-    (``StreamingSynth.batch`` -> ``models.batched.BatchSynth``). ``safety``: what the output stage
-    does (default: loudness tracking and the limiter, :class:`~.safety.SafetyConfig`).
+    (``StreamingSynth.batch`` -> ``models.batched.BatchSynth``). ``live_input``: a live encoder
+    (``models.encoder.LiveEncoder``), handed in the same way, for the live input source. ``safety``:
+    what the output stage does (default: loudness tracking and the limiter, :class:`~.safety.SafetyConfig`).
     """
 
     def __init__(self, synth, output_rate: int | None = None, namespace: dict[str, Param] | None = None,
-                 voices: int = DEFAULT_VOICES, channels: int = 1, safety: SafetyConfig | None = None):
+                 voices: int = DEFAULT_VOICES, channels: int = 1, safety: SafetyConfig | None = None,
+                 live_input=None):
         if not isinstance(voices, int) or not 1 <= voices <= 64:
             raise SonolatentError(f"--voices {voices}: must be 1..64")
         if channels not in (1, 2):
@@ -172,6 +182,11 @@ class EngineCore:
         # sources at the latents of its last blocks (Voice.loudness) for the output stage's reference
         self._ref_lag = int(round(self.synth.delay / self.hop))
         self._ramp = np.arange(1, self.hop + 1, dtype=np.float64)
+        self.live = None
+        self.live_column = None
+        if live_input is not None:   # a LiveEncoder (models/encoder.py), handed in like the synth
+            self.live = LiveInput(live_input, self.synth.delay, self.model_rate)
+            self.live_column = self.live.silence.copy()
 
     # -- voice 0 (the /sono/play voice) seen as the single voice of earlier versions -------------------
     @property
@@ -189,6 +204,24 @@ class EngineCore:
     @property
     def env_target(self) -> float:
         return self.bank.voices[0].env_target
+
+    # -- live input ------------------------------------------------------------------------------
+    @property
+    def live_slot(self) -> int:
+        """The slot the live input plays in, -1 when none."""
+        return self.values.get("/sono/input/slot", (-1,))[0] if self.live is not None else -1
+
+    def feed_input(self, samples: np.ndarray) -> int:
+        """Input samples at the model rate (the producer's call); returns the latent frames now ready."""
+        if self.live is None:
+            return 0
+        self.live.gain = 10.0 ** (self.values["/sono/input/gain"][0] / 20.0)
+        return self.live.push(samples)
+
+    @property
+    def live_delay(self) -> int:
+        """Samples (model rate) from an input sample to the output sample it lines up with becoming final."""
+        return (self.live.delay if self.live is not None else 0) + self.synth.delay
 
     # -- derived --------------------------------------------------------------------------------
     @property
@@ -229,9 +262,13 @@ class EngineCore:
         else:
             p = self.playhead.position if position is None else position
             w = self.weights.value
-            z = self.pca_mean * max(0.0, 1.0 - sum(w[i] for i, s in enumerate(self.slots) if s is not None))
+            live = self.live_slot
+            z = self.pca_mean * max(0.0, 1.0 - sum(w[i] for i, s in enumerate(self.slots)
+                                                   if s is not None or i == live))
             for i, s in enumerate(self.slots):
-                if s is not None and w[i] != 0.0:
+                if i == live and w[i] != 0.0:
+                    z = z + w[i] * self.live_column
+                elif s is not None and w[i] != 0.0:
                     z = z + w[i] * s.column(p)
             c = (self.pca_comp @ (z - self.pca_mean)) * self.scales.value + off
         return self.pca_comp.T @ c + self.pca_mean
@@ -241,12 +278,12 @@ class EngineCore:
         w = self.weights.value
         num = den = 0.0
         for i, s in enumerate(self.slots):
-            if s is not None:
+            if s is not None and i != self.live_slot:
                 num += w[i] * s.n_frames
                 den += w[i]
         if den > 1e-9:
             return num / den
-        lens = [s.n_frames for s in self.slots if s is not None]
+        lens = [s.n_frames for i, s in enumerate(self.slots) if s is not None and i != self.live_slot]
         return float(np.mean(lens)) if lens else self.model_rate / self.hop
 
     # -- control ---------------------------------------------------------------------------------
@@ -346,7 +383,7 @@ class EngineCore:
             self.scales.target[int(a.split("/")[3])] = vals[0]
         elif a.startswith("/sono/slot/"):
             k = int(a.split("/")[3])
-            if a.endswith("/load"):
+            if a.endswith("/load") or a.endswith("/timbre"):
                 sound = sounds.get(k)
                 if sound is None:
                     raise SonolatentError(f"{a}: no encoded sound given to install")
@@ -365,6 +402,10 @@ class EngineCore:
         for s in self.smoothed:
             s.step(a)
         g1 = float(self.gain.value[0])
+        live = self.live if self.live_slot >= 0 else None
+        if live is not None:
+            self.live_column = live.take(self.values["/sono/input/gate"][0])
+            self.values["/sono/input/level"] = (float(live.level),)
         bank = self.bank
         stereo = self.channels == 2
         width = float(self.width.value[0]) if stereo else 0.0
@@ -391,6 +432,7 @@ class EngineCore:
         n = self.hop
         r = self._ramp
         mix = np.zeros((n, 2) if stereo else n)
+        env0 = None   # voice 0's envelope this block (the dry input's)
         ref = np.zeros(n)   # the mean square the sum should have, before the gain (see _heard_power)
         if rendered:
             Y = self.synth.process(np.array(rows, np.int64), np.array(Z, np.float32), semis)
@@ -398,6 +440,8 @@ class EngineCore:
             for voice in rendered:
                 env = voice.envelope(r)
                 heard = self._heard_power(voice)
+                if voice is bank.voices[0]:
+                    env0 = env
                 if not stereo:
                     mix += Y[k] * env
                     ref += heard * (env * env)
@@ -415,6 +459,16 @@ class EngineCore:
                 mix[:, 0] += left * (env * (l0 + (gl - l0) * (r / n)) if l0 != gl else env * gl)
                 mix[:, 1] += right * (env * (r0 + (gr - r0) * (r / n)) if r0 != gr else env * gr)
                 ref += (heard * 0.5 * (gl * gl + gr * gr)) * (env * env)   # the mean over both channels
+        if live is not None:   # the summed wet output passes the gate; the dry input lines up with the output
+            ramp = live.gate_ramp(n)
+            mix = mix * (ramp[:, None] if stereo else ramp)
+            lead = min(self._skip, n)   # the lead-in the output drops: no dry input belongs to it
+            dry = np.zeros(n, np.float32)
+            dry[lead:] = live.dry_block(n - lead)
+            wet = self.values["/sono/input/wet"][0]
+            if wet < 1.0:
+                d = (1.0 - wet) * dry * (env0 if env0 is not None else 0.0)
+                mix = wet * mix + (d[:, None] if stereo else d)
         amp = g0 + (g1 - g0) * (r / n)
         if self.quitting:
             fade = np.maximum(self.fade - r / (QUIT_FADE_SECONDS * self.model_rate), 0.0)
@@ -442,13 +496,18 @@ class EngineCore:
 
     def source_power(self, position: float) -> float:
         """The mean square of the sounds blended at ``position``: the blend-weighted loudness of the slots'
-        own sounds there (the latent mean's share, and free mode, at ``FREE_POWER``)."""
+        own sounds there (the latent mean's share, and free mode, at ``FREE_POWER``; the live input's share
+        at its current frame's mean square, 0 while the gate is closed)."""
         if self.free:
             return FREE_POWER
         w = self.weights.value
         p, rest = 0.0, 1.0
+        live = self.live_slot
+        if live >= 0 and w[live] != 0.0:   # the live source: its current frame's own loudness
+            p += w[live] * self.live.power
+            rest -= w[live]
         for i, s in enumerate(self.slots):
-            if s is not None and w[i] != 0.0:
+            if s is not None and w[i] != 0.0 and i != live:
                 p += w[i] * power_at(s.power, position)
                 rest -= w[i]
         return p + max(0.0, rest) * FREE_POWER
@@ -506,5 +565,5 @@ class EngineCore:
             a, b = ph.loop_points()
             end, start = (b, a) if rate * ph.direction > 0 else (a, b)
             voice.glide += self.latent(end) - self.latent(start)
-        if ph.ended and ph.mode == LOOP_OFF and voice.env_target > 0.0:
+        if ph.ended and ph.mode == LOOP_OFF and voice.env_target > 0.0 and self.live_slot < 0:
             voice.release(self._samples("/sono/release"))

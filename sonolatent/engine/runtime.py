@@ -84,9 +84,14 @@ class Engine:
                  block_size: int = 256, safety_ms: float = 10.0, device=None, record=None, log_osc=None,
                  patches_dir=None, duration: float | None = None, checkpoint: str | None = None,
                  voices: int = DEFAULT_VOICES, channels: int = 1, clock=time.time,
-                 safety: SafetyConfig | None = None):
+                 safety: SafetyConfig | None = None, input_device=None, live_encoder=None):
         if mode not in ("device", "headless", "freewheel"):
             raise ValueError(f"unknown engine mode {mode!r}")
+        self.input_device = input_device     # None: output only; else the live input (see engine/live.py)
+        if input_device is not None and mode != "device":
+            raise SonolatentError("--input needs a sound card (it cannot be combined with --no-audio or --freewheel)")
+        if input_device is not None and live_encoder is None:
+            raise SonolatentError("--input: no live encoder was given (the model bundle's encoder/)")
         if not 16 <= block_size <= 8192:
             raise SonolatentError(f"--block-size {block_size}: must be 16..8192")
         self.mode = mode
@@ -107,7 +112,8 @@ class Engine:
         if mode == "device":
             device_rate = self._open_stream(device_rate)
         self.device_rate = int(device_rate or bundle.sample_rate)
-        self.core = EngineCore(synth, self.device_rate, voices=voices, channels=self.channels, safety=safety)
+        self.core = EngineCore(synth, self.device_rate, voices=voices, channels=self.channels, safety=safety,
+                               live_input=live_encoder)
         self.namespace = self.core.namespace
         self._view = dict(self.core.values)   # what value() answers; replaced whole after each applied block
         self.cache = SampleCache(synth, self.samples_dir)
@@ -115,6 +121,10 @@ class Engine:
         frame_out = math.ceil(self.core.hop * self.device_rate / self.core.model_rate) + 64
         self.target = self.block_size + int(round(safety_ms * 1e-3 * self.device_rate))
         self.ring = SPSCRing(self.target + 2 * frame_out + self.block_size, self.channels)
+        self.in_ring = None
+        self.input_latency = 0        # device samples from an input sample to the output sample it lines up with
+        if input_device is not None:
+            self._setup_input(frame_out)
         # control
         self._inbox: collections.deque = collections.deque()
         self._heap: list = []
@@ -130,6 +140,7 @@ class Engine:
         self.underflows = 0          # device-reported output underflows (callback status flags)
         self.underflow_first = -1    # callback number of the first underflow (diagnostics)
         self.ring_underruns = 0      # callbacks that found the ring short (the producer fell behind)
+        self.missing_samples = 0     # samples those callbacks played as zeros (each one delays what follows)
         self.callbacks = 0
         self.render_total = 0.0
         self.render_max = 0.0
@@ -205,7 +216,7 @@ class Engine:
 
     def choices(self, address: str):
         """The names a string parameter can take now (the OSCQuery tree's VALS): the sample folder's sounds."""
-        if not (address.startswith("/sono/slot/") and address.endswith("/load")):
+        if not (address.startswith("/sono/slot/") and address.endswith(("/load", "/timbre"))):
             return None
         now = time.monotonic()
         if now - self._samples_listed > 2.0:
@@ -223,7 +234,8 @@ class Engine:
                 "limiter": int(c.output.config.limiter), "limiter_ceiling_db": c.output.config.ceiling_db,
                 "loudness_tracking": int(c.output.config.track),
                 "slots": MAX_SLOTS, "mode": self.mode, "voices": len(c.bank.voices), "channels": self.channels,
-                "buffer_samples": self.target}
+                "buffer_samples": self.target, "input_latency_samples": self.input_latency,
+                "input_path_samples": self.core.live_delay + self.core.hop if self.core.live is not None else 0}
 
     def status(self) -> dict:
         n = self.core.block
@@ -241,7 +253,7 @@ class Engine:
                 "dropped_busy": self.dropped_busy, "carried": self.carried,
                 "playing": int(self.core.sounding),
                 "loudness_gain_db": round(self.core.output.gain_db, 2),
-                "limiter_reduction_db": round(self.core.output.reduction_db, 2)}
+                "limiter_reduction_db": round(self.core.output.reduction_db, 2), **self._input_status()}
 
     def attach_replier(self, replier) -> None:
         self.replier = replier
@@ -266,6 +278,8 @@ class Engine:
         channels = min(2, int(dev["max_output_channels"])) or 1
         if channels < self.channels:   # a mono device plays the left channel
             self.channels = channels
+        if self.input_device is not None:
+            return self._open_duplex(sd, dev, rate, channels)
         try:
             self.stream = sd.OutputStream(samplerate=rate, blocksize=self.block_size, device=self.device,
                                           channels=channels, dtype="float32", callback=self._callback,
@@ -273,6 +287,98 @@ class Engine:
         except sd.PortAudioError as e:
             raise SonolatentError(f"cannot open output device {dev['name']!r} at {rate} Hz ({e})") from None
         return rate
+
+    # ----- live input (serve --input) ------------------------------------------------------------
+    def _open_duplex(self, sd, out_dev, rate, channels):
+        """One duplex stream (one clock for input and output): PortAudio's JACK host gives input ports
+        ``PortAudio:in_0``; the first input channel is the live input."""
+        try:
+            in_dev = sd.query_devices(self.input_device, kind="input")
+        except (ValueError, sd.PortAudioError) as e:
+            raise SonolatentError(f"--input {self.input_device}: no such input device ({e})") from None
+        try:
+            self.stream = sd.Stream(samplerate=rate, blocksize=self.block_size, device=(self.input_device, self.device),
+                                    channels=(1, channels), dtype="float32", callback=self._duplex_callback,
+                                    latency="low")
+        except sd.PortAudioError as e:
+            raise SonolatentError(f"cannot open input {in_dev['name']!r} with output {out_dev['name']!r} at {rate} Hz "
+                                  f"as one duplex stream ({e})") from None
+        return rate
+
+    def _setup_input(self, frame_out: int) -> None:
+        """The input ring and resampler, and the output's head start: the live path's latency (the mel
+        window's look-ahead, the model's delay and a frame of granularity), an input block, both
+        resamplers' hold-back and the usual target depth, so that each output sample is in the ring
+        before the device asks for it and the delay stays constant."""
+        from .core import Resampler
+
+        core = self.core
+        self.in_ring = SPSCRing(max(self.device_rate, 8 * self.block_size))
+        self.in_resampler = Resampler(self.device_rate, core.model_rate)
+        ratio = self.device_rate / core.model_rate
+        hold = 0
+        if core.model_rate != self.device_rate:   # measured on throwaway streams (output samples held back)
+            hold = resampler_holdback(self.device_rate, core.model_rate, self.block_size) * ratio + \
+                resampler_holdback(core.model_rate, self.device_rate, core.hop)
+        path = core.live_delay + core.hop
+        # the output stage (the limiter's lookahead) holds back its delay too
+        self.input_latency = int(math.ceil(path * ratio + hold)) + self.block_size + self.target + core.output.delay
+        self.ring = SPSCRing(self.input_latency + 4 * frame_out + self.block_size, self.channels)
+        self.input_blocks_late = 0
+        self.input_overruns = 0
+
+    def _input_status(self) -> dict:
+        live = self.core.live
+        if live is None:
+            return {}
+        return {"input_level": round(float(live.level), 2), "input_late": live.late, "input_skipped": live.skipped,
+                "input_overruns": self.input_overruns, "input_latency_samples": self.input_latency,
+                "missing_samples": self.missing_samples}
+
+    def _duplex_callback(self, indata, outdata, frames, time_info, status):  # real-time: no locks, no allocation
+        if status.output_underflow:
+            self.underflows += 1
+            if self.underflow_first < 0:
+                self.underflow_first = self.callbacks
+        if self.in_ring.push(indata[:, 0]) < frames:
+            self.input_overruns += 1
+        self._consume(outdata)
+
+    def _drain_input(self) -> None:
+        n = self.in_ring.fill()
+        if n:
+            buf = np.empty((n, 1), np.float32)
+            self.in_ring.pop_into(buf)
+            x = self.in_resampler(buf[:, 0])
+            if len(x):
+                self.core.feed_input(x)
+
+    def _produce_input(self) -> None:
+        """The producer with a live input: a block is rendered when its input frame is ready (so the output
+        keeps the input's clock), or when the ring is about to run dry without one (a late block, silence)."""
+        core, live = self.core, self.core.live
+        frame_out = math.ceil(core.hop * self.device_rate / core.model_rate)
+        try:
+            while not core.finished and not self._stop.is_set():
+                self._drain_input()
+                fill = self.ring.fill()
+                if self.depth_min is None or fill < self.depth_min:
+                    self.depth_min = fill
+                ready = live.ready()
+                if ready and self.ring.space() > 2 * frame_out:
+                    # every sample the device played as zeros, and every block rendered without its input
+                    # frame, put the output further behind its input: drop input frames to win it back
+                    behind = self.missing_samples + (live.late - live.skipped) * frame_out
+                    if behind >= frame_out:
+                        live.skip()
+                        continue
+                    self._render_one()
+                elif fill < self.block_size and self.ring.space() > 2 * frame_out:
+                    self._render_one()          # no input frame in time: keep the device fed
+                else:
+                    time.sleep(0.0005)
+        finally:
+            self._producer_done.set()
 
     def preload(self, slots: dict[int, str] | None = None, changes=()) -> None:
         """Load sounds (synchronously) and apply changes before the first block (logged at block 0)."""
@@ -317,6 +423,12 @@ class Engine:
         self._spawn(self._loader, "sonolatent-loader")
         if self.mode == "freewheel":
             self._spawn(self._produce_freewheel, "sonolatent-producer")
+            return
+        if self.in_ring is not None:
+            # the live input's head start: silence for the path's latency (see _setup_input)
+            self.ring.push(np.zeros(self.input_latency, np.float32))
+            self._spawn(self._produce_input, "sonolatent-producer")
+            self.stream.start()
             return
         while self.ring.fill() < self.target and not self.core.finished:
             self._render_one()
@@ -378,6 +490,8 @@ class Engine:
             sys.setswitchinterval(self._switch_interval)
             self._switch_interval = None
         self.core.resampler.stream = None  # the soxr state, now, not at interpreter exit
+        if self.in_ring is not None:
+            self.in_resampler.stream = None
         if self._writer is None:
             return
         outputs = [o for o in (self.recorder, self.log) if o is not None]
@@ -410,8 +524,10 @@ class Engine:
         self._cb_pos[k] = self.ring.read
         self._cb_count += 1
         self.callbacks += 1
-        if self.ring.pop_into(out) and not self._producer_done.is_set():
+        missed = self.ring.pop_into(out)
+        if missed and not self._producer_done.is_set():
             self.ring_underruns += 1
+            self.missing_samples += missed
 
     def _headless_clock(self) -> None:
         out = np.zeros((self.block_size, self.channels), np.float32)
@@ -453,6 +569,8 @@ class Engine:
         if self.mode == "freewheel":
             return self._t_start + self.core.block * self.core.dt
         lat = self.stream.latency if self.stream is not None else 0.0
+        if isinstance(lat, tuple):    # a duplex stream (live input): (input, output)
+            lat = lat[1]
         return self.clock() + self.ring.fill() / self.device_rate + lat
 
     def _render_one(self) -> None:
@@ -522,8 +640,9 @@ class Engine:
                     self._error(sender, address, "no such address")
                     continue
                 vals = tuple(values)   # checked by the control surface (ControlTarget.submit's contract)
-                if address.startswith("/sono/slot/") and address.endswith("/load"):
-                    self._to_loader(("slot", int(address.split("/")[3]), vals[0], sender), address)
+                if address.startswith("/sono/slot/") and address.endswith(("/load", "/timbre")):
+                    kind = "slot" if address.endswith("/load") else "timbre"
+                    self._to_loader((kind, int(address.split("/")[3]), vals[0], sender), address)
                 elif address == "/sono/patch/load":
                     self._to_loader(("patch-load", None, vals[0], sender), address)
                 elif address == "/sono/patch/save":
@@ -565,7 +684,9 @@ class Engine:
         self.changes_applied += len(applied)
         if self.log:
             rec = {"block": self.core.block, "changes": [[a, list(v)] for a, v in applied]}
-            loaded = {str(k): {"name": s.name, "sha256": s.sha256} for k, s in sounds.items()}
+            timbres = {a.split("/")[3] for a, _ in applied if a.startswith("/sono/slot/") and a.endswith("/timbre")}
+            loaded = {str(k): {"name": s.name, "sha256": s.sha256, **({"timbre": True} if str(k) in timbres else {})}
+                      for k, s in sounds.items()}
             if loaded:
                 rec["sounds"] = loaded
             self.log.write(rec)
@@ -592,13 +713,17 @@ class Engine:
                 if kind == "slot":
                     s = self.cache.load(name)
                     self._post_install([(f"/sono/slot/{slot}/load", (s.name,))], {slot: s}, sender)
+                elif kind == "timbre":
+                    s = self.cache.load_timbre(name)
+                    self._post_install([(f"/sono/slot/{slot}/timbre", (s.name,))], {slot: s}, sender)
                 elif kind == "patch-load":
                     self._load_patch(name, sender)
                 elif kind == "patch-save":
                     self._save_patch(name)
             except SonolatentError as e:
                 self.load_errors += 1
-                addr = f"/sono/slot/{slot}/load" if kind == "slot" else f"/sono/patch/{kind[6:]}"
+                addr = f"/sono/slot/{slot}/{'load' if kind == 'slot' else 'timbre'}" if kind in ("slot", "timbre") \
+                    else f"/sono/patch/{kind[6:]}"
                 self._error(sender, addr, str(e))
             except Exception as e:  # a broken file must not kill the daemon
                 self.load_errors += 1
@@ -687,3 +812,17 @@ class Engine:
             if 0 <= k < n - 1:
                 out[i] = tim[k] + (idx - pos[k]) / self.device_rate - arrival
         return out
+
+
+def resampler_holdback(rate_in: int, rate_out: int, chunk: int) -> float:
+    """The most output samples a streaming :class:`~.core.Resampler` holds back behind its input, fed
+    ``chunk`` samples at a time (measured on a throwaway stream of zeros)."""
+    from .core import Resampler
+
+    r = Resampler(rate_in, rate_out)
+    got = worst = 0.0
+    z = np.zeros(chunk, np.float32)
+    for k in range(1, 65):
+        got += len(r(z))
+        worst = max(worst, k * chunk * rate_out / rate_in - got)
+    return worst

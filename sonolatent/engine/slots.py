@@ -125,3 +125,21 @@ class SampleCache:
                 self._cache.pop(next(iter(self._cache)))
             self._cache[key] = sound
         return sound
+
+    def load_timbre(self, name: str) -> SlotSound:
+        """The sound ``name`` as its timbre: one latent column, the mean of its frames weighted by their energy
+        (``/sono/slot/K/timbre``; the live input moved toward it keeps its own timing)."""
+        sound = self.load(name)
+        audio, _ = read_audio(resolve_sample(self.root, name), self.synth.sample_rate, allow_silent=True)
+        return timbre_of(sound, audio, self.synth.hop)
+
+
+def timbre_of(sound: SlotSound, audio: np.ndarray, hop: int) -> SlotSound:
+    """``sound`` reduced to one latent column: the energy-weighted mean of its mel frames' latents (each
+    frame's energy: the mean square of the ``hop`` samples centred on it; a silent sound: the plain mean)."""
+    n = sound.n_frames
+    x = np.pad(np.asarray(audio, np.float64), (hop // 2, hop * (n + 1)))
+    energy = np.array([np.mean(x[t * hop:(t + 1) * hop] ** 2) for t in range(n)])
+    cols = np.stack([sound.column(t / max(n - 1, 1)) for t in range(n)], 1)
+    w = energy / energy.sum() if energy.sum() > 0 else np.full(n, 1.0 / n)
+    return SlotSound(sound.name, (cols @ w)[:, None], sound.n_frames, sound.sha256, sound.downsample)

@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from ..audio.mel import MelConfig
 from ..errors import CheckpointError, ConfigError
 from ..outputs import usual_mode
+from .encoder import CausalEncoder, EncoderConfig
 from .heap import keep_freed_memory
 from .streaming import bfloat16_numbers
 from .vae import MelVAE, VAEConfig
@@ -47,6 +48,7 @@ CONFIG_KEYS = ("format", "format_version", "kind", "mel", "model", "provenance")
 MODEL_KINDS = {
     "vae": (MelVAE, VAEConfig),
     "vocoder": (Vocoder, VocoderConfig),
+    "encoder": (CausalEncoder, EncoderConfig),   # the live input's causal encoder (optional in a bundle)
 }
 
 #: The shipped default bundle, next to the package in a source checkout.
@@ -204,9 +206,15 @@ class ModelBundle:
     vocoder: Vocoder
     folder: Path | None = None
     meta: dict | None = None
+    encoder: CausalEncoder | None = None   # the live input's encoder, distilled from this VAE (optional)
 
     def __post_init__(self):
         self.vae.mel_config.check_compatible(self.vocoder.mel_config, "the VAE and the vocoder")
+        if self.encoder is not None:
+            self.vae.mel_config.check_compatible(self.encoder.mel_config, "the VAE and the live encoder")
+            if self.encoder.latent_dim != self.vae.latent_dim:
+                raise ConfigError(f"the live encoder makes {self.encoder.latent_dim} latent dimensions, "
+                                  f"the VAE {self.vae.latent_dim}")
 
     @property
     def mel_config(self) -> MelConfig:
@@ -226,7 +234,14 @@ def bundle_parts(folder: str | os.PathLike) -> tuple[Path, Path]:
     """The VAE's and the vocoder's folders of the bundle ``folder``: its ``vae/`` and ``vocoder/``, or
     where its ``bundle.json`` says they are."""
     folder = Path(folder)
-    parts = {"vae": folder / "vae", "vocoder": folder / "vocoder"}
+    return bundle_folders(folder)[:2]
+
+
+def bundle_folders(folder: str | os.PathLike) -> tuple[Path, Path, Path]:
+    """:func:`bundle_parts` and the live encoder's folder (``encoder/`` or where ``bundle.json`` says; it
+    may not exist: a bundle without one plays no live input)."""
+    folder = Path(folder)
+    parts = {"vae": folder / "vae", "vocoder": folder / "vocoder", "encoder": folder / "encoder"}
     f = folder / BUNDLE_FILE
     if f.is_file():
         try:
@@ -235,9 +250,10 @@ def bundle_parts(folder: str | os.PathLike) -> tuple[Path, Path]:
             raise CheckpointError(f"{f}: not readable JSON ({e})") from None
         if not isinstance(named, dict) or set(named) - set(parts) or not all(
                 isinstance(v, str) and v for v in named.values()):
-            raise CheckpointError(f'{f}: expected {{"vae": "DIR", "vocoder": "DIR"}} (paths relative to the bundle)')
+            raise CheckpointError(f'{f}: expected {{"vae": "DIR", "vocoder": "DIR", "encoder": "DIR"}} '
+                                  f'(paths relative to the bundle; encoder optional)')
         parts.update({k: folder / v for k, v in named.items()})
-    return parts["vae"], parts["vocoder"]
+    return parts["vae"], parts["vocoder"], parts["encoder"]
 
 
 def load_bundle(folder: str | os.PathLike | None = None, *, vae: str | None = None,
@@ -249,12 +265,20 @@ def load_bundle(folder: str | os.PathLike | None = None, *, vae: str | None = No
     keep_freed_memory()
     if (vae is None or vocoder is None) and not folder.is_dir():
         raise CheckpointError(f"{folder}: checkpoint folder not found")
-    vae_dir, voc_dir = bundle_parts(folder) if vae is None or vocoder is None else (None, None)
+    vae_dir, voc_dir, enc_dir = bundle_folders(folder) if vae is None or vocoder is None else (None, None, None)
+    if vae:   # another VAE than the bundle's: the bundle's live encoder does not speak its latents
+        enc_dir = None
     vae_dir = Path(vae) if vae else vae_dir
     voc_dir = Path(vocoder) if vocoder else voc_dir
     vae_model, vae_meta = load_checkpoint(vae_dir, "vae")
     voc_model, voc_meta = load_checkpoint(voc_dir, "vocoder")
+    enc_model, meta = None, {"vae": vae_meta, "vocoder": voc_meta}
+    if enc_dir is not None and enc_dir.is_dir():
+        enc_model, meta["encoder"] = load_checkpoint(enc_dir, "encoder")
+        teacher = (meta["encoder"].get("provenance") or {}).get("teacher_sha256")
+        if teacher != (vae_meta.get("provenance") or {}).get("sha256"):
+            raise CheckpointError(f"{enc_dir}: this live encoder was distilled from another VAE than {vae_dir}")
     try:
-        return ModelBundle(vae_model, voc_model, folder, {"vae": vae_meta, "vocoder": voc_meta})
+        return ModelBundle(vae_model, voc_model, folder, meta, enc_model)
     except ConfigError as e:
         raise CheckpointError(f"{folder}: {e}") from None

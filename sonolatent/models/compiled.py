@@ -436,3 +436,20 @@ def ola_frames(frames, window, tail, hop):   # pragma: no cover - compiled
         for i in range(keep - hop, keep):
             tail[i] = frames[t, hop + i] * window[hop + i]
     return out
+
+
+@_compiled
+def encode_frame(x, in_w, in_b, in_hist, norm_w, norm_b, conv_w, conv_b, hists, dilations, proj_w, proj_b,
+                 last_norm_w, last_norm_b, out_w, out_b, lin_w, lin_b, k, exact, eps):   # pragma: no cover - compiled
+    """One normalised log-mel frame ``(n_mels,)`` through ``CausalEncoder`` -> its latent ``(D,)``: the decoder's
+    kind of causal residual layers (:func:`decode_frame`), a 1x1 output and the per-frame linear path."""
+    h = _conv(in_hist, x, in_w, in_b, k, 1)
+    for i in range(len(conv_w)):
+        a = _layer_norm(h, norm_w[i], norm_b[i], eps)
+        _gelu_(a, exact)
+        a = _conv(hists[i], a, conv_w[i], conv_b[i], k, dilations[i])
+        _gelu_(a, exact)
+        h = h + _matvec(proj_w[i], a, proj_b[i])
+    a = _layer_norm(h, last_norm_w, last_norm_b, eps)
+    _gelu_(a, exact)
+    return _matvec(out_w, a, out_b) + _matvec(lin_w, x, lin_b)

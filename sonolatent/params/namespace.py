@@ -84,6 +84,11 @@ def build_namespace(latent_dim: int = 16, n_slots: int = MAX_SLOTS) -> dict[str,
         Param("/sono/xy/y", "f", "Y of the XY blend", (0.0,), (1.0,), (0.0,)),
         Param("/sono/weights", "f" * n_slots, "Blend weights of all slots (normalised to sum 1)", (0.0,) * n_slots, (1.0,) * n_slots, (1.0,) + (0.0,) * (n_slots - 1)),
         # latent space
+        Param("/sono/input/slot", "i", "The slot the live input (serve --input) plays in, -1 none: it takes that slot's place in every blend", (-1,), (n_slots - 1,), (-1,)),
+        Param("/sono/input/gain", "f", "Gain on the live input before the encoder", (-24.0,), (24.0,), (0.0,), unit="dB"),
+        Param("/sono/input/gate", "f", "Noise gate: below this input level the live source is silence", (-120.0,), (0.0,), (-50.0,), unit="dBFS"),
+        Param("/sono/input/wet", "f", "Dry/wet of the live input: 0 the input itself (delayed to line up), 1 the model's sound", (0.0,), (1.0,), (1.0,)),
+        Param("/sono/input/level", "f", "Level of the live input after its gain, per block (read only)", (-120.0,), (0.0,), (-120.0,), unit="dBFS", access=1),
         Param("/sono/free", "i", "Free mode: 1 = the latent coordinates alone drive the sound (no slots)", (0,), (1,), (0,)),
         Param("/sono/latent", "f" * latent_dim, "Offsets of every PCA coordinate, in standard deviations", (-4.0,) * latent_dim, (4.0,) * latent_dim, (0.0,) * latent_dim, unit="sd"),
         Param("/sono/map", "ff", "Where the current sound is in the latent map: its PCA coordinates 0 and 1, in standard deviations (read only)", (-4.0, -4.0), (4.0, 4.0), (0.0, 0.0), unit="sd", access=1),
@@ -107,6 +112,7 @@ def build_namespace(latent_dim: int = 16, n_slots: int = MAX_SLOTS) -> dict[str,
         P.append(Param(f"/sono/latent/{k}/scale", "f", f"Scale of PCA coordinate {k} around the mean (1 = as encoded, 0 = flattened)", (0.0,), (4.0,), (1.0,)))
     for s in range(n_slots):
         P.append(Param(f"/sono/slot/{s}/load", "s", f"Load a sample by name (from the sample folder) into slot {s}", action=True, access=2))
+        P.append(Param(f"/sono/slot/{s}/timbre", "s", f"Load a sample's timbre (its mean latent: no timing of its own) into slot {s}", action=True, access=2))
         P.append(Param(f"/sono/slot/{s}/clear", "", f"Empty slot {s}", action=True, access=2))
         P.append(Param(f"/sono/slot/{s}/name", "s", f"Name of the sample in slot {s} (read only)", access=1))
         P.append(Param(f"/sono/slot/{s}/map", "ff", f"Where the sound in slot {s} is in the latent map, at the playhead: PCA coordinates 0 and 1 in standard deviations (read only)", (-4.0, -4.0), (4.0, 4.0), (0.0, 0.0), unit="sd", access=1))
