@@ -235,10 +235,10 @@ def run_folder(args) -> int:
         progress=False if args.quiet else None,
     )
     _report(summary, args.out)
-    for key, what in (("skipped_unreadable", "unreadable, silent or too short"),
-                      ("skipped_unsupported", "in formats not read"), ("truncated_used", "cut-short WAV")):
+    for key, line in (("skipped_unreadable", "skipped {n} unreadable, silent or too short file{s}"),
+                      ("skipped_unsupported", "skipped {n} file{s} in formats it does not read (e.g. mp3)"),
+                      ("truncated_used", "used {n} cut-short WAV file{s} as far as they go")):
         n = summary.get(key)
         if n:
-            verb = "used as far as they go:" if key == "truncated_used" else "skipped"
-            print(f"{verb} {n} {what} file{'s' * (n != 1)}")
+            print(line.format(n=n, s="s" * (n != 1)))
     return 0
