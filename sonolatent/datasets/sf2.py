@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SonolatentError
-from .manifest import SAMPLE_RATE, DatasetWriter, choose_valid
+from .manifest import MIN_CLIP_SECONDS, SAMPLE_RATE, DatasetWriter, choose_valid
 
 #: GM percussion key numbers (Acoustic Bass Drum .. Open Triangle).
 DRUM_KEYS = tuple(range(35, 82))
@@ -264,6 +264,8 @@ def build_from_soundfont(
                     dropped += 1
                     continue
                 x = trim_tail(x)
+                if len(x) < MIN_CLIP_SECONDS * SAMPLE_RATE:   # a short hit: silence after it, as training needs
+                    x = np.pad(x, (0, int(np.ceil(MIN_CLIP_SECONDS * SAMPLE_RATE)) - len(x)))
                 group = _group(bank, prog)
                 kind = "d" if bank == 128 else "p"
                 name = f"{kind}{prog:03d}_n{pitch:03d}_v{vel:03d}_d{int(round(dur * 1000)):05d}"

@@ -139,3 +139,19 @@ def test_parsers():
             parse_int_list(bad, option="--programs")
     with pytest.raises(SonolatentError, match="--durations"):
         parse_float_list("0", option="--durations", lo=0, hi=30)
+
+
+def test_a_short_hit_is_padded_to_what_training_accepts(soundfont, tmp_path):
+    """The TR-808's claves (kit 25, key 75) trim to 38 ms; training refuses clips under 50 ms, so the
+    render keeps its hit and gets silence after it."""
+    from sonolatent.datasets.manifest import MIN_CLIP_SECONDS
+    from sonolatent.training.data import ClipBank
+
+    build_from_soundfont(_cfg(soundfont, programs=(), drums=(25,), pitches=(60,), velocities=(50,),
+                              durations=(0.4,), valid_programs=None, valid_drums=None), tmp_path / "ds")
+    entries = load_manifest(tmp_path / "ds")
+    claves = [e for e in entries if e["pitch"] == 75]
+    assert claves and all(e["duration"] >= MIN_CLIP_SECONDS for e in entries)
+    x, _ = sf.read(str(tmp_path / "ds" / claves[0]["path"]))
+    assert np.abs(x[: len(x) // 2]).max() > 0.5 and np.abs(x[-100:]).max() < 1e-3
+    assert len(ClipBank([tmp_path / "ds"], "train", 44100, progress=False)) == len(entries)
