@@ -33,8 +33,13 @@ from .synth import MelTranspose
 
 
 def _load_row(w, r, bits):
-    """Row ``r`` of ``w`` as float32 into ``bits`` (uint32 storage); compiled code uses the overload."""
-    raise NotImplementedError   # pragma: no cover - only the compiled form exists
+    """Row ``r`` of ``w`` as float32 into ``bits`` (uint32 storage): ``w`` holds float32 numbers or
+    bfloat16 bit patterns (uint16, the upper half of a float32). Compiled code uses the overload below;
+    this body is the same in numpy (tests check the two agree)."""
+    if w.dtype == np.uint16:
+        bits[: w.shape[1]] = w[r].astype(np.uint32) << np.uint32(16)
+    else:
+        bits.view(np.float32)[: w.shape[1]] = w[r]
 
 
 @overload(_load_row, jit_options={"nogil": True})
