@@ -44,3 +44,16 @@ def bundle(tiny_bundle_dir):
 @pytest.fixture(scope="session")
 def samples_dir(tmp_path_factory):
     return make_samples(tmp_path_factory.mktemp("samples"))
+
+
+class Replies:
+    """A replier that keeps the late errors the engine sends (what a control surface would answer)."""
+
+    def __init__(self):
+        self.errors = []
+
+    def reply(self, sender, address, values, types=None):
+        pass
+
+    def reply_error(self, sender, address, reason):
+        self.errors.append((sender, address, reason))

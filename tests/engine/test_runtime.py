@@ -12,16 +12,9 @@ from sonolatent.engine.runtime import Engine
 from sonolatent.errors import ConfigError
 from sonolatent.models.synth import StreamingSynth
 
+from .conftest import Replies
 
-class Replies:
-    def __init__(self):
-        self.errors = []
 
-    def reply(self, sender, address, values, types=None):
-        pass
-
-    def reply_error(self, sender, address, reason):
-        self.errors.append((sender, address, reason))
 
 
 def wait_for(pred, timeout=10.0):

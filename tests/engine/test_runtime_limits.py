@@ -12,16 +12,9 @@ from sonolatent.engine.bounce import bounce, read_log
 from sonolatent.engine.runtime import MAX_CHANGES_PER_BLOCK, MAX_LOADER_JOBS, Engine
 from sonolatent.models.synth import StreamingSynth
 
+from .conftest import Replies
 
-class Replies:
-    def __init__(self):
-        self.errors = []
 
-    def reply(self, sender, address, values, types=None):
-        pass
-
-    def reply_error(self, sender, address, reason):
-        self.errors.append((sender, address, reason))
 
 
 def test_changes_over_the_block_cap_carry_over_in_order_and_bounce_exactly(bundle, samples_dir, tmp_path):
