@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from ..errors import SonolatentError
@@ -34,6 +35,9 @@ def register(sub) -> None:
                              formatter_class=argparse.RawDescriptionHelpFormatter)
         k.add_argument("--data", action="append", required=True, metavar="DIR",
                        help="dataset folder made by 'sonolatent dataset' (repeat for several)")
+        k.add_argument("--mix", metavar="W,W,...",
+                       help="share of training crops from each --data folder, in their order (e.g. 0.4,0.15,0.45; "
+                            "default: as many as each folder has clips)")
         k.add_argument("--out", required=True, metavar="DIR", help="checkpoint folder to write")
         k.add_argument("--run-dir", metavar="DIR",
                        help="run folder with the resumable training state (default: runs/<kind>-<name of --out's parent>)")
@@ -130,6 +134,18 @@ def _check_options(args) -> None:
         raise SonolatentError(f"--max-minutes {args.max_minutes:g}: must be positive")
 
 
+def _parse_mix(text: str | None, n: int) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        shares = [float(w) for w in text.split(",")]
+    except ValueError:
+        raise SonolatentError(f"--mix {text}: comma-separated numbers wanted, one per --data folder") from None
+    if len(shares) != n or not all(math.isfinite(w) and w >= 0 for w in shares) or sum(shares) <= 0:
+        raise SonolatentError(f"--mix {text}: {n} non-negative shares wanted (one per --data folder), not all zero")
+    return shares
+
+
 def _read_run(run_json: Path) -> dict:
     try:
         saved = json.loads(run_json.read_text(encoding="utf-8"))
@@ -152,6 +168,7 @@ def run(args) -> int:
     from ..training.tasks import VAETask, VAETrainConfig, VocoderTask, VocoderTrainConfig
 
     _check_options(args)
+    mix = _parse_mix(args.mix, len(args.data))
     for d in args.data:
         if not (Path(d) / "manifest.jsonl").is_file():
             raise SonolatentError(f"{d}: not a dataset folder (no manifest.jsonl); build one with 'sonolatent dataset'")
@@ -172,6 +189,7 @@ def run(args) -> int:
         saved = _read_run(run_json)
         mel_cfg = MelConfig.from_dict(saved["mel"])
         init = init or saved.get("init")   # where the run's weights first came from
+        mix = mix or saved.get("mix")
     else:
         saved = None
         mel_cfg = MelConfig()
@@ -214,7 +232,8 @@ def run(args) -> int:
                       save_every=args.save_every, seed=args.seed, threads=args.threads,
                       progress=not args.no_progress, keep_exports=args.keep_exports)
     provenance = {"world_size": ddp.world, "seed": args.seed, **({"init": init} if init else {})}
-    task = task_cls(args.data, out, mel_cfg, mcfg, tcfg, provenance, ddp, init=args.init, progress=not args.no_progress)
+    task = task_cls(args.data, out, mel_cfg, mcfg, tcfg, provenance, ddp, init=args.init, progress=not args.no_progress,
+                    mix=mix)
     if ddp.main:   # only now that the data and the models are ready: a failed start leaves nothing
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -222,7 +241,7 @@ def run(args) -> int:
         except OSError as e:
             raise SonolatentError(f"cannot create {run_dir} or {out.parent}: {e.strerror}") from None
         write_text_atomic(run_json, json.dumps({"kind": args.kind, "mel": mel_cfg.to_dict(), "model": mcfg.to_dict(),
-                                                "train": tcfg.to_dict(), "data": args.data, "out": str(out),
+                                                "train": tcfg.to_dict(), "data": args.data, "mix": mix, "out": str(out),
                                                 "init": init}, indent=2))
     summary = run_loop(task, run_dir, loop, args.resume, ddp)
     if ddp.main:

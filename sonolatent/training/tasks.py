@@ -108,7 +108,7 @@ class _Task:
     picture_pairs: list = []  # (target, model) log-mels from the last validation, for valid.png
 
     def __init__(self, data: list[str], out: str | Path, mel_config: MelConfig, tcfg, provenance: dict, ddp,
-                 progress: bool = True):
+                 progress: bool = True, mix: list[float] | None = None):
         self.out, self.ddp = Path(out), ddp
         self.provenance = dict(provenance)
         self.data = [str(d) for d in data]
@@ -117,7 +117,8 @@ class _Task:
         self.progress = progress
         self.tcfg = tcfg
         self.melspec = MelSpectrogram(mel_config)
-        self.train_bank = ClipBank(data, "train", mel_config.sample_rate, progress)
+        self.mix = list(mix) if mix else None
+        self.train_bank = ClipBank(data, "train", mel_config.sample_rate, progress, mix=self.mix)
         self.valid_bank = ClipBank(data, "valid", mel_config.sample_rate, progress) if ddp.main else None
 
     def _wrap(self, model, init: str | None):
@@ -161,7 +162,7 @@ class _Task:
 
     def _provenance(self, step: int) -> dict:
         p = dict(self.provenance)
-        p.update({"data": self.data, "sources": self._sources, "steps": step, "train": self.tcfg.to_dict()})
+        p.update({"data": self.data, **({"mix": self.mix} if self.mix else {}), "sources": self._sources, "steps": step, "train": self.tcfg.to_dict()})
         return p
 
 
@@ -276,8 +277,8 @@ class VAETask(_Task):
     kind = "vae"
 
     def __init__(self, data, out, mel_config: MelConfig, model_config: VAEConfig, tcfg: VAETrainConfig,
-                 provenance, ddp, init: str | None = None, progress=True):
-        super().__init__(data, out, mel_config, tcfg, provenance, ddp, progress)
+                 provenance, ddp, init: str | None = None, progress=True, mix: list[float] | None = None):
+        super().__init__(data, out, mel_config, tcfg, provenance, ddp, progress, mix)
         self.model = self._wrap(MelVAE(mel_config, model_config), init)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=tcfg.lr, betas=(0.9, 0.99), weight_decay=1e-4)
         self.seg = (tcfg.frames - 1) * mel_config.hop_length
@@ -407,8 +408,8 @@ class VocoderTask(_Task):
     kind = "vocoder"
 
     def __init__(self, data, out, mel_config: MelConfig, model_config: VocoderConfig, tcfg: VocoderTrainConfig,
-                 provenance, ddp, init: str | None = None, progress=True):
-        super().__init__(data, out, mel_config, tcfg, provenance, ddp, progress)
+                 provenance, ddp, init: str | None = None, progress=True, mix: list[float] | None = None):
+        super().__init__(data, out, mel_config, tcfg, provenance, ddp, progress, mix)
         self.model = self._wrap(Vocoder(mel_config, model_config), init)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=tcfg.lr, betas=(0.8, 0.99), weight_decay=1e-4)
         self.mel_loss = MelLoss(self.melspec)

@@ -125,12 +125,11 @@ def test_bad_message_in_a_bundle_is_refused_alone(client, server, target):
 
 
 def test_future_timetag_is_handed_over_without_blocking(client, target):
-    when = time.time() + 2.0
+    when = time.time() + 3.5                    # inside the 4 s the server accepts ahead
     client.send(bundle(when, msg("/sono/morph", 1.0)).dgram)
     client.send("/sono/gain", 0.1)
-    t0 = time.monotonic()
-    assert target.wait_for(lambda t: t.n_submits == 2, timeout=1.0)
-    assert time.monotonic() - t0 < 0.5          # the later plain message was not held up
+    assert target.wait_for(lambda t: t.n_submits == 2, timeout=10.0)
+    assert time.time() < when                   # the later plain message was not held up until the timetag
     (c1, at1, _, _), (c2, at2, _, _) = list(target.history)
     assert c1 == [("/sono/morph", (1.0,))] and at1 == pytest.approx(when, abs=1e-3)
     assert c2 == [("/sono/gain", (pytest.approx(0.1),))] and at2 is None
@@ -267,7 +266,7 @@ def test_stop_is_prompt_and_port_in_use_is_a_config_error(target):
         OscServer(RecordingTarget(), "127.0.0.1", srv.port).start()
     t0 = time.monotonic()
     srv.stop()
-    assert time.monotonic() - t0 < 0.5
+    assert time.monotonic() - t0 < 2.0          # the 0.1 s receive timeout, with room for a busy machine
     assert target.replier is None
 
 

@@ -164,6 +164,8 @@ def test_bad_data_folder_is_one_line(tmp_path, capsys):
     (["--out", "{afile}/vae"], "is a file, not a folder"),
     (["--init", "{tmp}/nothing"], "checkpoint folder not found"),
     (["--resume"], "run.json: unreadable"),
+    (["--mix", "1,1"], "--mix 1,1: 1 non-negative shares wanted"),
+    (["--mix", "x"], "--mix x: comma-separated numbers wanted"),
 ])
 def test_bad_options_are_one_line_and_create_nothing(dataset, tmp_path, capsys, extra, words):
     (tmp_path / "afile").write_text("x")
