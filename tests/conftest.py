@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,11 @@ import torch
 
 from sonolatent.audio.mel import MelConfig
 from sonolatent.models import MelVAE, VAEConfig, Vocoder, VocoderConfig, save_checkpoint
+
+# A shell starts background jobs with SIGINT ignored, and an ignored signal stays ignored in every
+# child: the Ctrl-C tests' subprocesses would never see it. A handler here is reset to the
+# default in each child, where Python then raises KeyboardInterrupt as it does in a terminal.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 TINY_VAE = VAEConfig(channels=32, dec_layers=2, enc_blocks=1, latent_dim=8)
 TINY_VOCODER = VocoderConfig(dim=32, n_layers=2)
