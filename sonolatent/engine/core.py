@@ -2,9 +2,13 @@
 
 :class:`EngineCore` has no threads, clocks or devices. The live engine and
 ``sonolatent bounce`` drive it the same way: ``apply(changes)`` at a block
-boundary, then ``render_block()``; one block is one mel frame (``hop`` samples
-at the model rate), resampled to the output rate. Given the same changes at
-the same block indices it produces the same samples, bit for bit.
+boundary, then ``render_frame()`` (one mel frame, ``hop`` samples at the model
+rate, into a pre-mix) and ``commit()`` until it is handed on (``chunk`` samples
+at a time, resampled to the output rate; ``render_block()`` does both). Changes
+that arrive while a frame is being committed go through ``apply_late()``:
+voices they start or whose envelope they move enter that frame from its first
+uncommitted sample. Given the same changes at the same blocks (and samples) it
+produces the same samples, bit for bit.
 
 Per block:
 
@@ -24,11 +28,12 @@ Per block:
    :class:`~sonolatent.models.batched.BatchSynth` call, each transposed by
    ``/sono/transpose`` plus its note's distance from ``/sono/note/root``.
    Each voice's samples get its envelope (linear attack/release, velocity),
-   the voices are summed, then the gain (ramped across the block) and, when
-   quitting, a short fade apply. The first ``delay`` samples of the whole
-   output (the synthesis window's lead-in) are dropped, so output sample
-   ``k`` is model sample ``k`` of block 0's timeline.
-5. After resampling, the output stage (:mod:`.safety`: loudness tracking toward
+   the voices are summed into the pre-mix; the gain (ramped across the block)
+   and, when quitting, a short fade apply as each chunk is committed. The
+   first ``delay`` samples of the whole output (the synthesis window's
+   lead-in) are dropped, so output sample ``k`` is model sample ``k`` of block
+   0's timeline.
+5. After resampling, chunk by chunk, the output stage (:mod:`.safety`: loudness tracking toward
    the blended sounds' own loudness, summed over the sounding voices, then the
    limiter) makes the summed ``(frames, channels)`` block safe, once.
 

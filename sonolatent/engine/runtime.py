@@ -2,11 +2,15 @@
 
 Threads:
 
-- the **producer** renders one block (one mel frame) at a time through
-  :class:`EngineCore` whenever the ring holds less than its target depth,
-  resamples to the device rate and pushes into the :class:`SPSCRing`; it
-  applies control changes at block boundaries and feeds the recorder and the
-  performance log;
+- the **producer** hands on one commit chunk at a time through
+  :class:`EngineCore` whenever the device has less than the target depth ahead
+  of it (:meth:`Engine._ahead`), rendering the next frame (one mel frame, all
+  voices) first when the last one is all handed on; it resamples to the device
+  rate and pushes into the :class:`SPSCRing`; it applies control changes as
+  they arrive (a submit wakes it: a note starts at the first sample not yet
+  handed on, everything else with the next frame; ``EngineCore.apply_late``),
+  scheduled ones at the frame their time reaches, and feeds the recorder and
+  the performance log;
 - the **consumer** is the sound card's callback (device mode), a clock thread
   that pulls blocks in real time (headless), or nobody (freewheel: the
   producer renders as fast as it can, straight to the recorder);
@@ -16,8 +20,9 @@ Threads:
 ``sonolatent serve``, by the relay thread of :mod:`sonolatent.control.netproc`
 whose network process did the parsing) only appends to a bounded deque
 (:data:`MAX_INBOX` submits; beyond, dropped and counted as ``dropped_busy``).
-At most :data:`MAX_CHANGES_PER_BLOCK` changes are applied before one block;
-the rest carry over, in order, to the next blocks (``carried`` counts them).
+At most :data:`MAX_CHANGES_PER_BLOCK` changes are applied per frame (at its
+boundary and while it is handed on); the rest carry over, in order, to the next
+frames (``carried`` counts them).
 At most :data:`MAX_LOADER_JOBS` slot loads and patch saves/loads wait for the
 loader; more are refused (``/sono/error ... busy``). The callback only copies out of the ring and increments counters: no
 locks, no allocation beyond slice views, no logging, no model work.

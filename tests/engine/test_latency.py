@@ -154,3 +154,24 @@ def test_a_late_change_out_of_place_in_a_log_is_refused(bundle, tmp_path):
         p.write_text("\n".join(json.dumps(x) for x in (head, bad, {"end": 6})) + "\n")
         with pytest.raises(ConfigError, match=why):
             bounce(p, StreamingSynth(bundle))
+
+
+def test_committing_in_chunks_changes_no_sample_that_does_not_depend_on_the_chunk(bundle, sine):
+    """Gain, fade, lead-in and limiter work sample by sample: with loudness tracking off (its gain moves once
+    per call of the output stage, by design) and no resampling, 64-sample chunks give the whole frames' samples."""
+    events = {1: [("/sono/note/on", (60.0, 1.0)), ("/sono/gain", (1.5,))], 9: [("/sono/note/off", (60.0,))]}
+    outs = []
+    for chunk in (64, bundle.mel_config.hop_length):
+        c = EngineCore(StreamingSynth(bundle), voices=2, chunk=chunk,
+                       safety=SafetyConfig(limiter=True, track=False, ceiling_db=-30.0))   # the tiny model is quiet
+        c.apply(SETUP + [("/sono/smooth", (0.02,))], {0: sine})
+        parts = []
+        for k in range(16):
+            c.apply(events.get(k, []))
+            if k == 12:
+                c.apply([("/sono/quit", ())])
+            parts.append(c.render_block())
+        outs.append(np.concatenate(parts))
+    ceiling = 10 ** (-30 / 20)
+    assert 0.9 * ceiling < np.abs(outs[0]).max() <= ceiling * 1.0001   # loud enough that the limiter works
+    assert np.array_equal(outs[0], outs[1])
