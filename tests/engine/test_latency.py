@@ -175,3 +175,16 @@ def test_committing_in_chunks_changes_no_sample_that_does_not_depend_on_the_chun
     ceiling = 10 ** (-30 / 20)
     assert 0.9 * ceiling < np.abs(outs[0]).max() <= ceiling * 1.0001   # loud enough that the limiter works
     assert np.array_equal(outs[0], outs[1])
+
+
+def test_a_bounce_follows_the_resampler_the_take_was_played_with(bundle, samples_dir, tmp_path):
+    rec, log = tmp_path / "hq.wav", tmp_path / "hq.jsonl"
+    e = Engine(StreamingSynth(bundle), samples_dir=samples_dir, mode="freewheel", device_rate=48000, record=rec,
+               log_osc=log, duration=0.6, resampler="hq", clock=lambda: 1e6)
+    e.preload({0: "sine"}, SETUP[1:] + [("/sono/play", (1.0,))])
+    e.start()
+    assert e.wait(60)
+    e.close()
+    assert read_log(log)[0]["resampler"] == "hq"
+    live, _ = sf.read(rec, dtype="float32")
+    assert np.abs(live).max() > 1e-3 and np.array_equal(bounce(log, StreamingSynth(bundle)), live)
