@@ -5,13 +5,17 @@ server runs with that period and the engine plays through PortAudio's JACK
 device, with the real OSC server in front of it. A client sends packets at
 random moments (10-30 ms apart): ``/sono/gain`` changes, or with ``--notes``
 ``/sono/note/on`` and ``/sono/note/off`` of a four-note cycle (key to sound,
-as BRAVE measures it); for each, the time from the
-``sendto`` to the moment the callback handed JACK the first sample of the
-block that applied it (``Engine.control_latencies`` plus the UDP/parse time).
-JACK's own output latency (one period with the dummy driver) is listed apart.
-Prints a table and writes benchmarks/results/control_latency.json.
+as BRAVE measures it); for each, the time from the ``sendto`` to the moment
+the callback handed JACK the first sample it affects (``Engine.control_latencies``
+plus the UDP/parse time): for a note, the sample its envelope starts at (a note
+arriving while a frame is being committed starts at the first sample not yet
+handed on); for a gain change, the first sample of the next frame. With
+``--notes`` note-ons and note-offs are listed apart. JACK's own output latency
+(one period with the dummy driver) is listed apart too. Prints a table and
+writes benchmarks/results/control_latency.json.
 
     python -m benchmarks.control_latency [--checkpoint DIR] [--blocks 64 128 256 512] [--n 300] [--notes]
+        [--buffer-ms MS] [--resampler lq|hq]
 
 Jitter is p99 - p50.
 """
@@ -26,6 +30,8 @@ import sys
 import time
 
 from benchmarks.common import RESULTS, model_folder, percentile_row, write_result
+from sonolatent.engine.core import DEFAULT_RESAMPLER
+from sonolatent.engine.runtime import DEFAULT_BUFFER_MS
 from sonolatent.jackserver import JackServer
 
 
@@ -47,7 +53,7 @@ def worker(args) -> dict:
     sys.setswitchinterval(0.0002)
     bundle = load_bundle(args.model)
     engine = Engine(StreamingSynth(bundle), samples_dir=".", mode="device", device=args.device, block_size=args.block_size,
-                    safety_ms=args.buffer_ms)
+                    safety_ms=args.buffer_ms, resampler=args.resampler)
     D = bundle.vae.latent_dim
     engine.preload(None, [("/sono/free", (1,)), ("/sono/latent", tuple([0.5] * D)), ("/sono/attack", (0.001,)),
                           ("/sono/play", (1.0,))])
@@ -80,11 +86,16 @@ def worker(args) -> dict:
     gaps = engine.callback_intervals()[-int(len(sent) * 0.02 * engine.device_rate / args.block_size):]
     period = args.block_size / engine.device_rate
     row = percentile_row(1e3 * total)
+    parts = {}
+    if args.notes:   # packets alternate note-on, note-off
+        for name, sel in (("note_on", slice(0, None, 2)), ("note_off", slice(1, None, 2))):
+            r = percentile_row(1e3 * total[sel])
+            parts[name] = {**r, "jitter_ms": round(r["p99_ms"] - r["p50_ms"], 2)}
     return {"block_size": args.block_size, "device_rate": engine.device_rate,
             "jitter_ms": round(row["p99_ms"] - row["p50_ms"], 2),
-            "buffer_target_samples": engine.target,
+            "buffer_target_samples": engine.target, "delays": engine.delays(),
             "device_latency_ms": round(1e3 * float(engine.stream.latency), 2),
-            **percentile_row(1e3 * total),
+            **percentile_row(1e3 * total), **parts,
             "engine_only": percentile_row(1e3 * lat),
             "underflows": st["underflows"] - u0, "ring_underruns": st["ring_underruns"],
             "render_ms_mean": st["render_ms_mean"], "render_ms_max": st["render_ms_max"],
@@ -98,7 +109,8 @@ def main(argv=None) -> int:
     ap.add_argument("--blocks", type=int, nargs="+", default=[64, 128, 256, 512])
     ap.add_argument("--notes", action="store_true", help="send note-on/note-off (key to sound), not gain changes")
     ap.add_argument("--n", type=int, default=300, help="packets per block size")
-    ap.add_argument("--buffer-ms", type=float, default=10.0, help="the engine's safety margin (serve --buffer-ms)")
+    ap.add_argument("--buffer-ms", type=float, default=DEFAULT_BUFFER_MS, help="the engine's safety margin (serve --buffer-ms)")
+    ap.add_argument("--resampler", default=DEFAULT_RESAMPLER, choices=("lq", "hq"), help="serve --resampler")
     ap.add_argument("--out", default=str(RESULTS / "control_latency.json"))
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
@@ -113,7 +125,8 @@ def main(argv=None) -> int:
     for bs in args.blocks:
         with JackServer(48000, bs) as jack:
             cmd = [sys.executable, __file__, "--worker", "--model", str(folder), "--device", str(jack.device()),
-                   "--block-size", str(bs), "--n", str(args.n), "--buffer-ms", str(args.buffer_ms)] + \
+                   "--block-size", str(bs), "--n", str(args.n), "--buffer-ms", str(args.buffer_ms),
+                   "--resampler", args.resampler] + \
                 (["--notes"] if args.notes else [])
             r = subprocess.run(cmd, env=jack.env, capture_output=True, text=True, timeout=600)
             if r.returncode != 0:
@@ -122,16 +135,20 @@ def main(argv=None) -> int:
             rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
     print(f"model: {what}; JACK dummy at 48 kHz, period = block size; latency from sendto() to the first "
           "affected sample handed to JACK (+ JACK's output latency, listed apart)")
-    print(f"{'block':>6} {'ring target':>11} {'p50 ms':>7} {'p99 ms':>7} {'jitter':>7} {'max ms':>7} {'+jack ms':>8} "
-          f"{'n':>4} {'underflows':>10} {'render ms mean/max':>19}")
+    print(f"--buffer-ms {args.buffer_ms:g}, --resampler {args.resampler}")
+    print(f"{'block':>6} {'what':>9} {'ring target':>11} {'p50 ms':>7} {'p99 ms':>7} {'jitter':>7} {'max ms':>7} "
+          f"{'+jack ms':>8} {'n':>4} {'underflows':>10} {'render ms mean/max':>19}")
     for r in rows:
-        print(f"{r['block_size']:>6} {r['buffer_target_samples']:>11} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} "
-              f"{r['jitter_ms']:>7.1f} "
-              f"{r['max_ms']:>7.1f} {r['device_latency_ms']:>8.1f} {r['n']:>4} "
-              f"{r['underflows'] + r['ring_underruns']:>10} {r['render_ms_mean']:>8.2f}/{r['render_ms_max']:<8.2f}")
+        for kind, x in ((("note-on", r["note_on"]), ("note-off", r["note_off"])) if args.notes else (("gain", r),)):
+            jitter = x["p99_ms"] - x["p50_ms"]
+            print(f"{r['block_size']:>6} {kind:>9} {r['buffer_target_samples']:>11} {x['p50_ms']:>7.1f} "
+                  f"{x['p99_ms']:>7.1f} {jitter:>7.1f} {x['max_ms']:>7.1f} {r['device_latency_ms']:>8.1f} {x['n']:>4} "
+                  f"{r['underflows'] + r['ring_underruns']:>10} {r['render_ms_mean']:>8.2f}/{r['render_ms_max']:<8.2f}")
     write_result(args.out, {"benchmark": "control_latency", "model": what, "buffer_ms": args.buffer_ms,
+                            "resampler": args.resampler,
                             "message": "/sono/note/on|off" if args.notes else "/sono/gain",
-                            "budget": "p99 <= 50 ms at 256-sample blocks", "rows": rows})
+                            "budget": "note-on p99 <= 15 ms, jitter (p99 - p50) <= 3 ms at 256-sample blocks, 48 kHz",
+                            "rows": rows})
     return 0
 
 

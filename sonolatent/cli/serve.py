@@ -61,8 +61,12 @@ def _register_serve(subparsers) -> None:
                    help="play a live input (number or name of an input device; with JACK its port is PortAudio:in_0) "
                         "through the latent space: it goes into slot 0 and the voice starts (see docs/engine.md)")
     a.add_argument("--block-size", type=int, default=256, metavar="N", help="device block size in samples (default: 256)")
-    a.add_argument("--buffer-ms", type=float, default=10.0, metavar="MS",
-                   help="safety margin rendered ahead of the device, on top of one block (default: 10)")
+    a.add_argument("--buffer-ms", type=float, default=4.0, metavar="MS",
+                   help="safety margin rendered ahead of the device, on top of one block (default: 4; raise it "
+                        "when /sono/status shows ring_underruns)")
+    a.add_argument("--resampler", default="lq", choices=("lq", "hq"),
+                   help="model rate -> device rate: lq holds back 0.5 ms and is flat to 16 kHz, hq holds back "
+                        "5.4 ms and is flat to 20 kHz (default: lq; a bounce follows the take)")
     a.add_argument("--no-audio", action="store_true", help="no sound card: run on the engine's own real-time clock")
     a.add_argument("--freewheel", action="store_true", help="with --no-audio: render as fast as possible (needs --duration)")
     a.add_argument("--rate", type=int, default=None, metavar="HZ",
@@ -221,7 +225,8 @@ def run_serve(args) -> int:
     engine = Engine(StreamingSynth(bundle), samples_dir=samples, mode=mode, device_rate=args.rate, block_size=args.block_size,
                     safety_ms=args.buffer_ms, device=args.device, record=args.record, log_osc=args.log_osc,
                     patches_dir=patches, duration=args.duration, checkpoint=str(bundle.folder), voices=args.voices,
-                    channels=args.channels, safety=config_from_args(args), input_device=args.input, live_encoder=live)
+                    channels=args.channels, safety=config_from_args(args), input_device=args.input, live_encoder=live,
+                    resampler=args.resampler)
     surface = None
     ok = False
     try:

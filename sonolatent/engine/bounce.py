@@ -1,11 +1,14 @@
 """Offline re-rendering of a logged performance (``sonolatent bounce``).
 
 A performance log (``serve --log-osc``) is JSON lines: a header (model and
-output rates, checkpoint, sample folder), one line per block in which changes
-were applied (``{"block": b, "changes": [[address, values], ...], "sounds":
-{slot: {name, sha256}}}``) and ``{"end": n_blocks}``. Replaying the changes at
-the same blocks through the same :class:`EngineCore` gives the samples the
-daemon played, bit for bit.
+output rates, checkpoint, sample folder, commit chunk, resampler), one line per
+block in which changes were applied (``{"block": b, "changes": [[address, values],
+...], "sounds": {slot: {name, sha256}}}``), one per late change (``{"block": b,
+"at": sample, "changes": ...}``: applied after frame ``b`` was rendered, from its
+sample ``at`` on, while it was being committed) and ``{"end": n_blocks}``.
+Replaying the changes at the same blocks (and samples) through the same
+:class:`EngineCore`, committed in the same chunks, gives the samples the daemon
+played, bit for bit.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ def read_log(path: str | os.PathLike) -> tuple[dict, list[dict], int | None]:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{p}: cannot read the log ({e})") from None
     header, events, end = None, [], None
-    last = -1
+    last = order = -1
     for i, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -52,7 +55,7 @@ def read_log(path: str | os.PathLike) -> tuple[dict, list[dict], int | None]:
         if header is None:
             if rec.get("format") != LOG_FORMAT:
                 raise ConfigError(f"{p}:{i}: not a sonolatent performance log")
-            if rec.get("version") != LOG_VERSION:
+            if rec.get("version") not in (1, LOG_VERSION):
                 raise ConfigError(f"{p}:{i}: unknown log version {rec.get('version')!r}")
             header = rec
         elif "end" in rec:
@@ -62,9 +65,13 @@ def read_log(path: str | os.PathLike) -> tuple[dict, list[dict], int | None]:
         else:
             b = rec.get("block")
             ch = rec.get("changes")
-            if not isinstance(b, int) or b < last or not isinstance(ch, list):
+            at = rec.get("at")
+            if at is not None and (not isinstance(at, int) or isinstance(at, bool) or at < 0):
+                raise ConfigError(f"{p}:{i}: bad late sample {at!r}")
+            # a late change belongs between frames b and b + 1
+            if not isinstance(b, int) or 2 * b + (at is not None) < order or not isinstance(ch, list):
                 raise ConfigError(f"{p}:{i}: expected {{block, changes}} in block order")
-            last = b
+            last, order = b, 2 * b + (at is not None)
             events.append(rec)
     if header is None:
         raise ConfigError(f"{p}: the log is empty")
@@ -109,8 +116,17 @@ def bounce(log_path, synth, *, samples_dir=None, output_rate: int | None = None,
     channels = header.get("channels", 1)
     if channels not in (1, 2):
         raise ConfigError(f"{log_path}: bad channel count {channels!r} in the header")
-    core = EngineCore(synth, rate, voices=voices, channels=channels,
-                      safety=safety or SafetyConfig.from_dict(header.get("safety")))
+    # a version 1 log was committed whole frames through the HQ resampler
+    old = header.get("version") == 1
+    chunk = header.get("chunk", bundle.mel_config.hop_length if old else None)
+    quality = header.get("resampler", "hq" if old else None)
+    try:
+        core = EngineCore(synth, rate, voices=voices, channels=channels,
+                          safety=safety or SafetyConfig.from_dict(header.get("safety")),
+                          **({"chunk": chunk} if chunk is not None else {}),
+                          **({"resampler": quality} if quality is not None else {}))
+    except SonolatentError as e:
+        raise ConfigError(f"{log_path}: {e}") from None
     cache = SampleCache(synth, samples_dir or header.get("samples") or ".")
     if end is None:
         last = events[-1]["block"] if events else 0
@@ -118,21 +134,34 @@ def bounce(log_path, synth, *, samples_dir=None, output_rate: int | None = None,
     parts = []
     ev = iter(events)
     nxt = next(ev, None)
+    def sounds_of(event):
+        sounds = {}
+        for k, meta in (event.get("sounds") or {}).items():
+            s = cache.load_timbre(meta["name"]) if meta.get("timbre") else cache.load(meta["name"])
+            if meta.get("sha256") and s.sha256 != meta["sha256"]:
+                raise ConfigError(f"{log_path}: sample {meta['name']!r} differs from the one played "
+                                  "(sha256 mismatch)")
+            sounds[int(k)] = s
+        return sounds
+
     while core.block < end and not core.finished:
-        while nxt is not None and nxt["block"] <= core.block:
-            sounds = {}
-            for k, meta in (nxt.get("sounds") or {}).items():
-                s = cache.load_timbre(meta["name"]) if meta.get("timbre") else cache.load(meta["name"])
-                if meta.get("sha256") and s.sha256 != meta["sha256"]:
-                    raise ConfigError(f"{log_path}: sample {meta['name']!r} differs from the one played "
-                                      "(sha256 mismatch)")
-                sounds[int(k)] = s
-            core.apply(_checked_changes(log_path, nxt, core.namespace), sounds)
+        while nxt is not None and nxt["block"] <= core.block and "at" not in nxt:
+            core.apply(_checked_changes(log_path, nxt, core.namespace), sounds_of(nxt))
             nxt = next(ev, None)
-        out = core.render_block()
-        parts.append(out)
-        if writer is not None:
-            writer(out)
+        core.render_frame()
+        # late changes: into this frame, in the order and at the samples they were applied live
+        while nxt is not None and "at" in nxt and nxt["block"] == core.block - 1:
+            if nxt["at"] >= core.hop:
+                raise ConfigError(f"{log_path}: block {nxt['block']}: late sample {nxt['at']} is past the frame")
+            core.apply_late(_checked_changes(log_path, nxt, core.namespace), sounds_of(nxt), nxt["at"])
+            nxt = next(ev, None)
+        if nxt is not None and "at" in nxt and nxt["block"] < core.block:
+            raise ConfigError(f"{log_path}: block {nxt['block']}: a late change out of order")
+        while core.uncommitted:
+            out = core.commit()
+            parts.append(out)
+            if writer is not None:
+                writer(out)
     if not parts:
         return np.zeros((0, channels) if channels > 1 else 0, np.float32)
     return np.concatenate(parts).astype(np.float32)

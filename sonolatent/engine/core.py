@@ -2,9 +2,13 @@
 
 :class:`EngineCore` has no threads, clocks or devices. The live engine and
 ``sonolatent bounce`` drive it the same way: ``apply(changes)`` at a block
-boundary, then ``render_block()``; one block is one mel frame (``hop`` samples
-at the model rate), resampled to the output rate. Given the same changes at
-the same block indices it produces the same samples, bit for bit.
+boundary, then ``render_frame()`` (one mel frame, ``hop`` samples at the model
+rate, into a pre-mix) and ``commit()`` until it is handed on (``chunk`` samples
+at a time, resampled to the output rate; ``render_block()`` does both). Changes
+that arrive while a frame is being committed go through ``apply_late()``:
+voices they start or whose envelope they move enter that frame from its first
+uncommitted sample. Given the same changes at the same blocks (and samples) it
+produces the same samples, bit for bit.
 
 Per block:
 
@@ -24,11 +28,12 @@ Per block:
    :class:`~sonolatent.models.batched.BatchSynth` call, each transposed by
    ``/sono/transpose`` plus its note's distance from ``/sono/note/root``.
    Each voice's samples get its envelope (linear attack/release, velocity),
-   the voices are summed, then the gain (ramped across the block) and, when
-   quitting, a short fade apply. The first ``delay`` samples of the whole
-   output (the synthesis window's lead-in) are dropped, so output sample
-   ``k`` is model sample ``k`` of block 0's timeline.
-5. After resampling, the output stage (:mod:`.safety`: loudness tracking toward
+   the voices are summed into the pre-mix; the gain (ramped across the block)
+   and, when quitting, a short fade apply as each chunk is committed. The
+   first ``delay`` samples of the whole output (the synthesis window's
+   lead-in) are dropped, so output sample ``k`` is model sample ``k`` of block
+   0's timeline.
+5. After resampling, chunk by chunk, the output stage (:mod:`.safety`: loudness tracking toward
    the blended sounds' own loudness, summed over the sounding voices, then the
    limiter) makes the summed ``(frames, channels)`` block safe, once.
 
@@ -78,32 +83,84 @@ class Smoothed:
         self.value[close] = self.target[close]
 
 
+class _Mixed:
+    """How one voice entered the last rendered frame: its output rows (one, or left and right), their pan
+    gains (a number or a per-sample ramp), its envelope, its envelope value before the frame and its share
+    of the loudness reference (before the envelope); kept so a change applied late can redo its share."""
+
+    __slots__ = ("voice", "streams", "rows", "gains", "env", "env_start", "power")
+
+    def __init__(self, voice, rows, gains, env, env_start, power):
+        self.voice, self.streams = voice, tuple(voice.streams)
+        self.rows, self.gains, self.env, self.env_start, self.power = rows, gains, env, env_start, power
+
+    def add(self, mix, ref, env, at: int, env_sq=None) -> None:
+        """``mix[at:] += rows * env * gains`` and ``ref[at:] += power * env_sq`` (default ``env * env``)."""
+        if len(self.rows) == 1:
+            mix[at:] += self.rows[0][at:] * env[at:]
+        else:
+            for c in (0, 1):
+                g = self.gains[c]
+                mix[at:, c] += self.rows[c][at:] * (env[at:] * (g[at:] if isinstance(g, np.ndarray) else g))
+        sq = env * env if env_sq is None else env_sq
+        ref[at:] += self.power * sq[at:]
+
+
+#: Resampler qualities (``serve --resampler``): the soxr settings tried, in order (the first whose
+#: output comes steadily, chunk by chunk, is used).
+RESAMPLERS = {
+    # flat to 20 kHz; soxr's variable-rate mode keeps its output steady chunk by chunk at any ratio, but
+    # holds back ~261 output samples at 44.1 -> 48 kHz (5.4 ms) whatever the quality asked of it
+    "hq": (("HQ", True),),
+    # flat to 16 kHz (-3.5 dB at 18 kHz, images below -65 dB), a fixed-rate filter that holds back ~22
+    # samples at 44.1 -> 48 kHz (0.5 ms). At some ratios (2:1, downsampling) soxr runs it in bursts of
+    # several hundred samples: there the variable-rate filter is used instead
+    "lq": (("LQ", False), ("HQ", True)),
+}
+#: The default: the one that fits the key-to-sound budget (docs/engine.md, Delays).
+DEFAULT_RESAMPLER = "lq"
+#: Model-rate samples handed on at a time (resampler, output stage, ring, recorder) in every mode.
+COMMIT_CHUNK = 64
+
+
 class Resampler:
     """Streaming model-rate -> output-rate conversion (soxr, aligned, steady output).
 
-    ``channels``: 1 (blocks ``(n,)``) or more (blocks ``(n, channels)``). ``delay``: output samples it
-    holds back once running steadily, measured at construction on a throwaway stream fed
-    ``chunk``-sample blocks.
+    ``channels``: 1 (blocks ``(n,)``) or more (blocks ``(n, channels)``). ``quality``: a key of
+    :data:`RESAMPLERS`. ``delay``: output samples it holds back once running steadily, measured at
+    construction on a throwaway stream fed ``chunk``-sample blocks (which also tells whether a setting's
+    output comes steadily; ``setting`` is the one used).
     """
 
-    def __init__(self, rate_in: int, rate_out: int, channels: int = 1, chunk: int = 512):
+    def __init__(self, rate_in: int, rate_out: int, channels: int = 1, chunk: int = 512,
+                 quality: str = DEFAULT_RESAMPLER):
+        if quality not in RESAMPLERS:
+            raise SonolatentError(f"--resampler {quality}: must be one of {', '.join(RESAMPLERS)}")
+        self.quality = quality
         self.rate_in, self.rate_out = int(rate_in), int(rate_out)
         self.ratio = self.rate_out / self.rate_in
         self.stream = None
+        self.setting = None
         self.delay = 0
-        if self.rate_in != self.rate_out:
-            self.stream = self._open(channels)
-            probe, given, held = self._open(channels), 0, []
-            silence = np.zeros((chunk, channels) if channels > 1 else chunk, np.float32)
-            for i in range(24):
+        if self.rate_in == self.rate_out:
+            return
+        silence = np.zeros((chunk, channels) if channels > 1 else chunk, np.float32)
+        for setting in RESAMPLERS[quality]:
+            probe, given, held = self._open(channels, setting), 0, []
+            for i in range(max(24, 12288 // chunk)):
                 given += len(probe.resample_chunk(silence))
                 held.append((i + 1) * chunk * self.ratio - given)
-            self.delay = int(round(float(np.mean(held[8:]))))
+            steady = held[len(held) // 3:]
+            if max(steady) - min(steady) <= chunk * self.ratio + 2:
+                break
+        self.setting = setting
+        self.stream = self._open(channels, setting)
+        self.delay = int(round(float(np.mean(steady))))
 
-    def _open(self, channels: int):
+    def _open(self, channels: int, setting):
         import soxr
-        # vr=True: steady output every chunk (~5 ms lag) instead of HQ's bursts of ~20 ms
-        return soxr.ResampleStream(self.rate_in, self.rate_out, channels, dtype="float32", quality="HQ", vr=True)
+        q, vr = setting
+        return soxr.ResampleStream(self.rate_in, self.rate_out, channels, dtype="float32", quality=q, vr=vr)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if self.stream is None:
@@ -123,7 +180,7 @@ class EngineCore:
 
     def __init__(self, synth, output_rate: int | None = None, namespace: dict[str, Param] | None = None,
                  voices: int = DEFAULT_VOICES, channels: int = 1, safety: SafetyConfig | None = None,
-                 live_input=None):
+                 live_input=None, resampler: str = DEFAULT_RESAMPLER, chunk: int = COMMIT_CHUNK):
         if not isinstance(voices, int) or not 1 <= voices <= 64:
             raise SonolatentError(f"--voices {voices}: must be 1..64")
         if channels not in (1, 2):
@@ -176,7 +233,15 @@ class EngineCore:
         self.samples_out = 0
         self.note_voices: list[tuple[float, int]] = []   # (pitch, voice) of each note-on, for replies
         self._skip = self.synth.delay                     # the lead-in still to drop from the output
-        self.resampler = Resampler(self.model_rate, self.output_rate, channels, self.hop)
+        if not (isinstance(chunk, int) and 1 <= chunk <= self.hop and self.hop % chunk == 0):
+            raise SonolatentError(f"commit chunk {chunk!r}: must divide the hop ({self.hop})")
+        self.chunk = chunk
+        self.resampler = Resampler(self.model_rate, self.output_rate, channels, chunk, resampler)
+        # the last rendered frame, before the gain: the voices' sum, the gain/fade ramp and the loudness
+        # reference per sample (see render_frame); `committed` of its samples are handed on
+        self._mix = self._amp = self._ref = None
+        self.committed = 0
+        self._rendered: list = []   # how each voice entered that frame (_Mixed), for changes applied late
         self.output = OutputStage(self.output_rate, safety)
         # the synth plays a block's latent this many blocks later: each voice keeps the loudness of its
         # sources at the latents of its last blocks (Voice.loudness) for the output stage's reference
@@ -394,9 +459,14 @@ class EngineCore:
                 v[f"/sono/slot/{k}/name"] = ("",)
 
     # -- rendering -------------------------------------------------------------------------------
-    def render_block(self) -> np.ndarray:
-        """Render one mel frame of every sounding voice; returns the new output-rate samples (float32,
-        ``(n,)`` mono or ``(n, 2)`` stereo)."""
+    def render_frame(self) -> None:
+        """Stage 1: render one mel frame of every sounding voice (one batched synth call) into the pre-mix.
+
+        Nothing is handed on here: :meth:`commit` does that, ``chunk`` samples at a time. What the commit
+        needs is kept per sample (the voices' sum before the gain, the gain and fade ramp, the loudness
+        reference), so nothing rendered depends on when it is committed."""
+        if self.uncommitted:
+            raise RuntimeError("render_frame: the last frame is not committed yet")
         a = self.smooth_coef
         g0 = float(self.gain.value[0])
         for s in self.smoothed:
@@ -407,59 +477,20 @@ class EngineCore:
             self.live_column = live.take(self.values["/sono/input/gate"][0])
             self.values["/sono/input/level"] = (float(live.level),)
         bank = self.bank
-        stereo = self.channels == 2
-        width = float(self.width.value[0]) if stereo else 0.0
-        wide = stereo and (width > 0.0 or self.width.target[0] > 0.0)
-        rows, Z, semis, rendered = [], [], [], []
-        transpose = float(self.transpose.value[0])
-        for voice in bank.active():
-            if not self._streams_for(voice, wide):
-                continue
-            z = self.latent(voice.playhead.position) + voice.glide
-            st = transpose + voice.pitch
-            if len(voice.streams) == 2:   # left and right: the latent offset either way
-                rows += voice.streams
-                Z += [z + width * self._width_dir, z - width * self._width_dir]
-                semis += [st, st]
-            else:
-                rows.append(voice.streams[0])
-                Z.append(z)
-                semis.append(st)
-            rendered.append(voice)
+        wide = self._wide()
+        rendered = [v for v in bank.active() if self._streams_for(v, wide)]
         for voice in bank.voices + bank.ghosts:
-            voice.glide *= a
-            voice.glide[np.abs(voice.glide) < SNAP] = 0.0
+            if voice not in rendered:
+                voice.glide *= a
+                voice.glide[np.abs(voice.glide) < SNAP] = 0.0
         n = self.hop
         r = self._ramp
+        stereo = self.channels == 2
         mix = np.zeros((n, 2) if stereo else n)
-        env0 = None   # voice 0's envelope this block (the dry input's)
         ref = np.zeros(n)   # the mean square the sum should have, before the gain (see _heard_power)
-        if rendered:
-            Y = self.synth.process(np.array(rows, np.int64), np.array(Z, np.float32), semis)
-            k = 0
-            for voice in rendered:
-                env = voice.envelope(r)
-                heard = self._heard_power(voice)
-                if voice is bank.voices[0]:
-                    env0 = env
-                if not stereo:
-                    mix += Y[k] * env
-                    ref += heard * (env * env)
-                    k += 1
-                    continue
-                left = Y[k]
-                right = Y[k + 1] if len(voice.streams) == 2 else left
-                k += len(voice.streams)
-                if len(voice.streams) == 2 and not wide:   # narrowed to 0: the right fades onto the left, then goes
-                    right = right + (left - right) * (r / n)
-                    bank.drop_second_stream(voice)
-                gl, gr = min(1.0, 1.0 - voice.pan), min(1.0, 1.0 + voice.pan)
-                l0, r0 = voice.gains or (gl, gr)
-                voice.gains = (gl, gr)
-                mix[:, 0] += left * (env * (l0 + (gl - l0) * (r / n)) if l0 != gl else env * gl)
-                mix[:, 1] += right * (env * (r0 + (gr - r0) * (r / n)) if r0 != gr else env * gr)
-                ref += (heard * 0.5 * (gl * gl + gr * gr)) * (env * env)   # the mean over both channels
+        self._rendered = self._render_voices(rendered, wide, mix, ref, 0, a)
         if live is not None:   # the summed wet output passes the gate; the dry input lines up with the output
+            env0 = next((m.env for m in self._rendered if m.voice is bank.voices[0]), None)
             ramp = live.gate_ramp(n)
             mix = mix * (ramp[:, None] if stereo else ramp)
             lead = min(self._skip, n)   # the lead-in the output drops: no dry input belongs to it
@@ -476,8 +507,7 @@ class EngineCore:
             amp = amp * fade
             if self.fade <= 0.0:
                 self.finished = True
-        y = (mix * (amp[:, None] if stereo else amp)).astype(np.float32)
-        reference = float(np.mean(ref * (amp * amp)))
+        self._mix, self._amp, self._ref, self.committed = mix, amp, ref, 0
         for voice in bank.voices + bank.ghosts:
             self._advance(voice)
         bank.settle()
@@ -486,13 +516,142 @@ class EngineCore:
         self.values["/sono/voices/active"] = (bank.n_sounding(),)
         self._update_map(self.latent(self.playhead.position) + bank.voices[0].glide)   # voice 0: /sono/play's sound
         self.block += 1
+
+    @property
+    def uncommitted(self) -> int:
+        """Model samples of the last rendered frame not yet handed on by :meth:`commit`."""
+        return self.hop - self.committed if self._mix is not None else 0
+
+    def commit(self) -> np.ndarray:
+        """Stage 2: hand on the next ``chunk`` samples of the last rendered frame: gain, the lead-in dropped,
+        resampled, through the output stage. Returns the new output-rate samples (float32, ``(n,)`` mono or
+        ``(n, 2)`` stereo; none while the lead-in or a hold-back swallows them)."""
+        c = self.committed
+        k = min(self.chunk, self.uncommitted)
+        if k <= 0:
+            return np.zeros((0, 2) if self.channels == 2 else 0, np.float32)
+        amp = self._amp[c:c + k]
+        mix = self._mix[c:c + k]
+        y = (mix * (amp[:, None] if mix.ndim == 2 else amp)).astype(np.float32)
+        reference = float(np.mean(self._ref[c:c + k] * (amp * amp)))
+        self.committed = c + k
         if self._skip:
-            k = min(self._skip, len(y))
-            self._skip -= k
-            y = y[k:]
+            s = min(self._skip, len(y))
+            self._skip -= s
+            y = y[s:]
         out = self.output.process(self.resampler(np.ascontiguousarray(y, np.float32)), reference)
         self.samples_out += len(out)
         return out
+
+    def render_block(self) -> np.ndarray:
+        """One frame rendered and committed whole (chunk by chunk, as the live engine does); returns its
+        output-rate samples."""
+        self.render_frame()
+        parts = [self.commit() for _ in range(self.hop // self.chunk)]
+        return np.concatenate(parts)
+
+    def apply_late(self, changes, sounds: dict | None = None, at: int | None = None) -> list:
+        """Apply changes while the last rendered frame is being committed, from its sample ``at`` on
+        (default: the first uncommitted one): a note-on or ``/sono/play`` does not wait for the next frame.
+
+        Everything else a change does takes effect from the next frame, as with :meth:`apply` at the
+        frame boundary (nothing committed reads the control state). What changes inside this frame is
+        the envelopes: a voice started on fresh streams renders this frame alone (its own streams, the
+        frame's smoothed state, which changes only when a frame is rendered) with its envelope starting at
+        ``at`` (:attr:`Voice.onset`), added into the pre-mix; a voice already in the frame whose envelope
+        was retargeted (a legato restart, a release) has its share from ``at`` on redone with the new
+        envelope. ``bounce`` replays the same call at the same ``at``, so the samples are the same."""
+        if at is None:
+            at = self.committed
+        if self._mix is None or not self.committed <= at < self.hop:
+            raise SonolatentError(f"a late change at sample {at} of a frame that cannot take it")
+        bank = self.bank
+        env_before = {id(v): (v.env_target, v.env_step) for v in bank.voices}
+        applied = self.apply(changes, sounds)
+        fresh = [v for v in bank.voices if v.sounding and not v.streams]
+        for m in self._rendered:   # voices of this frame whose envelope moved: redo their share from `at` on
+            v = m.voice
+            if v.index >= 0 and tuple(v.streams) == m.streams and env_before.get(id(v)) != (v.env_target, v.env_step):
+                self._reshape(m, at)
+        if fresh:
+            wide = self._wide()
+            fresh = [v for v in fresh if self._streams_for(v, wide)]
+            for v in fresh:
+                v.onset = at
+            self._rendered += self._render_voices(fresh, wide, self._mix, self._ref, at, None)
+            for v in fresh:
+                self._advance(v)
+        self.values["/sono/voices/active"] = (bank.n_sounding(),)
+        self.values["/sono/playing"] = (int(self.sounding),)
+        return applied
+
+    def _wide(self) -> bool:
+        """Stereo with width (or on its way to it): voices get a second stream."""
+        return self.channels == 2 and (float(self.width.value[0]) > 0.0 or self.width.target[0] > 0.0)
+
+    def _render_voices(self, voices, wide: bool, mix, ref, at: int, a) -> list:
+        """Render ``voices`` (streams given) in one synth call and add their shares into ``mix`` and ``ref``
+        from sample ``at`` on; returns how each entered (:class:`_Mixed`). ``a``: the glide decay to apply
+        after their latents are taken (None: a late voice, started afresh, has no glide)."""
+        if not voices:
+            return []
+        bank = self.bank
+        stereo = self.channels == 2
+        width = float(self.width.value[0]) if stereo else 0.0
+        transpose = float(self.transpose.value[0])
+        rows, Z, semis = [], [], []
+        for voice in voices:
+            z = self.latent(voice.playhead.position) + voice.glide
+            st = transpose + voice.pitch
+            if len(voice.streams) == 2:   # left and right: the latent offset either way
+                rows += voice.streams
+                Z += [z + width * self._width_dir, z - width * self._width_dir]
+                semis += [st, st]
+            else:
+                rows.append(voice.streams[0])
+                Z.append(z)
+                semis.append(st)
+            if a is not None:
+                voice.glide *= a
+                voice.glide[np.abs(voice.glide) < SNAP] = 0.0
+        Y = self.synth.process(np.array(rows, np.int64), np.array(Z, np.float32), semis)
+        n = self.hop
+        r = self._ramp
+        out = []
+        k = 0
+        for voice in voices:
+            env_start = voice.env
+            env = voice.envelope(r)
+            heard = self._heard_power(voice)
+            if not stereo:
+                m = _Mixed(voice, (Y[k],), (1.0,), env, env_start, heard)
+                k += 1
+            else:
+                left = Y[k]
+                right = Y[k + 1] if len(voice.streams) == 2 else left
+                k += len(voice.streams)
+                if len(voice.streams) == 2 and not wide:   # narrowed to 0: the right fades onto the left, then goes
+                    right = right + (left - right) * (r / n)
+                    bank.drop_second_stream(voice)
+                gl, gr = min(1.0, 1.0 - voice.pan), min(1.0, 1.0 + voice.pan)
+                l0, r0 = voice.gains or (gl, gr)
+                voice.gains = (gl, gr)
+                m = _Mixed(voice, (left, right),
+                           ((l0 + (gl - l0) * (r / n)) if l0 != gl else gl, (r0 + (gr - r0) * (r / n)) if r0 != gr else gr),
+                           env, env_start, heard * 0.5 * (gl * gl + gr * gr))   # the mean over both channels
+            m.add(mix, ref, env, at)
+            out.append(m)
+        return out
+
+    def _reshape(self, m: "_Mixed", at: int) -> None:
+        """Redo voice ``m.voice``'s share of the last frame from sample ``at`` on with its new envelope."""
+        v = m.voice
+        v.env = float(m.env[at - 1]) if at > 0 else m.env_start
+        v.onset = at
+        env = v.envelope(self._ramp)
+        delta = env - m.env
+        m.add(self._mix, self._ref, delta, at, env * env - m.env * m.env)
+        m.env = np.concatenate([m.env[:at], env[at:]])
 
     def source_power(self, position: float) -> float:
         """The mean square of the sounds blended at ``position``: the blend-weighted loudness of the slots'

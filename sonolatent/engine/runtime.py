@@ -2,11 +2,15 @@
 
 Threads:
 
-- the **producer** renders one block (one mel frame) at a time through
-  :class:`EngineCore` whenever the ring holds less than its target depth,
-  resamples to the device rate and pushes into the :class:`SPSCRing`; it
-  applies control changes at block boundaries and feeds the recorder and the
-  performance log;
+- the **producer** hands on one commit chunk at a time through
+  :class:`EngineCore` whenever the device has less than the target depth ahead
+  of it (:meth:`Engine._ahead`), rendering the next frame (one mel frame, all
+  voices) first when the last one is all handed on; it resamples to the device
+  rate and pushes into the :class:`SPSCRing`; it applies control changes as
+  they arrive (a submit wakes it: a note starts at the first sample not yet
+  handed on, everything else with the next frame; ``EngineCore.apply_late``),
+  scheduled ones at the frame their time reaches, and feeds the recorder and
+  the performance log;
 - the **consumer** is the sound card's callback (device mode), a clock thread
   that pulls blocks in real time (headless), or nobody (freewheel: the
   producer renders as fast as it can, straight to the recorder);
@@ -16,8 +20,9 @@ Threads:
 ``sonolatent serve``, by the relay thread of :mod:`sonolatent.control.netproc`
 whose network process did the parsing) only appends to a bounded deque
 (:data:`MAX_INBOX` submits; beyond, dropped and counted as ``dropped_busy``).
-At most :data:`MAX_CHANGES_PER_BLOCK` changes are applied before one block;
-the rest carry over, in order, to the next blocks (``carried`` counts them).
+At most :data:`MAX_CHANGES_PER_BLOCK` changes are applied per frame (at its
+boundary and while it is handed on); the rest carry over, in order, to the next
+frames (``carried`` counts them).
 At most :data:`MAX_LOADER_JOBS` slot loads and patch saves/loads wait for the
 loader; more are refused (``/sono/error ... busy``). The callback only copies out of the ring and increments counters: no
 locks, no allocation beyond slice views, no logging, no model work.
@@ -43,7 +48,7 @@ from .. import __version__
 from ..params.namespace import MAX_SLOTS
 from ..errors import SonolatentError
 from ..outputs import check_output_path
-from .core import DEFAULT_VOICES, EngineCore
+from .core import DEFAULT_RESAMPLER, DEFAULT_VOICES, EngineCore
 from .patch import checkpoint_ref, checkpoint_warning, load_patch, patch_text, resolve_patch, write_patch
 from .ring import SPSCRing
 from .safety import SafetyConfig
@@ -51,13 +56,18 @@ from .slots import SampleCache, list_samples
 from .writer import BackgroundWriter, LineLog, WavRecorder
 
 LOG_FORMAT = "sonolatent-performance"
-LOG_VERSION = 1
+LOG_VERSION = 2   # 2: late changes ({"block": K, "at": sample}), the commit chunk and the resampler in the header
 _CB_LOG = 16384  # callbacks remembered for latency measurement (power of two)
 _PROBES = 100_000
 MAX_INBOX = 4096              # submits waiting for the producer
 MAX_CHANGES_PER_BLOCK = 256   # changes applied before one block; the rest carry over
 MAX_LOADER_JOBS = 8           # loads/saves waiting for the loader
+#: --buffer-ms: rendered ahead on top of one device block (docs/engine.md, Delays)
+DEFAULT_BUFFER_MS = 4.0
 GIL_SWITCH_S = 0.0005  # GIL hand-over interval while the engine runs (Python's default: 5 ms)
+# changes that move a voice's envelope: applied late they are heard from the first uncommitted sample
+_ENVELOPE = frozenset({"/sono/note/on", "/sono/note/off", "/sono/play", "/sono/stop", "/sono/sustain",
+                       "/sono/allnotesoff"})
 # values the engine moves every block (value() reads them live): these, /sono/meter/*, /sono/slot/K/map
 _LIVE = frozenset({"/sono/position", "/sono/playing", "/sono/voices/active", "/sono/map"})
 _LIVE_PREFIX = "/sono/meter/"
@@ -81,10 +91,11 @@ class Engine:
     """
 
     def __init__(self, synth, *, samples_dir, mode: str = "headless", device_rate: int | None = None,
-                 block_size: int = 256, safety_ms: float = 10.0, device=None, record=None, log_osc=None,
+                 block_size: int = 256, safety_ms: float = DEFAULT_BUFFER_MS, device=None, record=None, log_osc=None,
                  patches_dir=None, duration: float | None = None, checkpoint: str | None = None,
                  voices: int = DEFAULT_VOICES, channels: int = 1, clock=time.time,
-                 safety: SafetyConfig | None = None, input_device=None, live_encoder=None):
+                 safety: SafetyConfig | None = None, input_device=None, live_encoder=None,
+                 resampler: str = DEFAULT_RESAMPLER):
         if mode not in ("device", "headless", "freewheel"):
             raise ValueError(f"unknown engine mode {mode!r}")
         self.input_device = input_device     # None: output only; else the live input (see engine/live.py)
@@ -113,7 +124,7 @@ class Engine:
             device_rate = self._open_stream(device_rate)
         self.device_rate = int(device_rate or bundle.sample_rate)
         self.core = EngineCore(synth, self.device_rate, voices=voices, channels=self.channels, safety=safety,
-                               live_input=live_encoder)
+                               live_input=live_encoder, resampler=resampler)
         self.namespace = self.core.namespace
         self._view = dict(self.core.values)   # what value() answers; replaced whole after each applied block
         self.cache = SampleCache(synth, self.samples_dir)
@@ -130,6 +141,8 @@ class Engine:
         self._heap: list = []
         self._carry: list = []       # due submits (or their rest) over the per-block cap, oldest first
         self.max_changes_per_block = MAX_CHANGES_PER_BLOCK
+        self._room = MAX_CHANGES_PER_BLOCK   # changes that may still apply in this frame
+        self._wake = threading.Event()       # set by submit: the producer applies it without waiting out its nap
         self._loader_in = 0           # jobs queued (producer thread only) ...
         self._loader_out = 0          # ... and taken (loader thread only): no shared read-modify-write
         self._seq = itertools.count()
@@ -152,7 +165,8 @@ class Engine:
         self.carried = 0
         self.level = 0.0             # output peak, held and falling back (/sono/meter/level)
         self.render_recent = 0.0     # render seconds per block, averaged over the last ~50 blocks
-        self._level_fall = 0.5 ** (self.core.dt / 0.3)   # the held peak halves every 0.3 s
+        self._frame_out = self.core.hop * self.device_rate / self.core.model_rate
+        self._level_fall = 0.5 ** (self.core.dt / 0.3)   # the held peak halves every 0.3 s (per frame)
         self._samples_names: tuple = ()
         self._samples_listed = -1e9
         # latency measurement: callback times and read positions, and (arrival, first sample) probes
@@ -171,6 +185,7 @@ class Engine:
                             "model_rate": self.core.model_rate, "output_rate": self.device_rate,
                             "hop": self.core.hop, "voices": len(self.core.bank.voices),
                             "channels": self.channels, "safety": self.core.output.config.to_dict(),
+                            "chunk": self.core.chunk, "resampler": self.core.resampler.quality,
                             "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
         self._quit_requested = False
         self._quit_injected = False
@@ -189,6 +204,7 @@ class Engine:
             return
         self.submits += 1
         self._inbox.append((at, next(self._seq), list(changes), sender, time.perf_counter()))
+        self._wake.set()
 
     def value(self, address: str):
         """The value in effect: what the engine moves every block (the playhead's position, ``/sono/playing``,
@@ -202,13 +218,14 @@ class Engine:
         """Where a change waits before it is heard, in device-rate samples (see docs/engine.md).
 
         ``model``: the synth's delay (the decoder's and the vocoder's lookback);
-        ``frame``: one block is rendered whole before any of it is handed on;
+        ``chunk``: samples are handed on a commit chunk at a time (a note-on starts at the first uncommitted
+        sample; other changes take effect at the next frame, up to ``frame_samples`` later);
         ``ring``: the depth the producer keeps rendered ahead (0 in freewheel);
         ``resampler``: what soxr holds back; ``limiter``: its lookahead.
         """
         c = self.core
         ratio = self.device_rate / c.model_rate
-        d = {"model": int(round(c.synth.delay * ratio)), "frame": int(round(c.hop * ratio)),
+        d = {"model": int(round(c.synth.delay * ratio)), "chunk": int(round(c.chunk * ratio)),
              "ring": self.target if self.mode != "freewheel" else 0,
              "resampler": c.resampler.delay, "limiter": c.output.delay}
         d["total"] = sum(d.values())
@@ -229,10 +246,10 @@ class Engine:
         d = self.delays()
         return {"version": __version__, "engine": "sonolatent", "latent_dim": c.D,
                 "model_rate": c.model_rate, "device_rate": self.device_rate, "block_size": self.block_size,
-                "frame_samples": d["frame"], "delay_samples": d["total"],
+                "frame_samples": int(round(c.hop * self.device_rate / c.model_rate)), "delay_samples": d["total"],
                 **{f"delay_{k}_samples": v for k, v in d.items() if k != "total"},
                 "limiter": int(c.output.config.limiter), "limiter_ceiling_db": c.output.config.ceiling_db,
-                "loudness_tracking": int(c.output.config.track),
+                "loudness_tracking": int(c.output.config.track), "resampler": c.resampler.quality,
                 "slots": MAX_SLOTS, "mode": self.mode, "voices": len(c.bank.voices), "channels": self.channels,
                 "buffer_samples": self.target, "input_latency_samples": self.input_latency,
                 "input_path_samples": self.core.live_delay + self.core.hop if self.core.live is not None else 0}
@@ -314,12 +331,12 @@ class Engine:
 
         core = self.core
         self.in_ring = SPSCRing(max(self.device_rate, 8 * self.block_size))
-        self.in_resampler = Resampler(self.device_rate, core.model_rate)
+        self.in_resampler = Resampler(self.device_rate, core.model_rate, quality="hq")
         ratio = self.device_rate / core.model_rate
         hold = 0
         if core.model_rate != self.device_rate:   # measured on throwaway streams (output samples held back)
-            hold = resampler_holdback(self.device_rate, core.model_rate, self.block_size) * ratio + \
-                resampler_holdback(core.model_rate, self.device_rate, core.hop)
+            hold = resampler_holdback(self.device_rate, core.model_rate, self.block_size, "hq") * ratio + \
+                resampler_holdback(core.model_rate, self.device_rate, core.chunk, core.resampler.quality)
         path = core.live_delay + core.hop
         # the output stage (the limiter's lookahead) holds back its delay too
         self.input_latency = int(math.ceil(path * ratio + hold)) + self.block_size + self.target + core.output.delay
@@ -431,7 +448,7 @@ class Engine:
             self.stream.start()
             return
         while self.ring.fill() < self.target and not self.core.finished:
-            self._render_one()
+            self._commit_chunk()
         self._spawn(self._produce_live, "sonolatent-producer")
         if self.mode == "device":
             self.stream.start()
@@ -544,16 +561,33 @@ class Engine:
                 nxt = now
 
     # ----- producer side ----------------------------------------------------------------------
+    def _ahead(self) -> float:
+        """Samples the device has still to play before the next one pushed: what the ring holds, plus the
+        part of the last callback's block that is still playing out (the device plays a block over one
+        period). Pacing on this rather than on the ring alone keeps the depth steady instead of topping it
+        up a whole block at a time after each callback, so a sample pushed now waits up to a block less."""
+        fill = self.ring.fill()
+        n = self._cb_count
+        if n:
+            t = self._cb_time[(n - 1) & (_CB_LOG - 1)]
+            fill += max(0.0, self.block_size - (time.perf_counter() - t) * self.device_rate)
+        return fill
+
     def _produce_live(self) -> None:
+        core = self.core
         try:
-            while not self.core.finished and not self._stop.is_set():
+            while not (core.finished and not core.uncommitted) and not self._stop.is_set():
+                self._wake.clear()
+                if self._inbox:
+                    self._take_now()
                 fill = self.ring.fill()
                 if self.depth_min is None or fill < self.depth_min:
                     self.depth_min = fill
-                if fill >= self.target:
-                    time.sleep(min(0.002, max(0.0002, (fill - self.target) / self.device_rate)))
+                ahead = self._ahead()
+                if ahead >= self.target:
+                    self._wake.wait(min(0.002, max(0.0002, (ahead - self.target + 1) / self.device_rate)))
                     continue
-                self._render_one()
+                self._commit_chunk()
         finally:
             self._producer_done.set()
 
@@ -571,43 +605,81 @@ class Engine:
         lat = self.stream.latency if self.stream is not None else 0.0
         if isinstance(lat, tuple):    # a duplex stream (live input): (input, output)
             lat = lat[1]
-        return self.clock() + self.ring.fill() / self.device_rate + lat
+        pending = self.core.uncommitted * self.device_rate / self.core.model_rate
+        return self.clock() + (self.ring.fill() + pending) / self.device_rate + lat
 
-    def _render_one(self) -> None:
+    def _next_frame(self) -> None:
+        """A frame boundary: the changes due now, then the next frame rendered into the pre-mix."""
         core = self.core
         if (self._quit_requested or (self.duration is not None and core.block * core.dt >= self.duration)) \
                 and not self._quit_injected:
             self._quit_injected = True
             self._inbox.append((None, next(self._seq), [("/sono/quit", ())], None, None))
+        self._room = self.max_changes_per_block
         due = self._collect_due()
-        if due:
+        if due or self._installs:
             self._apply_due(due)
         t0 = time.perf_counter()
-        out = core.render_block()
+        core.render_frame()
         dt = time.perf_counter() - t0
         self.render_total += dt
         if dt > self.render_max:
             self.render_max = dt
+        self.render_recent += 0.02 * (dt - self.render_recent)
+        v = core.values
+        v["/sono/meter/cpu"] = (self.render_recent / core.dt,)
+        v["/sono/meter/underflows"] = (self.underflows + self.ring_underruns,)
+
+    def _commit_chunk(self) -> None:
+        """Hand the next chunk to the ring and the recorder (rendering the next frame first when the last
+        one is all handed on)."""
+        if not self.core.uncommitted:
+            self._next_frame()
+        self._emit(self.core.commit())
+
+    def _render_one(self) -> None:
+        """One frame on the frame grid: rendered, then committed chunk by chunk (freewheel, live input)."""
+        self._next_frame()
+        while self.core.uncommitted:
+            self._emit(self.core.commit())
+
+    def _emit(self, out) -> None:
         if self.mode != "freewheel":
             self.ring.push(out)
         if self.recorder is not None:
             self.recorder.write(out)
-        self._meter(out, dt)
+        if len(out):   # the output peak, held and falling back (/sono/meter/level)
+            peak = float(np.max(np.abs(out)))
+            self.level = max(peak, self.level * self._level_fall ** (len(out) / self._frame_out))
+            self.core.values["/sono/meter/level"] = (self.level,)
 
-    def _meter(self, out, dt: float) -> None:
-        """The meters read over OSC/OSCQuery: output peak, render load, gaps."""
-        peak = float(np.max(np.abs(out))) if len(out) else 0.0
-        self.level = max(peak, self.level * self._level_fall)
-        self.render_recent += 0.02 * (dt - self.render_recent)
-        v = self.core.values
-        v["/sono/meter/level"] = (self.level,)
-        v["/sono/meter/cpu"] = (self.render_recent / self.core.dt,)
-        v["/sono/meter/underflows"] = (self.underflows + self.ring_underruns,)
+    def _take_now(self) -> None:
+        """Submits that arrived while a frame is being committed apply at once (``EngineCore.apply_late``):
+        a note starts at the first sample not yet handed on instead of the next frame. Scheduled ones (a
+        future time tag) wait in the heap for their frame; with changes carried over the per-frame cap,
+        or a live input bound, everything waits for the frame boundary as before."""
+        core = self.core
+        if self._carry or self._room <= 0 or not core.uncommitted or core.live is not None:
+            return
+        inbox, now_block = self._inbox, None
+        immediate = []
+        while inbox:
+            item = inbox.popleft()
+            at = item[0]
+            if at is not None:
+                if now_block is None:
+                    now_block = self.block_time()
+                if at > now_block:
+                    heapq.heappush(self._heap, item)
+                    continue
+            immediate.append(item)
+        if immediate:
+            self._apply_due(immediate, late=True)
 
     def _collect_due(self) -> list:
         """Submits due at this block: scheduled ones whose time has come, then immediate ones."""
         inbox, heap = self._inbox, self._heap
-        if not inbox and not heap and not self._carry:
+        if not inbox and not heap and not self._carry and not self._installs:
             return []
         now_block = self.block_time()
         immediate = []
@@ -623,13 +695,17 @@ class Engine:
             due.append(heapq.heappop(heap))
         return due + immediate
 
-    def _apply_due(self, due) -> None:
+    def _apply_due(self, due, late: bool = False) -> None:
+        """Apply ``due`` submits (at most the frame's room of changes; the rest carries over, in order). At the
+        frame boundary the loader's installs come last; ``late``: into the frame being committed."""
+        core = self.core
         changes, sounds = [], {}
         note_senders = []   # the sender of each /sono/note/on, in order: answered with the voice it took
-        room = self.max_changes_per_block
-        for k, (at, seq, items, sender, arrival) in enumerate(due):
+        room = self._room
+        at = core.committed if late else None
+        for k, (t, seq, items, sender, arrival) in enumerate(due):
             if len(items) > room:   # over the cap: the rest waits for the next blocks, in order
-                rest = [(at, seq, items[room:], sender, None)] + list(due[k + 1:])
+                rest = [(t, seq, items[room:], sender, None)] + list(due[k + 1:])
                 self.carried += sum(len(r[2]) for r in rest)
                 self._carry = rest + self._carry
                 items = items[:room]
@@ -654,15 +730,20 @@ class Engine:
                     if address == "/sono/note/on":
                         note_senders.append(sender)
             if items and arrival is not None:   # internal items (quit on a signal) carry no arrival
-                self.probes.append((arrival, self.core.block))
+                # where its first affected sample is: an envelope moved late at the sample it applied from,
+                # anything else at the next frame
+                now = at is not None and any(a in _ENVELOPE for a, _ in items)
+                self.probes.append((arrival, core.block - 1 + at / core.hop if now else core.block))
             if room <= 0 and self._carry:
                 break
-        while self._installs:
-            ch, snd, _ = self._installs.popleft()
-            changes += ch
-            sounds.update(snd)
+        self._room = room
+        if not late:
+            while self._installs:
+                ch, snd, _ = self._installs.popleft()
+                changes += ch
+                sounds.update(snd)
         if changes:
-            self._apply_block(changes, sounds)
+            self._apply_block(changes, sounds, at)
         if note_senders:
             self._answer_notes(note_senders)
 
@@ -678,12 +759,19 @@ class Engine:
                 except Exception:
                     pass
 
-    def _apply_block(self, changes, sounds) -> None:
-        applied = self.core.apply(changes, sounds)
+    def _apply_block(self, changes, sounds, at: int | None = None) -> None:
+        """Apply at the next frame boundary, or (``at``: a sample of the frame being committed) late."""
+        if at is None:
+            applied, block = self.core.apply(changes, sounds), self.core.block
+        else:
+            t0 = time.perf_counter()
+            applied, block = self.core.apply_late(changes, sounds, at), self.core.block - 1
+            self.render_total += time.perf_counter() - t0
         self._view = dict(self.core.values)
         self.changes_applied += len(applied)
         if self.log:
-            rec = {"block": self.core.block, "changes": [[a, list(v)] for a, v in applied]}
+            rec = {"block": block, **({"at": at} if at is not None else {}),
+                   "changes": [[a, list(v)] for a, v in applied]}
             timbres = {a.split("/")[3] for a, _ in applied if a.startswith("/sono/slot/") and a.endswith("/timbre")}
             loaded = {str(k): {"name": s.name, "sha256": s.sha256, **({"timbre": True} if str(k) in timbres else {})}
                       for k, s in sounds.items()}
@@ -814,12 +902,12 @@ class Engine:
         return out
 
 
-def resampler_holdback(rate_in: int, rate_out: int, chunk: int) -> float:
+def resampler_holdback(rate_in: int, rate_out: int, chunk: int, quality: str = DEFAULT_RESAMPLER) -> float:
     """The most output samples a streaming :class:`~.core.Resampler` holds back behind its input, fed
     ``chunk`` samples at a time (measured on a throwaway stream of zeros)."""
     from .core import Resampler
 
-    r = Resampler(rate_in, rate_out)
+    r = Resampler(rate_in, rate_out, chunk=chunk, quality=quality)
     got = worst = 0.0
     z = np.zeros(chunk, np.float32)
     for k in range(1, 65):

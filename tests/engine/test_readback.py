@@ -18,6 +18,7 @@ from pythonosc.osc_message import OscMessage
 
 from sonolatent.control.server import encode
 from sonolatent.control.surface import ControlSurface
+from sonolatent.engine.core import COMMIT_CHUNK
 from sonolatent.engine.patch import load_patch
 from sonolatent.engine.runtime import Engine
 from sonolatent.engine.safety import OutputStage, SafetyConfig
@@ -122,16 +123,20 @@ def _held_back_by_synth(bundle) -> int:
     return 12 * bundle.mel_config.hop_length - n
 
 
-def _held_back_by_soxr(rate_in, rate_out, hop) -> float:
-    """Output samples a fresh soxr stream (the engine's settings) holds back in steady state, counted."""
+def _held_back_by_soxr(rate_in, rate_out, chunk, quality) -> float:
+    """Output samples a fresh soxr stream (the engine's settings for ``--resampler``) holds back in steady
+    state, fed the engine's commit chunks, counted."""
     import soxr
 
-    s = soxr.ResampleStream(rate_in, rate_out, 1, dtype="float32", quality="HQ", vr=True)
+    # lq: the fixed-rate LQ filter where its output comes steadily (44.1 -> 48 kHz), else (2:1, downsampling)
+    # the variable-rate one, as hq
+    q, vr = ("LQ", False) if quality == "lq" and rate_out == 48000 else ("HQ", True)
+    s = soxr.ResampleStream(rate_in, rate_out, 1, dtype="float32", quality=q, vr=vr)
     given, held = 0, []
-    for i in range(40):
-        given += len(s.resample_chunk(np.zeros(hop, np.float32)))
-        held.append((i + 1) * hop * rate_out / rate_in - given)
-    return float(np.mean(held[10:]))
+    for i in range(300):
+        given += len(s.resample_chunk(np.zeros(chunk, np.float32)))
+        held.append((i + 1) * chunk * rate_out / rate_in - given)
+    return float(np.mean(held[100:]))
 
 
 def _held_back_by_limiter(rate) -> int:
@@ -148,17 +153,19 @@ def _held_back_by_limiter(rate) -> int:
     raise AssertionError("the impulse never came out")
 
 
-@pytest.mark.parametrize("rate", [48000, 22050])
-def test_info_reports_the_delays_in_device_rate_samples(bundle, daemon, rate, tmp_path):
+@pytest.mark.parametrize("rate,quality", [(48000, "lq"), (48000, "hq"), (22050, "lq")])
+def test_info_reports_the_delays_in_device_rate_samples(bundle, daemon, rate, quality, tmp_path):
     hop, model_rate = bundle.mel_config.hop_length, bundle.sample_rate
     ratio = rate / model_rate
-    want = {"model": round(_held_back_by_synth(bundle) * ratio), "frame": round(hop * ratio),
-            "ring": 256 + round(0.010 * rate), "resampler": round(_held_back_by_soxr(model_rate, rate, hop)),
+    chunk = COMMIT_CHUNK
+    want = {"model": round(_held_back_by_synth(bundle) * ratio), "chunk": round(chunk * ratio),
+            "ring": 256 + round(0.010 * rate), "resampler": round(_held_back_by_soxr(model_rate, rate, chunk, quality)),
             "limiter": round(0.002 * rate)}
     assert want["limiter"] == _held_back_by_limiter(rate)
-    _, c = daemon(device_rate=rate, block_size=256, safety_ms=10.0)
+    _, c = daemon(device_rate=rate, block_size=256, safety_ms=10.0, resampler=quality)
     info = c.info()
-    assert info["device_rate"] == rate
+    assert info["device_rate"] == rate and info["resampler"] == quality
+    assert info["frame_samples"] == round(hop * ratio)
     got = {k: info[f"delay_{k}_samples"] for k in want}
     assert got == want
     assert info["delay_samples"] == sum(want.values())
@@ -170,7 +177,7 @@ def test_info_reports_the_delays_in_device_rate_samples(bundle, daemon, rate, tm
     for channels in (1, 2):
         rec = tmp_path / f"fw{rate}_{channels}.wav"
         e = Engine(StreamingSynth(bundle), samples_dir=tmp_path, mode="freewheel", device_rate=rate, record=rec,
-                   duration=0.5, voices=4, channels=channels)
+                   duration=0.5, voices=4, channels=channels, resampler=quality)
         e.start()
         assert e.wait(60)
         e.close()
@@ -182,7 +189,7 @@ def test_info_reports_the_delays_in_device_rate_samples(bundle, daemon, rate, tm
         d = e.delays()
         held_parts = ("model", "resampler", "limiter")
         assert {k: d[k] for k in held_parts} == {k: want[k] for k in held_parts}
-        assert d["ring"] == 0 and d["total"] == d["model"] + d["frame"] + d["resampler"] + d["limiter"]
+        assert d["ring"] == 0 and d["total"] == d["model"] + d["chunk"] + d["resampler"] + d["limiter"]
         assert math.isclose(held, d["model"] + d["resampler"] + d["limiter"], abs_tol=1.5)
 
 
