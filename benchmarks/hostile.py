@@ -397,7 +397,8 @@ def main() -> int:
         time.sleep(0.2)
     port = int(re.search(r"udp 127\.0\.0\.1:(\d+)", next(x for x in lines if "OSC on udp" in x)).group(1))
     addr = ("127.0.0.1", port)
-    http = HttpProber(re.search(r"OSCQuery on (http://\S+?/)[,\s]", next(x for x in lines if "OSC on udp" in x)).group(1))
+    described = next(x for x in lines if "OSC on udp" in x)
+    http = HttpProber(re.search(r"OSCQuery on (http://\S+?/)[,\s]", described).group(1))
     pids = lambda: [daemon.pid] + _children(daemon.pid)  # noqa: E731
     prober = Prober(addr)
     t_start = time.monotonic()
@@ -423,7 +424,8 @@ def main() -> int:
     info = sf.info(str(take))
     take_s = info.frames / info.samplerate
     cols = ["phase", "seconds", "packets_sent", "packets_per_s", "received", "dropped", "second_client_answered",
-            "osc_p50_ms", "osc_p99_ms", "http_answered", "http_p50_ms", "http_p99_ms", "ring_underruns", "audio_s", "wall_s", "audio_vs_wall", "cpu_s", "engine_process_cpu_s", "rss_mb"]
+            "osc_p50_ms", "osc_p99_ms", "http_answered", "http_p50_ms", "http_p99_ms", "ring_underruns", "audio_s",
+            "wall_s", "audio_vs_wall", "cpu_s", "engine_process_cpu_s", "rss_mb"]
     w = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
     print("  ".join(f"{c:>{w[c]}}" for c in cols))
     for r in rows:
