@@ -284,8 +284,8 @@ class MelVAE(FramePlanned):
     @torch.no_grad()
     def encode_chunks(self, read, n_frames: int, chunk: int = 4096):
         """:meth:`encode` of a long log-mel held elsewhere, in bounded memory: yields the posterior mean
-        ``(D, k)`` a chunk of ``chunk // ds`` latent frames (``chunk`` mel frames) at a time, ``ceil(n_frames / ds)`` in all, equal
-        to ``encode`` of the whole (up to float rounding). ``read(a, b)``: mel frames ``a .. b-1``, a
+        ``(D, k)`` ``chunk // ds`` latent frames (``chunk`` mel frames) at a time, ``ceil(n_frames / ds)``
+        in all, equal to ``encode`` of the whole (up to float rounding). ``read(a, b)``: mel frames ``a .. b-1``, a
         ``(n_mels, b - a)`` tensor (``0 <= a < b <= n_frames``), called again for every pass.
 
         The encoder's GroupNorms normalise over the whole length, so no chunk can be encoded alone. Each
