@@ -10,11 +10,19 @@ after another:
 - ``full``: the same corpus as fast as one sender process can send;
 - ``bombs``: the issue's bundle bombs (4000 ``/sono/*/*`` queries in 64 KB,
   2031 and 500 ``/sono/latent/[0-9]* f 0.1``, 40 bundles timed for the same
-  instant), ``--bomb-rate`` of them per second.
+  instant), ``--bomb-rate`` of them per second;
+- ``slowloris``: ``--slow-connections`` TCP connections (default 300) to the
+  OSCQuery/HTTP port from 127.0.0.2 (so the per-address limit applies to
+  them), each trickling one header byte a second and reopened as soon as the
+  daemon closes it (the excess over the per-address limit at once, the rest
+  at the header timeout).
 
-During every phase a second local client asks ``/sono/ping`` 50 times a
-second (answered within 1 s counts). Per phase it reports the packets sent,
-the second client's answered share, ring underruns, audio rendered against
+During every phase a second local client (127.0.0.1) asks ``/sono/ping`` 50
+times a second over UDP and ``GET /sono/gain?VALUE`` 10 times a second over
+HTTP (an answer within 1 s counts; the latencies of the answers are kept).
+Per phase it reports the packets sent (slowloris: header bytes trickled),
+the second client's answered shares and answer latency p50/p99 for OSC and
+HTTP, ring underruns, audio rendered against
 wall time (blocks x frame), the CPU seconds and peak RSS of the daemon's
 processes; at the end the take's length against the wall time from the
 first to the last block. ``--in-process`` runs the control surface inside
@@ -49,6 +57,9 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 def sender_main(host: str, port: int, rate: float, seconds: float, seed: int, kind: str) -> None:
     """Pre-build the packets, print 'ready', wait for a line on stdin, send, print the count."""
+    if kind == "slowloris":
+        slowloris_main(host, port, int(rate), seconds)
+        return
     from sonolatent.control.fuzz import QUERY_BOMB, hostile_packets, pattern_change_bomb
     from sonolatent.control.wire import encode, encode_bundle
 
@@ -92,6 +103,64 @@ def sender_main(host: str, port: int, rate: float, seconds: float, seed: int, ki
                 dropped += 1
             sent += 1
     print(json.dumps({"sent": sent, "send_failed": dropped}), flush=True)
+
+
+def slowloris_main(host: str, port: int, n: int, seconds: float) -> None:
+    """Keep ``n`` connections from 127.0.0.2 to ``host:port``, each sending one more byte of an endless
+    request header every second, and reopen each as soon as the server has closed it. Prints 'ready',
+    waits for a line on stdin, then prints what it did."""
+    header = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-slow: " + b"s" * 100_000
+    conns: list[socket.socket | None] = [None] * n
+    pos = [0] * n
+    sent = connects = connect_failed = closed_by_server = 0
+    open_counts = []
+    print("ready", flush=True)
+    sys.stdin.readline()
+    t0 = time.perf_counter()
+    rnd = 0
+    while time.perf_counter() - t0 < seconds:
+        held = 0
+        for i in range(n):
+            c = conns[i]
+            if c is not None:
+                try:
+                    if c.recv(1) == b"":   # the server closed it
+                        raise ConnectionResetError
+                except BlockingIOError:
+                    held += 1
+                except OSError:
+                    c.close()
+                    conns[i] = c = None
+                    closed_by_server += 1
+            if c is None:
+                try:
+                    c = socket.create_connection((host, port), timeout=0.5, source_address=("127.0.0.2", 0))
+                except OSError:
+                    connect_failed += 1
+                    continue
+                c.setblocking(False)
+                conns[i], pos[i] = c, 0
+                connects += 1
+            try:
+                c.send(header[pos[i]:pos[i] + 1])
+                pos[i] += 1
+                sent += 1
+            except BlockingIOError:
+                pass
+            except OSError:
+                c.close()
+                conns[i] = None
+                closed_by_server += 1
+        open_counts.append(held)
+        rnd += 1
+        time.sleep(max(0.0, t0 + rnd - time.perf_counter()))
+    for c in conns:
+        if c is not None:
+            c.close()
+    print(json.dumps({"sent": sent, "send_failed": connect_failed, "connects": connects,
+                      "closed_by_server": closed_by_server,
+                      "held_a_second_median": sorted(open_counts)[len(open_counts) // 2] if open_counts else 0}),
+          flush=True)
 
 
 # -- the measuring side -------------------------------------------------------------------------
@@ -159,10 +228,12 @@ class Prober:
             s.close()
         raise RuntimeError("no /sono/status answer to ten queries")
 
-    def run(self, seconds: float) -> tuple[int, int]:
+    def run(self, seconds: float) -> tuple[int, int, list[float]]:
+        """Ask for ``seconds``; returns (asked, answered within 1 s, the answers' latencies in ms)."""
         from sonolatent.control.wire import encode, parse_packet
 
         asked = answered = 0
+        latencies: list[float] = []
         pending: dict[int, float] = {}
         end = time.monotonic() + seconds
         nxt = time.monotonic()
@@ -179,16 +250,51 @@ class Prober:
                 msgs, _ = parse_packet(self.sock.recvfrom(65536)[0])
                 if msgs and msgs[0].address == "/sono/pong" and msgs[0].params:
                     t = pending.pop(msgs[0].params[0], None)
-                    if t is not None and time.monotonic() - t <= 1.0:
-                        answered += 1
+                    if t is not None:
+                        latencies.append(1e3 * (time.monotonic() - t))
+                        answered += latencies[-1] <= 1e3
             except (TimeoutError, socket.timeout, ValueError):
                 pass
             if now >= end + 1.0 or (now >= end and not pending):
-                return asked, answered
+                return asked, answered, latencies
 
 
-def run_phase(name, addr, pids_fn, prober, rate, seconds, kind, seed=16) -> dict:
+class HttpProber:
+    """The second client over HTTP: ``GET /sono/gain?VALUE`` 10 times a second from 127.0.0.1 on fresh
+    connections; a 200 within 1 s counts."""
+
+    def __init__(self, url: str):
+        self.base, self.url = url, url + "sono/gain?VALUE"
+
+    def run(self, seconds: float, out: dict) -> None:
+        import urllib.request
+
+        asked = answered = 0
+        latencies: list[float] = []
+        end = time.monotonic() + seconds
+        nxt = time.monotonic()
+        while time.monotonic() < end:
+            time.sleep(max(0.0, nxt - time.monotonic()))
+            nxt += 0.1
+            asked += 1
+            t = time.monotonic()
+            try:
+                with urllib.request.urlopen(self.url, timeout=5.0) as r:
+                    r.read()
+                    ok = r.status == 200
+            except OSError:
+                ok = False
+            if ok:
+                latencies.append(1e3 * (time.monotonic() - t))
+                answered += latencies[-1] <= 1e3
+        out.update(asked=asked, answered=answered, latencies=latencies)
+
+
+def run_phase(name, addr, pids_fn, prober, rate, seconds, kind, seed=16, http=None) -> dict:
     host, port = addr
+    if kind == "slowloris":
+        from urllib.parse import urlsplit
+        port = urlsplit(http.base).port
     snd = None
     if kind != "quiet":
         snd = subprocess.Popen([sys.executable, "-m", "benchmarks.hostile", "--send", host, str(port), str(rate),
@@ -210,7 +316,13 @@ def run_phase(name, addr, pids_fn, prober, rate, seconds, kind, seed=16) -> dict
             time.sleep(0.5)
     w = threading.Thread(target=watch, daemon=True)
     w.start()
-    asked, answered = prober.run(seconds)
+    web: dict = {}
+    hw = threading.Thread(target=http.run, args=(seconds, web), daemon=True) if http is not None else None
+    if hw is not None:
+        hw.start()
+    asked, answered, lat = prober.run(seconds)
+    if hw is not None:
+        hw.join(timeout=30)
     sent = json.loads(snd.stdout.readline()) if snd is not None else {"sent": 0, "send_failed": 0}
     if snd is not None:
         snd.wait(timeout=30)
@@ -228,11 +340,22 @@ def run_phase(name, addr, pids_fn, prober, rate, seconds, kind, seed=16) -> dict
                                                            ("rate", "malformed", "limits", "size", "not_allowed")),
             "second_client_answered": f"{answered}/{asked}",
             "answered_share": round(answered / max(asked, 1), 4),
+            "osc_p50_ms": _pct(lat, 50), "osc_p99_ms": _pct(lat, 99),
+            "http_answered": f"{web.get('answered', 0)}/{web.get('asked', 0)}" if web else "-",
+            "http_p50_ms": _pct(web.get("latencies", []), 50), "http_p99_ms": _pct(web.get("latencies", []), 99),
+            "attacker": {k: v for k, v in sent.items() if k not in ("sent", "send_failed")} or None,
             "ring_underruns": d("ring_underruns"), "audio_s": round(audio, 2), "wall_s": round(wall + 0.3, 2),
             "audio_vs_wall": round(audio / (wall + 0.3), 4),
             "cpu_s": round(cpu1 - cpu0, 1), "engine_process_cpu_s": round(eng1 - eng0, 1), "cpu_share": round((cpu1 - cpu0) / (wall + 0.3), 2),
             "rss_mb": round(max(peak[0], rss), 1),
             "changes_carried": d("carried"), "engine_busy_drops": d("dropped_busy") + d("net_engine_busy")}
+
+
+def _pct(values, q) -> float | str:
+    if not values:
+        return "-"
+    v = sorted(values)
+    return round(v[min(len(v) - 1, int(round(q / 100 * (len(v) - 1))))], 1)
 
 
 def main() -> int:
@@ -241,6 +364,7 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=3000.0, help="paced phase: packets per second")
     ap.add_argument("--packets", type=int, default=None, help="paced phase: this many packets (default: --seconds)")
     ap.add_argument("--bomb-rate", type=float, default=2.0, help="bomb bursts per second")
+    ap.add_argument("--slow-connections", type=int, default=300, help="slowloris: connections kept trickling")
     ap.add_argument("--in-process", action="store_true", help="control surface in the engine's process (as before)")
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--send", nargs=6, help=argparse.SUPPRESS)
@@ -257,7 +381,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="hostile-"))
     take = tmp / "take.wav"
     cmd = [sys.executable, "-m", "sonolatent", "serve", "--no-audio", "--patch", str(ROOT / "patches" / "demo.toml"),
-           "--port", "0", "--oscquery-port", "-1", "--record", str(take)]
+           "--port", "0", "--oscquery-port", "0", "--record", str(take)]
     if args.checkpoint:
         cmd += ["--checkpoint", args.checkpoint]
     if args.in_process:
@@ -273,16 +397,20 @@ def main() -> int:
         time.sleep(0.2)
     port = int(re.search(r"udp 127\.0\.0\.1:(\d+)", next(x for x in lines if "OSC on udp" in x)).group(1))
     addr = ("127.0.0.1", port)
+    described = next(x for x in lines if "OSC on udp" in x)
+    http = HttpProber(re.search(r"OSCQuery on (http://\S+?/)[,\s]", described).group(1))
     pids = lambda: [daemon.pid] + _children(daemon.pid)  # noqa: E731
     prober = Prober(addr)
     t_start = time.monotonic()
     rows = []
     paced_s = args.packets / args.rate if args.packets else args.seconds
     try:
-        rows.append(run_phase("quiet", addr, pids, prober, 0, 5.0, "quiet"))
-        rows.append(run_phase(f"paced {args.rate:g}/s", addr, pids, prober, args.rate, paced_s, "paced"))
-        rows.append(run_phase("full speed", addr, pids, prober, 0, args.seconds, "full"))
-        rows.append(run_phase("bundle bombs", addr, pids, prober, args.bomb_rate, args.seconds, "bombs"))
+        rows.append(run_phase("quiet", addr, pids, prober, 0, 5.0, "quiet", http=http))
+        rows.append(run_phase(f"paced {args.rate:g}/s", addr, pids, prober, args.rate, paced_s, "paced", http=http))
+        rows.append(run_phase("full speed", addr, pids, prober, 0, args.seconds, "full", http=http))
+        rows.append(run_phase("bundle bombs", addr, pids, prober, args.bomb_rate, args.seconds, "bombs", http=http))
+        rows.append(run_phase("slowloris", addr, pids, prober, args.slow_connections, args.seconds, "slowloris",
+                              http=http))
         final = prober.status()
     finally:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -296,11 +424,15 @@ def main() -> int:
     info = sf.info(str(take))
     take_s = info.frames / info.samplerate
     cols = ["phase", "seconds", "packets_sent", "packets_per_s", "received", "dropped", "second_client_answered",
-            "ring_underruns", "audio_s", "wall_s", "audio_vs_wall", "cpu_s", "engine_process_cpu_s", "rss_mb"]
+            "osc_p50_ms", "osc_p99_ms", "http_answered", "http_p50_ms", "http_p99_ms", "ring_underruns", "audio_s",
+            "wall_s", "audio_vs_wall", "cpu_s", "engine_process_cpu_s", "rss_mb"]
     w = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
     print("  ".join(f"{c:>{w[c]}}" for c in cols))
     for r in rows:
         print("  ".join(f"{str(r[c]):>{w[c]}}" for c in cols))
+    for r in rows:
+        if r["attacker"]:
+            print(f"{r['phase']}: " + ", ".join(f"{k} {v}" for k, v in r["attacker"].items()))
     print(f"take {take_s:.2f} s for {wall:.2f} s from the first phase to /sono/quit (+ start and fade); "
           f"ring underruns in all {final['ring_underruns']}; control {'in the engine process' if args.in_process else 'in its own process'}")
     doc = {"benchmark": "hostile", "control": "in-process" if args.in_process else "own process",
@@ -308,10 +440,8 @@ def main() -> int:
            "date": time.strftime("%Y-%m-%d %H:%M"), "args": {k: v for k, v in vars(args).items() if k != "send"},
            "phases": rows, "take_s": round(take_s, 2), "wall_s": round(wall, 2),
            "ring_underruns_total": final["ring_underruns"], "daemon_log_tail": lines[-5:]}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"hostile{'_in_process' if args.in_process else ''}.json"
-    out.write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    from benchmarks.common import write_result
+    write_result(RESULTS / f"hostile{'_in_process' if args.in_process else ''}.json", doc)
     return 0
 
 

@@ -29,7 +29,7 @@ from .audio.io import SUPPORTED_EXTENSIONS, read_audio
 from .audio.mel import MelSpectrogram
 from .audio.metrics import logmel_distance, stft_distance
 from .models.checkpoint import ModelBundle
-from .models.synth import render_frames
+from .models.synth import model_stream, vocoder_stream
 
 PATHS = ("vocoder", "model", "griffinlim")
 
@@ -97,21 +97,15 @@ def warm_up(bundle: ModelBundle) -> None:
     bundle.vocoder(torch.full((1, bundle.mel_config.n_mels, 4), -5.0))
 
 
-@torch.no_grad()
-def vocode(bundle: ModelBundle, audio: np.ndarray) -> np.ndarray:
-    mel = MelSpectrogram(bundle.mel_config)(torch.from_numpy(audio)[None])
-    return bundle.vocoder(mel)[0].numpy()
+def vocode(bundle: ModelBundle, audio: np.ndarray, chunk_frames: int = 4096) -> np.ndarray:
+    """mel -> vocoder, through the streaming path (:func:`vocoder_stream`)."""
+    return np.concatenate(list(vocoder_stream(bundle, [audio], chunk_frames)))
 
 
-@torch.no_grad()
 def full_model(bundle: ModelBundle, audio: np.ndarray, chunk_frames: int = 4096) -> np.ndarray:
-    """encode -> decode -> vocoder. The mel is made ``chunk_frames`` at a time (its STFT never whole) and
-    the decode streams (:func:`render_frames`); the encoder sees the whole mel (its norms are global)."""
-    mel = MelSpectrogram(bundle.mel_config).chunked(torch.from_numpy(audio), chunk_frames)[None]
-    z = bundle.vae.encode(mel)
-    from .models.vae import latents_to_frames
-    zf = latents_to_frames(z, mel.shape[-1], bundle.vae.config.downsample)[0].numpy()
-    return render_frames(bundle, zf)
+    """encode -> decode -> vocoder in bounded memory (:func:`model_stream`): the mel made ``chunk_frames``
+    at a time, the encoder run over it in chunks (equal to the whole-mel encode), the decode streamed."""
+    return np.concatenate(list(model_stream(bundle, [audio], chunk_frames)))
 
 
 def _fit(y: np.ndarray, n: int) -> np.ndarray:

@@ -87,6 +87,63 @@ def wav_shortfall(path: str | os.PathLike) -> tuple[int, int] | None:
     return None
 
 
+#: Frames :class:`AudioReader` decodes per block.
+READ_BLOCK = 1 << 16
+
+
+class AudioReader:
+    """A sound file as mono float32 blocks at ``sample_rate`` (None: the file's), read a block at a time:
+    memory does not grow with the file. Iterate once; the blocks together are what :func:`read_audio`
+    returns (it is built on this), with the same checks, each raised where it is found: a block with
+    NaN or inf as it is read; too short, and silent (unless ``allow_silent``), at the end.
+    ``samples`` counts what has come out so far (all of it once the iteration is over)."""
+
+    def __init__(self, path: str | os.PathLike, sample_rate: int | None = None, *,
+                 max_seconds: float | None = DEFAULT_MAX_SECONDS, min_seconds: float = 0.0,
+                 allow_silent: bool = False, blocksize: int | None = None):
+        self.path = Path(path)
+        info = check_audio_file(self.path, max_seconds=max_seconds)
+        self.file_rate = info.sample_rate
+        self.sample_rate = int(sample_rate) if sample_rate is not None else info.sample_rate
+        self.min_seconds, self.allow_silent = min_seconds, allow_silent
+        self.blocksize = READ_BLOCK if blocksize is None else blocksize
+        self.samples = 0
+
+    def __iter__(self):
+        p, sr = self.path, self.sample_rate
+        stream = None if sr == self.file_rate else soxr.ResampleStream(self.file_rate, sr, 1, dtype="float32",
+                                                                       quality="HQ")
+        peak, read = 0.0, 0
+        try:
+            with sf.SoundFile(str(p)) as f:
+                while True:
+                    data = f.read(self.blocksize, dtype="float32", always_2d=True)
+                    last = len(data) < self.blocksize
+                    read += len(data)
+                    if not np.all(np.isfinite(data)):
+                        raise AudioFileError(f"{p}: the audio contains NaN or infinite samples")
+                    mono = data.mean(axis=1).astype(np.float32)
+                    if stream is not None:
+                        mono = stream.resample_chunk(mono, last=last).astype(np.float32, copy=False)
+                    if len(mono):
+                        peak = max(peak, float(np.max(np.abs(mono))))
+                        self.samples += len(mono)
+                        yield np.ascontiguousarray(mono)
+                    if last:
+                        break
+        except AudioFileError:
+            raise
+        except Exception as e:
+            raise AudioFileError(f"{p}: cannot decode audio ({_short(e)})") from None
+        if read == 0:
+            raise AudioFileError(f"{p}: the file holds no audio")
+        if self.samples / sr < self.min_seconds:
+            raise AudioFileError(f"{p}: too short ({1000 * self.samples / sr:.1f} ms; "
+                                 f"at least {1000 * self.min_seconds:g} ms needed)")
+        if not self.allow_silent and peak < 1e-5:
+            raise AudioFileError(f"{p}: the audio is silent")
+
+
 def read_audio(
     path: str | os.PathLike,
     sample_rate: int | None = None,
@@ -105,26 +162,10 @@ def read_audio(
     or unreadable file, an unsupported format, an empty, silent (unless
     ``allow_silent``), too short, too long or NaN/inf-containing signal.
     """
-    p = Path(path)
-    check_audio_file(p, max_seconds=max_seconds)
-    try:
-        data, sr = sf.read(str(p), dtype="float32", always_2d=True)
-    except Exception as e:
-        raise AudioFileError(f"{p}: cannot decode audio ({_short(e)})") from None
-    if data.shape[0] == 0:
-        raise AudioFileError(f"{p}: the file holds no audio")
-    if not np.all(np.isfinite(data)):
-        raise AudioFileError(f"{p}: the audio contains NaN or infinite samples")
-    mono = data.mean(axis=1).astype(np.float32)
-    if sample_rate is not None and sr != sample_rate:
-        mono = resample(mono, sr, sample_rate)
-        sr = sample_rate
-    if mono.shape[0] / sr < min_seconds:
-        raise AudioFileError(f"{p}: too short ({1000 * mono.shape[0] / sr:.1f} ms; "
-                             f"at least {1000 * min_seconds:g} ms needed)")
-    if not allow_silent and float(np.max(np.abs(mono))) < 1e-5:
-        raise AudioFileError(f"{p}: the audio is silent")
-    return np.ascontiguousarray(mono), int(sr)
+    reader = AudioReader(path, sample_rate, max_seconds=max_seconds, min_seconds=min_seconds,
+                         allow_silent=allow_silent)
+    blocks = list(reader)
+    return np.ascontiguousarray(np.concatenate(blocks)), reader.sample_rate
 
 
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
@@ -132,6 +173,74 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     if sr_in == sr_out:
         return x.astype(np.float32, copy=False)
     return soxr.resample(x.astype(np.float32, copy=False), sr_in, sr_out, quality="HQ").astype(np.float32)
+
+
+class AudioWriter:
+    """A WAV file written block by block (``with AudioWriter(path, rate, fmt) as w: w.write(block)``),
+    optionally resampled on the way from ``source_rate`` (the same samples as :func:`resample` of the
+    whole). Blocks go to a temporary file beside ``path``, which takes the name only when the ``with``
+    block ends without an error: a failure or Ctrl-C half-way leaves no file under the final name and
+    no temporary file. :func:`write_audio` is built on this. ``frames``: frames written so far."""
+
+    def __init__(self, path: str | os.PathLike, sample_rate: int, fmt: str = "16", channels: int = 1,
+                 source_rate: int | None = None):
+        self.path = Path(path)
+        if fmt not in WRITE_FORMATS:
+            raise SonolatentError(f"unknown output format {fmt!r}: choose 16, 24 or float")
+        self.sample_rate, self.fmt, self.channels = int(sample_rate), fmt, channels
+        self.resampler = None
+        if source_rate is not None and int(source_rate) != self.sample_rate:
+            self.resampler = soxr.ResampleStream(int(source_rate), self.sample_rate, channels, dtype="float32",
+                                                 quality="HQ")
+        self.frames = 0
+        self._file = self._tmp = None
+
+    def __enter__(self):
+        check_output_path(self.path)
+        self._tmp = temp_beside(self.path)
+        try:
+            self._file = sf.SoundFile(str(self._tmp), "w", self.sample_rate, self.channels,
+                                      subtype=WRITE_FORMATS[self.fmt], format="WAV")
+        except Exception as e:
+            remove_quietly(self._tmp)
+            raise SonolatentError(f"{self.path}: cannot write ({_short(e)})") from None
+        return self
+
+    def write(self, audio: np.ndarray) -> None:
+        a = np.asarray(audio, dtype=np.float32)
+        if a.ndim not in (1, 2):
+            raise SonolatentError(f"{self.path}: audio must be 1-D or 2-D, got shape {a.shape}")
+        if not np.all(np.isfinite(a)):
+            raise SonolatentError(f"{self.path}: refusing to write audio containing NaN or infinite samples")
+        if self.resampler is not None:
+            a = self.resampler.resample_chunk(a, last=False)
+        self._put(a)
+
+    def _put(self, a: np.ndarray) -> None:
+        if self.fmt != "float":
+            a = np.clip(a, -1.0, 1.0)
+        try:
+            self._file.write(a)
+        except Exception as e:
+            raise SonolatentError(f"{self.path}: cannot write ({_short(e)})") from None
+        self.frames += len(a)
+
+    def __exit__(self, kind, exc, tb):
+        try:
+            if kind is None and self.resampler is not None:
+                self._put(self.resampler.resample_chunk(np.zeros((0,) if self.channels == 1 else (0, self.channels),
+                                                                 np.float32), last=True))
+            self._file.close()
+            if kind is None:
+                os.replace(self._tmp, self.path)
+        except Exception as e:
+            remove_quietly(self._tmp)
+            if isinstance(e, SonolatentError):
+                raise
+            raise SonolatentError(f"{self.path}: cannot write ({_short(e)})") from None
+        if kind is not None:
+            remove_quietly(self._tmp)
+        return False
 
 
 def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, fmt: str = "16") -> Path:
@@ -149,19 +258,8 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, fm
         raise SonolatentError(f"{p}: audio must be 1-D or 2-D, got shape {a.shape}")
     if not np.all(np.isfinite(a)):
         raise SonolatentError(f"{p}: refusing to write audio containing NaN or infinite samples")
-    if fmt != "float":
-        a = np.clip(a, -1.0, 1.0)
-    check_output_path(p)
-    tmp = temp_beside(p)
-    try:
-        sf.write(str(tmp), a, int(sample_rate), subtype=WRITE_FORMATS[fmt], format="WAV")
-        os.replace(tmp, p)
-    except Exception as e:
-        remove_quietly(tmp)
-        raise SonolatentError(f"{p}: cannot write ({_short(e)})") from None
-    except BaseException:  # Ctrl-C half-way: no temporary file left behind
-        remove_quietly(tmp)
-        raise
+    with AudioWriter(p, sample_rate, fmt, channels=1 if a.ndim == 1 else a.shape[1]) as w:
+        w.write(a)
     return p
 
 

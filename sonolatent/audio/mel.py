@@ -173,25 +173,17 @@ class MelSpectrogram(torch.nn.Module):
 
     def chunked(self, audio: torch.Tensor, chunk_frames: int = 4096) -> torch.Tensor:
         """The same log-mel as ``self(audio)`` for mono ``(samples,)`` audio, ``(n_mels, frames)``, made
-        ``chunk_frames`` frames at a time: the STFT of a long file (complex, n_fft/2 + 1 bins per frame:
-        ~0.8 GB for 20 minutes) never exists whole, only the log-mel does."""
-        c = self.config
-        pad = c.n_fft // 2
-        if audio.shape[-1] <= pad:
-            return self(audio)
-        x = F.pad(audio[None, None, :], (pad, pad), mode="reflect")[0, 0]
-        n = self.n_frames(audio.shape[-1])
-        parts = []
-        for a in range(0, n, chunk_frames):
-            b = min(n, a + chunk_frames)
-            seg = x[a * c.hop_length:(b - 1) * c.hop_length + c.n_fft]
-            spec = torch.stft(seg[None], c.n_fft, c.hop_length, window=self.window, center=False,
-                              return_complex=True)
-            mag = spec.abs()
-            if c.power != 1.0:
-                mag = mag.pow(c.power)
-            parts.append(torch.log(torch.clamp(torch.matmul(self.filterbank, mag)[0], min=c.log_floor)))
-        return torch.cat(parts, dim=-1)
+        ``chunk_frames`` frames at a time (:class:`MelChunker`): the STFT of a long file (complex, n_fft/2 + 1
+        bins per frame: ~0.8 GB for 20 minutes) never exists whole, only the log-mel does."""
+        chunker = MelChunker(self, chunk_frames)
+        x = audio.detach().cpu().numpy().astype(np.float32, copy=False)
+        return torch.cat(chunker.push(x) + chunker.finish(), dim=-1)
+
+    def _logmel_padded(self, seg: np.ndarray) -> torch.Tensor:
+        """Log-mel ``(n_mels, k)`` of audio padded as :meth:`magnitude` pads it, ``seg`` holding frames
+        ``t .. t + k - 1`` (``(k - 1) * hop + n_fft`` samples from padded sample ``t * hop``)."""
+        mag = self.magnitude_padded(torch.from_numpy(np.ascontiguousarray(seg))[None])[0]
+        return torch.log(torch.clamp(mag, min=self.config.log_floor))
 
     def n_frames(self, n_samples: int) -> int:
         return n_samples // self.config.hop_length + 1
@@ -200,6 +192,68 @@ class MelSpectrogram(torch.nn.Module):
         """Centre frequency (Hz) of each mel band."""
         c = self.config
         return librosa.mel_frequencies(c.n_mels + 2, fmin=c.fmin, fmax=c.fmax, htk=c.mel_scale == "htk")[1:-1]
+
+
+class MelChunker:
+    """:class:`MelSpectrogram`'s log-mel of one long signal, made from its audio as the audio comes, in
+    chunks of ``chunk_frames`` frames: ``push(block)`` returns the chunks that became complete (tensors
+    ``(n_mels, chunk_frames)``), ``finish()`` the rest (the right edge padded by reflection as the offline
+    mel pads it). It holds about one chunk of audio, whatever the length. All chunks together equal
+    ``MelSpectrogram(config)(audio)`` (the same STFT frames, up to float rounding); ``frames``: how many
+    have come out. (:class:`MelStream` is the live, frame-by-frame counterpart.)"""
+
+    def __init__(self, mel: MelSpectrogram, chunk_frames: int = 4096):
+        c = mel.config
+        self.mel, self.chunk = mel, int(chunk_frames)
+        self.pad, self.hop, self.n_fft = c.n_fft // 2, c.hop_length, c.n_fft
+        self.head = np.zeros(0, np.float32)   # raw samples while the left reflection cannot be made yet
+        self.buf = None                        # the padded signal from padded sample ``base`` on
+        self.base = self.frames = self.total = 0
+
+    def push(self, audio) -> list[torch.Tensor]:
+        x = np.asarray(audio, np.float32).reshape(-1)
+        self.total += len(x)
+        if self.buf is None:
+            self.head = np.concatenate([self.head, x])
+            if len(self.head) <= self.pad:
+                return []
+            x, self.head = self.head, None
+            self.buf = np.concatenate([x[1:self.pad + 1][::-1], x])   # the reflection at the start
+        else:
+            self.buf = np.concatenate([self.buf, x])
+        return self._emit(final=False)
+
+    def _emit(self, final: bool) -> list[torch.Tensor]:
+        out, end = [], self.base + len(self.buf)
+        n_total = self.total // self.hop + 1
+        while True:
+            a = self.frames
+            b = a + self.chunk
+            if final:
+                b = min(b, n_total)
+            if a >= b or (b - 1) * self.hop + self.n_fft > end:
+                break
+            s = a * self.hop - self.base
+            out.append(self.mel._logmel_padded(self.buf[s:s + (b - a - 1) * self.hop + self.n_fft]))
+            self.frames = b
+        keep = min(self.frames * self.hop, end - self.pad - 1) - self.base   # the end's reflection reads pad + 1
+        if keep > 0:
+            self.buf = self.buf[keep:]
+            self.base += keep
+        return out
+
+    def finish(self) -> list[torch.Tensor]:
+        if self.buf is None:   # no more than n_fft // 2 samples: the offline mel's constant padding
+            head, self.head = self.head, np.zeros(0, np.float32)
+            if len(head) == 0:
+                return []
+            with torch.no_grad():
+                m = self.mel(torch.from_numpy(np.ascontiguousarray(head))[None])[0]
+            self.frames = m.shape[-1]
+            return [m]
+        tail = self.buf[len(self.buf) - self.pad - 1:-1][::-1]   # raw samples N-2 .. N-1-pad
+        self.buf = np.concatenate([self.buf, tail])
+        return self._emit(final=True)
 
 
 class MelStream:

@@ -8,6 +8,8 @@ from pathlib import Path
 from ..errors import SonolatentError
 
 MIN_SECONDS = 0.05
+#: Mel frames per chunk of the encoder's passes and of the decode (a chunk's work is what memory holds).
+CHUNK_FRAMES = 4096
 
 
 def register(sub) -> None:
@@ -30,9 +32,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..audio.io import check_audio_file, read_audio, resample, write_audio
-    from ..evaluation import full_model, vocode
+    from ..audio.io import AudioReader, AudioWriter, check_audio_file
     from ..models import load_bundle
+    from ..models.synth import model_stream, vocoder_stream
     from ..outputs import check_output_path
     from ..render.common import check_not_input
 
@@ -45,18 +47,44 @@ def run(args) -> int:
         raise SonolatentError(f"--plot {args.plot}: the picture and the sound need different names")
     check_audio_file(args.input, min_seconds=MIN_SECONDS)   # a bad input is named before the model loads
     bundle = load_bundle(args.checkpoint)
-    x, sr = read_audio(args.input, bundle.sample_rate, min_seconds=MIN_SECONDS)
-    y = vocode(bundle, x) if args.vocoder_only else full_model(bundle, x)
-    y = y[: len(x)]
+    sr = bundle.sample_rate
+    # Read, encoded, decoded and written a block at a time: memory does not grow with the file's length
+    # (the encoder's passes read the log-mel back from a temporary file; see docs/models.md).
+    reader = AudioReader(args.input, sr, min_seconds=MIN_SECONDS)
+    stream = (vocoder_stream if args.vocoder_only else model_stream)(bundle, reader, CHUNK_FRAMES)
     what = "vocoder only" if args.vocoder_only else "encode -> decode -> vocoder"
-    y_out, sr_out = (resample(y, sr, args.sr), args.sr) if args.sr and args.sr != sr else (y, sr)
-    write_audio(out, y_out, sr_out, args.format)
-    print(f"wrote {out} ({len(y_out) / sr_out:.2f} s, {what})")
+    out_mel = _MelOf(bundle) if plot is not None else None
+    with AudioWriter(out, args.sr or sr, args.format, source_rate=sr) as w:
+        written = 0
+        for y in stream:
+            y = y[: max(0, reader.samples - written)]   # the output never runs ahead of what was read
+            written += len(y)
+            w.write(y)
+            if out_mel is not None:
+                out_mel.push(y)
+    print(f"wrote {out} ({w.frames / w.sample_rate:.2f} s, {what})")
     if plot is not None:   # drawn from the model-rate output, so both spectrograms share one mel definition
-        from ..render.plots import log_mel, plot_reconstruction
-        mc = bundle.mel_config
-        plot_reconstruction(plot, (f"original: {Path(args.input).name}", log_mel(mc, x)),
-                            (f"model ({what})", log_mel(mc, y)), mc.frame_rate,
+        from ..render.plots import plot_reconstruction
+        in_mel = _MelOf(bundle)
+        for x in AudioReader(args.input, sr, min_seconds=MIN_SECONDS):
+            in_mel.push(x)
+        plot_reconstruction(plot, (f"original: {Path(args.input).name}", in_mel.finish()),
+                            (f"model ({what})", out_mel.finish()), bundle.mel_config.frame_rate,
                             title=f"{Path(args.input).name}: {what}")
         print(f"wrote {plot}")
     return 0
+
+
+class _MelOf:
+    """The log-mel of audio pushed block by block, whole at the end (for --plot: a picture of the file)."""
+
+    def __init__(self, bundle):
+        from ..audio.mel import MelChunker, MelSpectrogram
+        self.chunker, self.parts = MelChunker(MelSpectrogram(bundle.mel_config)), []
+
+    def push(self, x) -> None:
+        self.parts += [m.numpy() for m in self.chunker.push(x)]
+
+    def finish(self):
+        import numpy as np
+        return np.concatenate(self.parts + [m.numpy() for m in self.chunker.finish()], axis=1)

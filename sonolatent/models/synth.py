@@ -14,12 +14,14 @@ gives the same samples.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from functools import lru_cache
 
 import numpy as np
 import torch
 
-from ..audio.mel import MelConfig, MelSpectrogram
+from ..audio.mel import MelChunker, MelConfig, MelSpectrogram
 from .checkpoint import ModelBundle
 from .streaming import StreamState
 
@@ -163,8 +165,103 @@ def encode_audio(bundle: ModelBundle, audio: np.ndarray) -> torch.Tensor:
 @torch.no_grad()
 def render_frames(bundle: ModelBundle, zf, chunk: int = 64, semitones: float = 0.0) -> np.ndarray:
     """Offline render of mel-rate latents ``(D, n)`` through the streaming path; ``n * hop`` samples."""
+    return np.concatenate(list(render_stream(bundle, [zf], chunk, semitones))).astype(np.float32)
+
+
+@torch.no_grad()
+def render_stream(bundle: ModelBundle, blocks, chunk: int = 64, semitones: float = 0.0):
+    """:func:`render_frames` of mel-rate latents that arrive as blocks ``(D, k)`` (any sizes), yielding the
+    audio as it becomes final: the frames go through one :class:`StreamingSynth` ``chunk`` at a time
+    counted from the first frame, however the blocks are cut, so the samples are render_frames' own."""
     synth = StreamingSynth(bundle)
-    zf = np.asarray(zf, np.float32)
-    parts = [synth.process(zf[:, i:i + chunk], semitones) for i in range(0, zf.shape[1], chunk)]
-    parts.append(synth.flush())
-    return np.concatenate(parts).astype(np.float32)
+    held = np.zeros((synth.latent_dim, 0), np.float32)
+    for zf in blocks:
+        held = np.concatenate([held, np.asarray(zf, np.float32)], axis=1)
+        n = held.shape[1] // chunk * chunk
+        for i in range(0, n, chunk):
+            yield synth.process(held[:, i:i + chunk], semitones)
+        held = held[:, n:]
+    if held.shape[1]:
+        yield synth.process(held, semitones)
+    yield synth.flush()
+
+
+class FrameSpool:
+    """Frames ``(rows, k)`` appended to an unnamed temporary file (gone when closed, or when the process
+    dies) and read back by range: a long log-mel that several passes read, without holding it."""
+
+    def __init__(self, rows: int):
+        self.rows, self.frames = rows, 0
+        self.file = tempfile.TemporaryFile()
+
+    def append(self, frames: torch.Tensor) -> None:
+        a = np.ascontiguousarray(frames.detach().cpu().numpy().T, np.float32)
+        self.file.seek(0, os.SEEK_END)
+        self.file.write(a.tobytes())
+        self.frames += a.shape[0]
+
+    def read(self, a: int, b: int) -> torch.Tensor:
+        """Frames ``a .. b-1``, ``(rows, b - a)`` float32."""
+        self.file.seek(a * self.rows * 4)
+        buf = bytearray(self.file.read((b - a) * self.rows * 4))
+        return torch.from_numpy(np.frombuffer(buf, np.float32).reshape(b - a, self.rows).T.copy())
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()
+        return False
+
+
+def latent_frame_blocks(blocks, n_frames: int, downsample: int):
+    """:func:`~.vae.latents_to_frames` of latents that arrive as blocks ``(D, k)`` in order (``ceil(n_frames /
+    downsample)`` in all): yields the mel-rate latents ``(D, m)`` as the latents they read have come."""
+    from .vae import latent_frames_between, latent_span
+    L = -(-n_frames // downsample)
+    held, first, j = None, 0, 0
+    for z in blocks:
+        held = z if held is None else torch.cat([held, z], dim=-1)
+        have = first + held.shape[-1]
+        stop = min(n_frames, have * downsample)
+        while stop > j and latent_span(stop - 1, L, downsample)[1] >= have:
+            stop -= 1
+        if stop > j:
+            yield latent_frames_between(held, first, L, j, stop, downsample)
+            j = stop
+        if j < n_frames:
+            keep = latent_span(j, L, downsample)[0]
+            held, first = held[:, keep - first:], keep
+
+
+@torch.no_grad()
+def model_stream(bundle: ModelBundle, blocks, chunk_frames: int = 4096):
+    """encode -> decode -> vocoder of mono model-rate audio that arrives as blocks, in memory bounded by
+    ``chunk_frames`` whatever the length: the log-mel is made a chunk at a time (:class:`MelChunker`) into a
+    :class:`FrameSpool`, encoded in passes over it (:meth:`~.vae.MelVAE.encode_chunks`, equal to the whole-file
+    encode) and decoded by :func:`render_stream`. Yields the audio blocks, ``frames * hop`` samples in all
+    (the input's length rounded up to a hop, and one hop more)."""
+    c = bundle.mel_config
+    chunker = MelChunker(MelSpectrogram(c), chunk_frames)
+    with FrameSpool(c.n_mels) as spool:
+        for block in blocks:
+            for m in chunker.push(block):
+                spool.append(m)
+        for m in chunker.finish():
+            spool.append(m)
+        T, ds = spool.frames, bundle.vae.config.downsample
+        latents = bundle.vae.encode_chunks(spool.read, T, chunk_frames)
+        yield from render_stream(bundle, (z.numpy() for z in latent_frame_blocks(latents, T, ds)))
+
+
+@torch.no_grad()
+def vocoder_stream(bundle: ModelBundle, blocks, chunk_frames: int = 4096):
+    """mel -> vocoder of mono model-rate audio arriving as blocks, a mel chunk at a time through the
+    vocoder's streaming path; yields the audio blocks (what ``vocoder(mel)`` of the whole gives)."""
+    chunker, state = MelChunker(MelSpectrogram(bundle.mel_config), chunk_frames), StreamState()
+    for block in blocks:
+        for m in chunker.push(block):
+            yield bundle.vocoder.stream(m[None], state)[0].numpy()
+    for m in chunker.finish():
+        yield bundle.vocoder.stream(m[None], state)[0].numpy()
+    yield bundle.vocoder.flush(state)[0].numpy()

@@ -99,6 +99,75 @@ class CausalResLayer(nn.Module):
         return x + self.proj(self.act(self.conv(self.act(self.norm(x)), state)), state)
 
 
+def _encoder_reach(module: nn.Module) -> int:
+    """How many input frames on either side of a frame can reach its encoder output (an upper bound):
+    each convolution's span, in input frames at the rate it runs at."""
+    reach, rate = 0, 1
+    for m in module.modules():
+        if isinstance(m, nn.Conv1d):
+            reach += (m.kernel_size[0] - 1) * m.dilation[0] * rate
+            rate *= m.stride[0]
+    return reach
+
+
+class _Moments:
+    """Mean and variance of all the numbers of the tensors added, in float64 (chunk means and squared
+    deviations combined, so a large mean costs no precision)."""
+
+    def __init__(self):
+        self.n, self.mean, self.m2 = 0, 0.0, 0.0
+
+    def add(self, t: torch.Tensor) -> None:
+        x = t.double()
+        n = x.numel()
+        if n == 0:
+            return
+        mean = float(x.mean())
+        m2 = float(((x - mean) ** 2).sum())
+        total = self.n + n
+        delta = mean - self.mean
+        self.mean += delta * n / total
+        self.m2 += m2 + delta * delta * self.n * n / total
+        self.n = total
+
+    def result(self) -> tuple[float, float]:
+        return self.mean, self.m2 / self.n
+
+
+def _encoder_apply(seq: nn.Sequential, x: torch.Tensor, stats: dict, stop: nn.Module | None):
+    """Run the encoder's layers on ``x``, each GroupNorm (one group) with the whole signal's mean and
+    variance from ``stats`` (``id(norm) -> (mean, var)``) instead of its input's. Stops at ``stop`` (a
+    norm) and returns its input. Returns ``(h, rate)``: ``rate`` input frames per frame of ``h``."""
+    rate = 1
+
+    def walk(mods, h):
+        nonlocal rate
+        for m in mods:
+            if m is stop:
+                raise _Stopped(h)
+            if isinstance(m, ResBlock):
+                h = h + walk(m.net, h)
+            elif isinstance(m, nn.GroupNorm):
+                mean, var = stats[id(m)]
+                h = (h - mean) * (1.0 / math.sqrt(var + m.eps))
+                h = h * m.weight[:, None] + m.bias[:, None]
+            else:
+                h = m(h)
+                if isinstance(m, nn.Conv1d):
+                    rate *= m.stride[0]
+        return h
+
+    try:
+        return walk(seq, x), rate
+    except _Stopped as s:
+        return s.value, rate
+
+
+class _Stopped(Exception):
+    def __init__(self, value):
+        self.value = value
+
+
 def principal_axes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Rows ``(N, d)`` -> their mean ``(d,)``, covariance eigenvalues ``(d,)`` and eigenvectors ``(d, d)``
     (columns), most variance first, in float64."""
@@ -116,13 +185,26 @@ def latents_to_frames(z: torch.Tensor, n_frames: int, downsample: int) -> torch.
     Latent frame ``k`` summarises mel frames ``k*ds .. k*ds + ds - 1``; mel frame
     ``j`` reads latent position ``(j + 0.5) / ds - 0.5`` (clamped to the ends).
     """
-    L = z.shape[-1]
-    pos = (torch.arange(n_frames, dtype=z.dtype, device=z.device) + 0.5) / downsample - 0.5
+    return latent_frames_between(z, 0, z.shape[-1], 0, n_frames, downsample)
+
+
+def latent_frames_between(z: torch.Tensor, first: int, L: int, start: int, stop: int,
+                          downsample: int) -> torch.Tensor:
+    """Mel frames ``start .. stop-1`` of :func:`latents_to_frames` of ``L`` latents of which ``z`` holds
+    latents ``first ..`` (all that those frames read: see :func:`latent_span`)."""
+    pos = (torch.arange(start, stop, dtype=z.dtype, device=z.device) + 0.5) / downsample - 0.5
     pos = pos.clamp(0, L - 1)
     i0 = pos.floor().long()
     i1 = (i0 + 1).clamp(max=L - 1)
     w = (pos - i0.to(z.dtype))
-    return z[..., i0] * (1 - w) + z[..., i1] * w
+    return z[..., i0 - first] * (1 - w) + z[..., i1 - first] * w
+
+
+def latent_span(frame: int, L: int, downsample: int) -> tuple[int, int]:
+    """The latents mel frame ``frame`` reads in :func:`latents_to_frames` of ``L`` latents: ``(i0, i1)``."""
+    pos = min(max((frame + 0.5) / downsample - 0.5, 0.0), L - 1)
+    i0 = int(math.floor(pos))
+    return i0, min(i0 + 1, L - 1)
 
 
 class MelVAE(FramePlanned):
@@ -198,6 +280,48 @@ class MelVAE(FramePlanned):
     def encode(self, mel: torch.Tensor) -> torch.Tensor:
         """Posterior mean ``(B, D, L)`` (deterministic encoding)."""
         return self.posterior(mel)[0]
+
+    @torch.no_grad()
+    def encode_chunks(self, read, n_frames: int, chunk: int = 4096):
+        """:meth:`encode` of a long log-mel held elsewhere, in bounded memory: yields the posterior mean
+        ``(D, k)`` ``chunk // ds`` latent frames (``chunk`` mel frames) at a time, ``ceil(n_frames / ds)``
+        in all, equal to ``encode`` of the whole (up to float rounding). ``read(a, b)``: mel frames ``a .. b-1``, a
+        ``(n_mels, b - a)`` tensor (``0 <= a < b <= n_frames``), called again for every pass.
+
+        The encoder's GroupNorms normalise over the whole length, so no chunk can be encoded alone. Each
+        norm's mean and variance over time is exact from sums gathered chunk by chunk, once the norms
+        before it are known: one pass over the mel per norm computes the encoder up to that norm, a last
+        pass the output. Every pass reads each chunk with a margin of the encoder's reach on both sides
+        (zero padding at the mel's real ends, as the whole-mel convolutions pad), so the chunk's own frames
+        are exact at every layer. Cost: about ``norms / 2 + 1`` whole encodes; memory: one chunk."""
+        ds = self.config.downsample
+        L = -(-n_frames // ds)
+        chunk = max(1, int(chunk) // ds)                                 # latent frames per chunk
+        margin = -(-_encoder_reach(self.encoder) // ds) * ds             # mel frames, a multiple of ds
+        norms = [m for m in self.encoder.modules() if isinstance(m, nn.GroupNorm)]
+        stats: dict[int, tuple[float, float]] = {}
+
+        def run(la, lb, stop):
+            a0, b0 = la * ds, lb * ds
+            s0, s1 = max(0, a0 - margin), min(L * ds, b0 + margin)
+            x = read(s0, min(s1, n_frames))[None]
+            if s1 > n_frames:   # the replicate padding of :meth:`posterior` to a multiple of ds
+                x = F.pad(x, (0, s1 - n_frames), mode="replicate")
+            x = self.normalize(x)
+            h, rate = _encoder_apply(self.encoder, x, stats, stop)
+            return h[..., (a0 - s0) // rate:(b0 - s0) // rate], x[..., a0 - s0:b0 - s0]
+
+        for k, norm in enumerate(norms):
+            acc = _Moments()
+            for la in range(0, L, chunk):
+                acc.add(run(la, min(L, la + chunk), norm)[0])
+            stats[id(norm)] = acc.result()
+        for la in range(0, L, chunk):
+            h, x = run(la, min(L, la + chunk), None)
+            mu = h[:, : self.latent_dim]
+            if self.config.linear_path:
+                mu = mu + self.enc_lin(x)
+            yield mu[0]
 
     # -- decoder ------------------------------------------------------------------------
     def decode_frames(self, zf: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:

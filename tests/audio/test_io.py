@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from sonolatent.audio.io import peak_normalize, read_audio, write_audio
+from sonolatent.audio.io import AudioReader, AudioWriter, peak_normalize, read_audio, resample, write_audio
 from sonolatent.errors import AudioFileError, SonolatentError
 
 
@@ -83,7 +83,7 @@ def test_write_names_a_file_used_as_a_folder_and_leaves_nothing_on_ctrl_c(tmp_pa
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
-    monkeypatch.setattr("sonolatent.audio.io.sf.write", interrupted)
+    monkeypatch.setattr("sonolatent.audio.io.sf.SoundFile.write", interrupted)
     with pytest.raises(KeyboardInterrupt):
         write_audio(tmp_path / "o.wav", np.zeros(10), 44100)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]   # no o.wav, no .o.wav.*.part
@@ -93,3 +93,57 @@ def test_peak_normalize():
     y = peak_normalize(np.array([0.1, -0.5, 0.2], np.float32), -6.0)
     assert abs(np.abs(y).max() - 10 ** (-6 / 20)) < 1e-6
     assert np.all(peak_normalize(np.zeros(4, np.float32)) == 0)
+
+
+@pytest.mark.parametrize("rate", [44100, 48000])
+def test_the_block_reader_gives_the_whole_files_samples_in_bounded_blocks(tmp_path, rate):
+    """AudioReader decodes, mixes and resamples a block at a time (streaming soxr): the blocks together
+    are the file read whole and resampled in one piece, sample for sample, and none is much longer than
+    a block."""
+    p = tmp_path / "s.wav"
+    x = _stereo(rate, 2.3)
+    sf.write(p, x, rate, subtype="FLOAT")
+    reader = AudioReader(p, 44100, blocksize=1001)
+    blocks = list(reader)
+    whole = resample(x.mean(1).astype(np.float32), rate, 44100)
+    got = np.concatenate(blocks)
+    assert len(blocks) > 50 and max(len(b) for b in blocks) <= 2 * 1001
+    assert reader.samples == len(got) == len(whole) and np.array_equal(got, whole)
+
+
+def test_the_block_reader_refuses_what_read_audio_refuses(tmp_path):
+    p = tmp_path / "q.wav"
+    sf.write(p, np.zeros(44100, np.float32), 44100)
+    with pytest.raises(AudioFileError, match="silent"):
+        list(AudioReader(p, blocksize=1000))
+    assert len(list(AudioReader(p, blocksize=1000, allow_silent=True))) == 45
+    x = _stereo(44100, 1.0)
+    x[30000, 1] = np.nan
+    sf.write(p, x, 44100, subtype="FLOAT")
+    got = []
+    with pytest.raises(AudioFileError, match="NaN"):
+        for b in AudioReader(p, blocksize=1000):
+            got.append(b)
+    assert len(got) == 30   # found in the block that holds it
+
+
+def test_the_block_writer_leaves_nothing_when_stopped_half_way(tmp_path):
+    """A failure (or Ctrl-C) between blocks: no file under the final name, no temporary file; a whole run
+    resamples on the way like resample() of the whole."""
+    out = tmp_path / "o.wav"
+    with pytest.raises(KeyboardInterrupt):
+        with AudioWriter(out, 44100, "float") as w:
+            w.write(np.zeros(1000, np.float32))
+            raise KeyboardInterrupt
+    with pytest.raises(SonolatentError, match="NaN"):
+        with AudioWriter(out, 44100, "float") as w:
+            w.write(np.zeros(1000, np.float32))
+            w.write(np.array([np.nan], np.float32))
+    assert list(tmp_path.iterdir()) == []
+    x = _stereo(44100, 1.0)[:, 0]
+    with AudioWriter(out, 22050, "float", source_rate=44100) as w:
+        for i in range(0, len(x), 999):
+            w.write(x[i:i + 999])
+    y, sr = sf.read(out, dtype="float32")
+    assert sr == 22050 and w.frames == len(y) and np.array_equal(y, resample(x, 44100, 22050))
+    assert [p.name for p in tmp_path.iterdir()] == ["o.wav"]

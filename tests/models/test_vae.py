@@ -155,3 +155,49 @@ def test_linear_path_starts_as_the_pca_of_the_frames_it_is_fitted_to():
     assert (rec - mel).abs().max() < 1e-3
     with pytest.raises(ConfigError, match="no linear path"):
         MelVAE(MelConfig(), CFG).set_linear_path(frames)
+
+
+@pytest.mark.parametrize("config", [
+    VAEConfig(channels=32, dec_layers=2, enc_blocks=1, latent_dim=8),                     # tests' tiny model
+    VAEConfig(channels=24, dec_layers=2, enc_blocks=2, latent_dim=6, downsample=8),
+    VAEConfig(channels=24, dec_layers=2, enc_blocks=2, latent_dim=6, downsample=1, linear_path=True),  # as shipped
+])
+@pytest.mark.parametrize("chunk", [29, 64, 203])
+def test_the_chunked_encoder_equals_the_whole_file_encoder(config, chunk):
+    """encode_chunks (the GroupNorms' statistics gathered over chunks, pass by pass; each chunk read with
+    a margin) gives the whole-mel encode's latents, on a clip several chunks long, its length no multiple
+    of the downsampling, and asks for no more than a chunk and its margins at a time."""
+    from sonolatent.models.vae import _encoder_reach
+    torch.manual_seed(1)
+    vae = MelVAE(MelConfig(), config).eval()
+    if config.linear_path:
+        torch.nn.init.normal_(vae.enc_lin.weight, std=0.1)
+    T = 997
+    mel = (torch.randn(1, 100, T) * 2 - 5).cumsum(-1) / 8 - 4   # wandering, not white: norms far from 0/1
+    with torch.no_grad():
+        whole = vae.encode(mel)[0]
+    spans = []
+
+    def read(a, b):
+        spans.append(b - a)
+        return mel[0, :, a:b]
+    parts = list(vae.encode_chunks(read, T, chunk))
+    got = torch.cat(parts, -1)
+    assert got.shape == whole.shape and len(parts) > 3
+    assert (got - whole).abs().max() < 1e-5 * max(1.0, float(whole.abs().max()))
+    ds = config.downsample
+    norms = sum(isinstance(m, torch.nn.GroupNorm) for m in vae.encoder.modules())
+    assert len(spans) == (norms + 1) * len(parts)
+    assert max(spans) <= (chunk // ds) * ds + 2 * (-(-_encoder_reach(vae.encoder) // ds) * ds)
+
+
+def test_the_chunked_encoder_needs_each_norms_whole_file_statistics():
+    """What the passes are for: the same chunks with each chunk's own statistics (what the encoder run
+    on the chunk alone does) give other latents."""
+    torch.manual_seed(1)
+    vae = MelVAE(MelConfig(), VAEConfig(channels=32, dec_layers=2, enc_blocks=1, latent_dim=8)).eval()
+    mel = (torch.randn(1, 100, 400) * 2 - 5).cumsum(-1) / 8 - 4
+    with torch.no_grad():
+        whole = vae.encode(mel)[0]
+        alone = torch.cat([vae.encode(mel[..., a:a + 100])[0] for a in range(0, 400, 100)], -1)
+    assert (alone - whole).abs().max() > 1e-2
