@@ -156,10 +156,11 @@ class StreamingSynth:
 
 
 @torch.no_grad()
-def encode_audio(bundle: ModelBundle, audio: np.ndarray) -> torch.Tensor:
-    """Mono audio at the model rate ``(n,)`` -> posterior-mean latents ``(D, L)``."""
-    mel = MelSpectrogram(bundle.mel_config)(torch.as_tensor(audio, dtype=torch.float32)[None])
-    return bundle.vae.encode(mel)[0]
+def encode_audio(bundle: ModelBundle, audio: np.ndarray, chunk_frames: int = 4096) -> torch.Tensor:
+    """Mono audio at the model rate ``(n,)`` -> posterior-mean latents ``(D, L)``, the same as
+    :func:`model_stream` encodes the file (whole up to ``chunk_frames`` mel frames, in exact passes beyond)."""
+    mel = MelSpectrogram(bundle.mel_config)(torch.as_tensor(audio, dtype=torch.float32)[None])[0]
+    return torch.cat(list(bundle.vae.encode_chunks(lambda a, b: mel[:, a:b], mel.shape[-1], chunk_frames)), -1)
 
 
 @torch.no_grad()

@@ -293,11 +293,15 @@ class MelVAE(FramePlanned):
         before it are known: one pass over the mel per norm computes the encoder up to that norm, a last
         pass the output. Every pass reads each chunk with a margin of the encoder's reach on both sides
         (zero padding at the mel's real ends, as the whole-mel convolutions pad), so the chunk's own frames
-        are exact at every layer. Cost: about ``norms / 2 + 1`` whole encodes; memory: one chunk."""
+        are exact at every layer. Cost: about ``norms / 2 + 1`` whole encodes; memory: one chunk. A mel that
+        fits in one chunk is encoded whole in one go (so a short file's latents are :meth:`encode`'s own)."""
         ds = self.config.downsample
         L = -(-n_frames // ds)
         chunk = max(1, int(chunk) // ds)                                 # latent frames per chunk
         margin = -(-_encoder_reach(self.encoder) // ds) * ds             # mel frames, a multiple of ds
+        if L <= chunk:   # one chunk holds it all: the whole-mel encode itself (a file encodes the same everywhere)
+            yield self.encode(read(0, n_frames)[None])[0]
+            return
         norms = [m for m in self.encoder.modules() if isinstance(m, nn.GroupNorm)]
         stats: dict[int, tuple[float, float]] = {}
 
