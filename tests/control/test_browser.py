@@ -210,3 +210,28 @@ def test_every_latent_coordinate_is_reachable_and_the_layout_fits_a_phone(browse
     finally:
         p.close()
         surface.stop()
+
+
+def test_a_stale_echo_does_not_pull_the_pad_back_between_two_key_presses(browser):
+    """Keys move the XY pad from where the page put it, even when an older value of /sono/xy
+    reaches the page in between (an echo still on its way on a slow network or a busy machine)."""
+    target = RecordingTarget(build_namespace(latent_dim=8))
+    surface = ControlSurface(target, "127.0.0.1", 0).start()
+    p = Page(browser, surface.http.url + "ui/?grace=20000")   # however slow this machine is today
+    udp = Client(surface.osc.address)
+    try:
+        udp.send("/sono/xy", 0.25, 0.75)
+        p.page.wait_for_function("() => document.getElementById('xy').dataset.value === '0.2500,0.7500'")
+        p.page.focus("#xy")
+        p.page.keyboard.press("ArrowRight")
+        assert target.wait_for(lambda t: abs(t.value("/sono/xy")[0] - 0.30) < 0.002, timeout=5)
+        udp.send("/sono/xy", 0.2, 0.8)                     # a value from before the key press, arriving late
+        assert target.wait_for(lambda t: abs(t.value("/sono/xy")[0] - 0.2) < 0.002, timeout=5)
+        p.page.evaluate("() => new Promise(r => setTimeout(r, 150))")   # time for it to reach the page
+        p.page.keyboard.press("ArrowDown")
+        assert target.wait_for(lambda t: abs(t.value("/sono/xy")[0] - 0.30) < 0.002
+                               and abs(t.value("/sono/xy")[1] - 0.70) < 0.002, timeout=5)
+    finally:
+        udp.close()
+        p.close()
+        surface.stop()

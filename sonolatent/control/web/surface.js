@@ -67,7 +67,7 @@ export function decodeMessage(buf) {
 const $ = (id) => document.getElementById(id);
 const COLORS = ["#7ee08a", "#5ec8ff", "#c58cff", "#ffb454", "#ff7eb6", "#4fe0d0", "#e0e05e", "#ff8a5e"];
 const state = {
-  D: 0, nSlots: 0, page: 0, samples: [], names: [], held: new Set(),
+  D: 0, nSlots: 0, page: 0, samples: [], names: [], held: new Set(), edited: new Map(),
   latent: [], map: { current: null, slots: [], trail: [], extent: 2.5 }, dirty: true,
 };
 let ws = null;
@@ -130,9 +130,18 @@ function connect() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// A control the performer is holding, or changed here in the last moment, keeps its own value: the
+// server's echoes of older values (still on their way) must not pull it back between two key presses.
+// `?grace=MS` in the page's address sets how long "the last moment" is (a slow network may want more).
+const ECHO_GRACE_MS = Number(new URLSearchParams(location.search).get("grace") ?? 500) || 0;
+function touched(el) { state.edited.set(el, performance.now()); }
+function mine(el) {
+  return state.held.has(el) || performance.now() - (state.edited.get(el) ?? -Infinity) < ECHO_GRACE_MS;
+}
+
 function setSlider(id, v, digits) {
   const el = $(id);
-  if (!el || state.held.has(el)) return;
+  if (!el || mine(el)) return;
   el.value = v;
   const out = $(id + "-out");
   if (out) out.textContent = Number(v).toFixed(digits);
@@ -140,7 +149,8 @@ function setSlider(id, v, digits) {
 
 function onValue(address, args) {
   if (address === "/sono/xy") {
-    if (!state.held.has($("xy"))) placePuck(args[0], args[1]);
+    if (mine($("xy"))) return;
+    placePuck(args[0], args[1]);
     $("xy").dataset.value = `${args[0].toFixed(4)},${args[1].toFixed(4)}`;
   } else if (address === "/sono/morph") setSlider("morph", args[0], 2);
   else if (address === "/sono/transpose") setSlider("transpose", args[0], 0);
@@ -189,6 +199,7 @@ function setupXY() {
     const y = Math.min(1, Math.max(0, 1 - (ev.clientY - r.top) / r.height));
     placePuck(x, y);
     pad.dataset.value = `${x.toFixed(4)},${y.toFixed(4)}`;
+    touched(pad);
     send("/sono/xy", "ff", [x, y]);
   };
   pad.addEventListener("pointerdown", (ev) => {
@@ -208,6 +219,7 @@ function setupXY() {
     const y = Math.min(1, Math.max(0, y0 + d[1]));
     pad.dataset.value = `${x.toFixed(4)},${y.toFixed(4)}`;
     placePuck(x, y);
+    touched(pad);
     send("/sono/xy", "ff", [x, y]);
   });
   for (const name of ["pointerup", "pointercancel"]) {
@@ -223,6 +235,7 @@ function bindSlider(id, address, digits) {
   hold(el);
   el.addEventListener("input", () => {
     $(id + "-out").textContent = Number(el.value).toFixed(digits);
+    touched(el);
     send(address, "f", [Number(el.value)]);
   });
 }
