@@ -170,6 +170,8 @@ def test_recipe_runs_its_documented_steps_in_order(tmp_path, monkeypatch):
     assert len(real) == 1 and real[0][real[0].index("--heldout") + 1] == str(tmp_path / "d" / "real-heldout")
     assert all(str(tmp_path / "d" / "real") in t for t in [c for c in calls if c[0] == "train"])
     assert [c[1] for c in trains] == ["vae", "vae", "vocoder", "vocoder"]
+    for t in trains:   # one share of the crops per dataset folder
+        assert len(t[t.index("--mix") + 1].split(",")) == t.count("--data")
     budgets = [float(c[c.index("--max-minutes") + 1]) for c in trains]
     assert budgets == sorted(budgets[:2]) + sorted(budgets[2:]) and budgets[1] + budgets[3] == 100
     layout = [trains[0][trains[0].index(flag) + 1] for flag in ("--downsample", "--latent-dim", "--mag-weight")]
