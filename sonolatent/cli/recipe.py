@@ -31,7 +31,7 @@ steps (each one a sonolatent command you can also run by hand):
                      decaying learning rate)
   6. train vocoder   15% more, resumed with the adversarial stage
 Every training step draws 40% of its crops from the renders, 15% from the drum recordings and
-45% from the real recordings (--mix; without the drums: half and half).
+45% from the real recordings (--mix; without the drums, the other two in that proportion).
 The default budget (180 min) fits 2 CPU cores; give a GPU machine more. Interrupted? Run the
 same command with --resume: finished datasets are kept and training continues from its state."""
 
