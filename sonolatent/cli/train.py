@@ -114,6 +114,10 @@ def register(sub) -> None:
                            help="also learn from this VAE's decoded mels (the full model's path live)")
             k.add_argument("--vae-share", type=float, metavar="P",
                            help="share of crops vocoded from the --vae decoder's mel (default: 0.5)")
+            k.add_argument("--frozen-weight", type=float, metavar="W",
+                           help="weight of the held-frame term: one mel frame held for a whole crop (a frozen "
+                                "playhead, free mode) must come out with that frame's own mel (default: 0, off; "
+                                "validation reports it either way as 'frozen')")
             k.add_argument("--adversarial", action="store_true",
                            help="add the adversarial stage (multi-resolution spectrogram discriminator)")
             k.add_argument("--gan-start", type=int, metavar="STEP",
@@ -211,7 +215,7 @@ def run(args) -> int:
         train_over = _pick(args, {"batch_size": "batch_size", "lr": "lr", "segment": "segment",
                                   "gan_start": "gan_start", "vae_share": "vae_share",
                                   "mel_weight": "mel_weight", "stft_weight": "stft_weight",
-                                  "lr_half_life": "lr_half_life"})
+                                  "lr_half_life": "lr_half_life", "frozen_weight": "frozen_weight"})
         if args.vae:
             read_config(args.vae)   # a missing or broken --vae is named before anything is created
             train_over["vae"] = str(args.vae)

@@ -83,11 +83,12 @@ class VocoderTrainConfig:
     vae: str = ""                   # a VAE checkpoint: a share of crops is vocoded from its decoded mel ...
     vae_share: float = 0.5          # ... (encode -> decode) against the original audio
     lr_half_life: int = 0           # steps over which the learning rate halves (0: constant)
+    frozen_weight: float = 0.0      # weight of the held-frame term (see VocoderTask.frozen_error)
 
     def __post_init__(self):
         check_positive(self, "train", ("batch_size", "lr", "grad_clip"))
         _at_least(self, "train", segment=4096, gan_start=0, mel_weight=0, stft_weight=0, adv_weight=0, fm_weight=0,
-                  vae_share=0, lr_half_life=0)
+                  vae_share=0, lr_half_life=0, frozen_weight=0)
         if self.vae_share > 1:
             raise ConfigError(f"train: vae_share must be 0..1, got {self.vae_share!r}")
 
@@ -464,6 +465,10 @@ class VocoderTask(_Task):
         l_mel = self.mel_loss(y, x)
         l_stft = self.stft_loss(y, x)
         loss = t.mel_weight * l_mel + t.stft_weight * l_stft
+        if t.frozen_weight > 0:
+            l_frozen = self.frozen_error(mel, rng)
+            loss = loss + t.frozen_weight * l_frozen
+            out["frozen"] = l_frozen.item()
         if adv_on:
             d_real = self.disc(x)
             d_fake = self.disc(y)
@@ -474,6 +479,22 @@ class VocoderTask(_Task):
         self.opt.step()
         out.update({"mel": l_mel.item(), "stft": l_stft.item()})
         return out
+
+    def frozen_error(self, mel: torch.Tensor, rng: np.random.Generator | None = None, net=None) -> torch.Tensor:
+        """Log-mel L1 between a held frame and the mel of what the vocoder makes of it.
+
+        A frozen playhead, free mode and a held latent give the vocoder one mel frame over and over,
+        which no recording has, so no audio can be the target; its own mel is. Each crop's frame (a
+        random one when ``rng`` is given, else the middle one) is held for the crop's length; the
+        ends (the synthesis window's reach) are left out."""
+        m = net or self.model
+        B, _, T = mel.shape
+        k = rng.integers(0, T, size=B) if rng is not None else np.full(B, T // 2)
+        held = mel[torch.arange(B), :, torch.from_numpy(np.asarray(k))][..., None].expand(-1, -1, T).contiguous()
+        got = self.melspec(m(held))
+        edge = max(2, T // 8)
+        n = min(got.shape[-1], T)
+        return (got[..., edge:n - edge] - held[..., edge:n - edge]).abs().mean()
 
     def _through_vae(self, mel: torch.Tensor) -> torch.Tensor:
         """What the VAE decoder makes of ``mel`` (posterior mean), the same length."""
@@ -488,7 +509,8 @@ class VocoderTask(_Task):
         y = m(mel)[:, : x.shape[-1]]
         self.picture_pairs = [(mel[i, :, :160].numpy(), self.melspec(y[i])[..., :160].numpy())
                               for i in range(0, 16, 4)]
-        out = {"mel_l1": self.mel_loss(y, x).item(), "stft": self.stft_loss(y, x).item()}
+        out = {"mel_l1": self.mel_loss(y, x).item(), "stft": self.stft_loss(y, x).item(),
+               "frozen": self.frozen_error(mel[..., :64], net=m).item()}   # held frames: the frozen playhead
         if self.vae is not None:   # the full model's path: encode -> decode -> vocode
             yv = m(self._through_vae(mel))[:, : x.shape[-1]]
             out.update({"vae_mel_l1": self.mel_loss(yv, x).item(), "vae_stft": self.stft_loss(yv, x).item()})

@@ -342,3 +342,32 @@ def test_a_clip_too_short_for_the_models_is_refused_before_training(dataset, tmp
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "one.wav: too short" in err, err
     assert not out.exists() and not run.exists()
+
+
+def test_the_held_frame_term_trains_and_is_validated(dataset, tmp_path, capsys):
+    out, run = tmp_path / "ck" / "vocoder", tmp_path / "run"
+    assert main(["train", "vocoder", "--data", str(dataset), "--out", str(out), "--run-dir", str(run), "--no-progress",
+                 "--valid-every", "2", "--save-every", "100", "--max-steps", "2", "--frozen-weight", "1"] + TINY_VOC) == 0
+    assert "frozen" in capsys.readouterr().out
+    _, meta = load_checkpoint(out, "vocoder")
+    assert meta["provenance"]["train"]["frozen_weight"] == 1.0
+
+
+def test_the_held_frame_error_is_the_log_mel_distance_of_a_held_frame():
+    import torch
+
+    from sonolatent.audio.mel import MelConfig
+    from sonolatent.models import Vocoder, VocoderConfig
+    from sonolatent.training.tasks import VocoderTask
+    torch.manual_seed(0)
+    voc = Vocoder(MelConfig(), VocoderConfig(dim=32, n_layers=2))
+    task = VocoderTask.__new__(VocoderTask)   # only the mel front end is needed
+    from sonolatent.audio.mel import MelSpectrogram
+    task.melspec, task.model = MelSpectrogram(MelConfig()), voc
+    mel = torch.randn(2, 100, 40) - 4.0
+    err = task.frozen_error(mel)
+    held = mel[:, :, 20:21].expand(-1, -1, 40)
+    with torch.no_grad():
+        got = task.melspec(voc(held))
+    want = (got[..., 5:35] - held[..., 5:35]).abs().mean()
+    assert float(err) == pytest.approx(float(want), rel=1e-5)
