@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks.common import RESULTS, model_folder, percentile_row, write_result
+from benchmarks.common import RESULTS, ROOT, model_folder, percentile_row, write_result
 from sonolatent.engine.core import DEFAULT_RESAMPLER
 from sonolatent.engine.runtime import DEFAULT_BUFFER_MS
 from sonolatent.jackserver import JackServer
@@ -111,7 +111,8 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=300, help="packets per block size")
     ap.add_argument("--buffer-ms", type=float, default=DEFAULT_BUFFER_MS, help="the engine's safety margin (serve --buffer-ms)")
     ap.add_argument("--resampler", default=DEFAULT_RESAMPLER, choices=("lq", "hq"), help="serve --resampler")
-    ap.add_argument("--out", default=str(RESULTS / "control_latency.json"))
+    ap.add_argument("--out", help="JSON written (default: benchmarks/results/control_latency.json, "
+                                  "control_latency_notes.json with --notes)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--device", type=int, help=argparse.SUPPRESS)
@@ -124,11 +125,11 @@ def main(argv=None) -> int:
     rows = []
     for bs in args.blocks:
         with JackServer(48000, bs) as jack:
-            cmd = [sys.executable, __file__, "--worker", "--model", str(folder), "--device", str(jack.device()),
+            cmd = [sys.executable, "-m", "benchmarks.control_latency", "--worker", "--model", str(folder), "--device", str(jack.device()),
                    "--block-size", str(bs), "--n", str(args.n), "--buffer-ms", str(args.buffer_ms),
                    "--resampler", args.resampler] + \
                 (["--notes"] if args.notes else [])
-            r = subprocess.run(cmd, env=jack.env, capture_output=True, text=True, timeout=600)
+            r = subprocess.run(cmd, env=jack.env, cwd=ROOT, capture_output=True, text=True, timeout=600)
             if r.returncode != 0:
                 print(r.stdout[-2000:], r.stderr[-2000:], file=sys.stderr)
                 return 1
@@ -144,7 +145,8 @@ def main(argv=None) -> int:
             print(f"{r['block_size']:>6} {kind:>9} {r['buffer_target_samples']:>11} {x['p50_ms']:>7.1f} "
                   f"{x['p99_ms']:>7.1f} {jitter:>7.1f} {x['max_ms']:>7.1f} {r['device_latency_ms']:>8.1f} {x['n']:>4} "
                   f"{r['underflows'] + r['ring_underruns']:>10} {r['render_ms_mean']:>8.2f}/{r['render_ms_max']:<8.2f}")
-    write_result(args.out, {"benchmark": "control_latency", "model": what, "buffer_ms": args.buffer_ms,
+    out = args.out or str(RESULTS / ("control_latency_notes.json" if args.notes else "control_latency.json"))
+    write_result(out, {"benchmark": "control_latency", "model": what, "buffer_ms": args.buffer_ms,
                             "resampler": args.resampler,
                             "message": "/sono/note/on|off" if args.notes else "/sono/gain",
                             "budget": "note-on p99 <= 15 ms, jitter (p99 - p50) <= 3 ms at 256-sample blocks, 48 kHz",
