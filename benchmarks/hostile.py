@@ -28,7 +28,7 @@ processes; at the end the take's length against the wall time from the
 first to the last block. ``--in-process`` runs the control surface inside
 the engine's process (as before issue 16) for comparison.
 
-    python -m benchmarks.hostile [--seconds 30] [--rate 3000] [--packets N] [--in-process]
+    python -m benchmarks.hostile [--seconds 30] [--rate 3000] [--packets N] [--buffer-ms MS] [--in-process]
 
 ``--packets N`` sets the paced phase's length to N / rate seconds (the issue's
 1,000,000 packets at 3000/s is ``--packets 1000000``: 333 s).
@@ -366,6 +366,8 @@ def main() -> int:
     ap.add_argument("--bomb-rate", type=float, default=2.0, help="bomb bursts per second")
     ap.add_argument("--slow-connections", type=int, default=300, help="slowloris: connections kept trickling")
     ap.add_argument("--in-process", action="store_true", help="control surface in the engine's process (as before)")
+    ap.add_argument("--buffer-ms", type=float, default=None, metavar="MS",
+                    help="the daemon's safety margin ahead of the device (serve --buffer-ms; default: serve's)")
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--send", nargs=6, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -384,6 +386,8 @@ def main() -> int:
            "--port", "0", "--oscquery-port", "0", "--record", str(take)]
     if args.checkpoint:
         cmd += ["--checkpoint", args.checkpoint]
+    if args.buffer_ms is not None:
+        cmd += ["--buffer-ms", f"{args.buffer_ms:g}"]
     if args.in_process:
         cmd.append("--control-in-process")
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -433,8 +437,9 @@ def main() -> int:
     for r in rows:
         if r["attacker"]:
             print(f"{r['phase']}: " + ", ".join(f"{k} {v}" for k, v in r["attacker"].items()))
+    buffer = f"{args.buffer_ms:g}" if args.buffer_ms is not None else "serve's default"
     print(f"take {take_s:.2f} s for {wall:.2f} s from the first phase to /sono/quit (+ start and fade); "
-          f"ring underruns in all {final['ring_underruns']}; control {'in the engine process' if args.in_process else 'in its own process'}")
+          f"ring underruns in all {final['ring_underruns']}; buffer {buffer} ms; control {'in the engine process' if args.in_process else 'in its own process'}")
     doc = {"benchmark": "hostile", "control": "in-process" if args.in_process else "own process",
            "machine": {"cores": os.cpu_count(), "loadavg_at_end": os.getloadavg()},
            "date": time.strftime("%Y-%m-%d %H:%M"), "args": {k: v for k, v in vars(args).items() if k != "send"},

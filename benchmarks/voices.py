@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import RESULTS, ROOT, model_folder, write_result
+from sonolatent.engine.runtime import DEFAULT_BUFFER_MS
 from sonolatent.jackserver import JackServer
 
 CHORD = [60, 64, 67, 71, 72, 76, 79, 83, 84, 88, 91, 95, 96, 100, 103, 107]
@@ -78,7 +79,7 @@ def worker(args) -> dict:
     sys.setswitchinterval(0.0002)
     bundle = load_bundle(args.model)
     engine = Engine(StreamingSynth(bundle), samples_dir=".", mode="device", device=args.device, block_size=256,
-                    duration=args.seconds, voices=args.voices)
+                    duration=args.seconds, voices=args.voices, safety_ms=args.buffer_ms)
     D = bundle.vae.latent_dim
     engine.preload(None, [("/sono/free", (1,)), ("/sono/latent", tuple([0.5] * D)), ("/sono/attack", (0.001,))]
                    + [("/sono/note/on", (float(CHORD[k] - 24), 0.5)) for k in range(args.voices)])
@@ -88,7 +89,8 @@ def worker(args) -> dict:
     assert engine.wait(args.seconds * 20 + 120)   # a loaded machine renders slower than real time
     st = engine.status()
     engine.close()
-    return {"voices": args.voices, "seconds": args.seconds, "block_size": 256, "device_rate": engine.device_rate,
+    return {"voices": args.voices, "seconds": args.seconds, "block_size": 256, "buffer_ms": args.buffer_ms,
+            "device_rate": engine.device_rate,
             "underflows": st["underflows"] - u0, "ring_underruns": st["ring_underruns"] - r0,
             "render_ms_mean": st["render_ms_mean"], "render_ms_max": st["render_ms_max"],
             "voices_sounding_at_end": engine.core.bank.n_sounding()}
@@ -99,7 +101,10 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--voices", type=int, default=8, help="voices for the real-time run")
     ap.add_argument("--seconds", type=float, default=60.0, help="length of the real-time run")
-    ap.add_argument("--counts", type=int, nargs="+", default=[1, 2, 4, 8, 12, 16])
+    ap.add_argument("--buffer-ms", type=float, default=DEFAULT_BUFFER_MS,
+                    help=f"the engine's safety margin in the real-time run (serve --buffer-ms; default {DEFAULT_BUFFER_MS:g})")
+    ap.add_argument("--counts", type=int, nargs="*", default=[1, 2, 4, 8, 12, 16],
+                    help="voice counts timed in freewheel (none: only the real-time run)")
     ap.add_argument("--blocks", type=int, default=200, help="blocks timed per voice count (freewheel)")
     ap.add_argument("--budget", type=float, default=0.7, help="share of a core the voices may use")
     ap.add_argument("--out", default=str(RESULTS / "voices.json"))
@@ -121,14 +126,17 @@ def main(argv=None) -> int:
     folder, what = model_folder(args.checkpoint)
     bundle = load_bundle(folder)
     rows = freewheel(bundle, args.counts, args.blocks)
-    n = np.array([r["voices"] for r in rows], float)
-    ms = np.array([r["cpu_ms_mean"] for r in rows])   # CPU time: what a core spends, whoever else runs
-    slope, base = np.polyfit(n, ms, 1)
     frame_ms = 1e3 * bundle.mel_config.hop_length / bundle.sample_rate
-    fit = int((args.budget * frame_ms - base) // slope) if slope > 0 else 0
+    slope = base = float("nan")
+    fit = None
+    if len(rows) >= 2:
+        n = np.array([r["voices"] for r in rows], float)
+        ms = np.array([r["cpu_ms_mean"] for r in rows])   # CPU time: what a core spends, whoever else runs
+        slope, base = np.polyfit(n, ms, 1)
+        fit = int((args.budget * frame_ms - base) // slope) if slope > 0 else 0
     with JackServer(48000, 256) as jack:
         cmd = [sys.executable, "-m", "benchmarks.voices", "--worker", "--model", str(folder), "--device", str(jack.device()),
-               "--voices", str(args.voices), "--seconds", str(args.seconds)]
+               "--voices", str(args.voices), "--seconds", str(args.seconds), "--buffer-ms", f"{args.buffer_ms:g}"]
         r = subprocess.run(cmd, env=jack.env, cwd=ROOT, capture_output=True, text=True, timeout=args.seconds * 20 + 900)
         if r.returncode != 0:
             print(r.stdout[-2000:], r.stderr[-2000:], file=sys.stderr)
@@ -141,13 +149,16 @@ def main(argv=None) -> int:
     for r in rows:
         print(f"{r['voices']:>6} {r['cpu_ms_mean']:>8.2f} {r['cpu_ms_p99']:>8.2f} {r['render_ms_mean']:>8.2f} "
               f"{r['render_ms_p99']:>9.2f} {r['load_mean']:>6.2f}")
-    print(f"per voice {slope:.3f} ms CPU per frame (+{base:.3f} ms fixed); voices within {args.budget:.0%} of a core: "
-          f"{fit}")
-    print(f"JACK dummy 48 kHz / 256: {live['voices']} voices for {live['seconds']:.0f} s: {live['underflows']} underflows, "
+    if fit is not None:
+        print(f"per voice {slope:.3f} ms CPU per frame (+{base:.3f} ms fixed); voices within {args.budget:.0%} of a "
+              f"core: {fit}")
+    print(f"JACK dummy 48 kHz / 256, buffer {args.buffer_ms:g} ms: {live['voices']} voices for {live['seconds']:.0f} s: "
+          f"{live['underflows']} underflows, "
           f"{live['ring_underruns']} ring underruns (render {live['render_ms_mean']:.2f} ms mean, "
           f"{live['render_ms_max']:.2f} max)")
     write_result(args.out, {"benchmark": "voices", "model": what, "freewheel": rows,
-                            "per_voice_ms": round(float(slope), 4), "fixed_ms": round(float(base), 4),
+                            "per_voice_ms": None if fit is None else round(float(slope), 4),
+                            "fixed_ms": None if fit is None else round(float(base), 4),
                             "frame_ms": round(frame_ms, 3), "budget": args.budget, "voices_that_fit": fit,
                             "realtime": live})
     return 0

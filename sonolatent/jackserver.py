@@ -36,7 +36,14 @@ class JackServer:
             ok = subprocess.run(["jack_wait", "-s", self.name, "-w", "-t", "5"], env=self.env,
                                 capture_output=True, text=True, timeout=15)
             if ok.returncode != 0 or self.proc.poll() is not None:
-                raise RuntimeError(f"jackd {self.name} did not start: {ok.stdout} {ok.stderr} {self.log()}")
+                log = self.log()
+                hint = ""
+                if "Too many servers" in log:
+                    # jackd keeps at most 8 servers in /dev/shm/jack-shm-registry; one killed with SIGKILL
+                    # never deregisters, so killed test runs fill it up
+                    hint = ("; the JACK server registry is full of servers that were killed without "
+                            "deregistering: with no jackd running (pgrep jackd), remove /dev/shm/jack*")
+                raise RuntimeError(f"jackd {self.name} did not start{hint}: {ok.stdout} {ok.stderr} {log}")
         except BaseException:
             self.stop()
             raise
