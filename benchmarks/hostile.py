@@ -28,7 +28,8 @@ processes; at the end the take's length against the wall time from the
 first to the last block. ``--in-process`` runs the control surface inside
 the engine's process (as before issue 16) for comparison.
 
-    python -m benchmarks.hostile [--seconds 30] [--rate 3000] [--packets N] [--buffer-ms MS] [--in-process]
+    python -m benchmarks.hostile [--seconds 30] [--rate 3000] [--packets N] [--buffer-ms MS] [--rt-priority N]
+                                 [--in-process]
 
 ``--packets N`` sets the paced phase's length to N / rate seconds (the issue's
 1,000,000 packets at 3000/s is ``--packets 1000000``: 333 s).
@@ -368,6 +369,8 @@ def main() -> int:
     ap.add_argument("--in-process", action="store_true", help="control surface in the engine's process (as before)")
     ap.add_argument("--buffer-ms", type=float, default=None, metavar="MS",
                     help="the daemon's safety margin ahead of the device (serve --buffer-ms; default: serve's)")
+    ap.add_argument("--rt-priority", type=int, default=None, metavar="N",
+                    help="the daemon's real-time priority (serve --rt-priority; 0: normal scheduling; default: serve's)")
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--send", nargs=6, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -388,6 +391,8 @@ def main() -> int:
         cmd += ["--checkpoint", args.checkpoint]
     if args.buffer_ms is not None:
         cmd += ["--buffer-ms", f"{args.buffer_ms:g}"]
+    if args.rt_priority is not None:
+        cmd += ["--rt-priority", str(args.rt_priority)]
     if args.in_process:
         cmd.append("--control-in-process")
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -438,8 +443,9 @@ def main() -> int:
         if r["attacker"]:
             print(f"{r['phase']}: " + ", ".join(f"{k} {v}" for k, v in r["attacker"].items()))
     buffer = f"{args.buffer_ms:g}" if args.buffer_ms is not None else "serve's default"
+    prio = next((x.split("; producer ")[-1] for x in lines if "; producer " in x), "?")
     print(f"take {take_s:.2f} s for {wall:.2f} s from the first phase to /sono/quit (+ start and fade); "
-          f"ring underruns in all {final['ring_underruns']}; buffer {buffer} ms; control {'in the engine process' if args.in_process else 'in its own process'}")
+          f"ring underruns in all {final['ring_underruns']}; buffer {buffer} ms; producer {prio}; control {'in the engine process' if args.in_process else 'in its own process'}")
     doc = {"benchmark": "hostile", "control": "in-process" if args.in_process else "own process",
            "machine": {"cores": os.cpu_count(), "loadavg_at_end": os.getloadavg()},
            "date": time.strftime("%Y-%m-%d %H:%M"), "args": {k: v for k, v in vars(args).items() if k != "send"},

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import RESULTS, ROOT, model_folder, write_result
-from sonolatent.engine.runtime import DEFAULT_BUFFER_MS
+from sonolatent.engine.runtime import DEFAULT_BUFFER_MS, DEFAULT_RT_PRIORITY
 from sonolatent.jackserver import JackServer
 
 CHORD = [60, 64, 67, 71, 72, 76, 79, 83, 84, 88, 91, 95, 96, 100, 103, 107]
@@ -79,7 +79,8 @@ def worker(args) -> dict:
     sys.setswitchinterval(0.0002)
     bundle = load_bundle(args.model)
     engine = Engine(StreamingSynth(bundle), samples_dir=".", mode="device", device=args.device, block_size=256,
-                    duration=args.seconds, voices=args.voices, safety_ms=args.buffer_ms)
+                    duration=args.seconds, voices=args.voices, safety_ms=args.buffer_ms,
+                    rt_priority=args.rt_priority)
     D = bundle.vae.latent_dim
     engine.preload(None, [("/sono/free", (1,)), ("/sono/latent", tuple([0.5] * D)), ("/sono/attack", (0.001,))]
                    + [("/sono/note/on", (float(CHORD[k] - 24), 0.5)) for k in range(args.voices)])
@@ -90,6 +91,7 @@ def worker(args) -> dict:
     st = engine.status()
     engine.close()
     return {"voices": args.voices, "seconds": args.seconds, "block_size": 256, "buffer_ms": args.buffer_ms,
+            "rt_priority": st["rt_priority"],
             "device_rate": engine.device_rate,
             "underflows": st["underflows"] - u0, "ring_underruns": st["ring_underruns"] - r0,
             "render_ms_mean": st["render_ms_mean"], "render_ms_max": st["render_ms_max"],
@@ -103,6 +105,10 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=60.0, help="length of the real-time run")
     ap.add_argument("--buffer-ms", type=float, default=DEFAULT_BUFFER_MS,
                     help=f"the engine's safety margin in the real-time run (serve --buffer-ms; default {DEFAULT_BUFFER_MS:g})")
+    ap.add_argument("--rt-priority", type=int, default=DEFAULT_RT_PRIORITY,
+                    help=f"the engine's real-time priority (serve --rt-priority; 0: normal; default {DEFAULT_RT_PRIORITY})")
+    ap.add_argument("--jack-realtime", action="store_true",
+                    help="run the JACK dummy server real-time (jackd -R, as a user's would; needs rtprio)")
     ap.add_argument("--counts", type=int, nargs="*", default=[1, 2, 4, 8, 12, 16],
                     help="voice counts timed in freewheel (none: only the real-time run)")
     ap.add_argument("--blocks", type=int, default=200, help="blocks timed per voice count (freewheel)")
@@ -134,9 +140,10 @@ def main(argv=None) -> int:
         ms = np.array([r["cpu_ms_mean"] for r in rows])   # CPU time: what a core spends, whoever else runs
         slope, base = np.polyfit(n, ms, 1)
         fit = int((args.budget * frame_ms - base) // slope) if slope > 0 else 0
-    with JackServer(48000, 256) as jack:
+    with JackServer(48000, 256, realtime=args.jack_realtime) as jack:
         cmd = [sys.executable, "-m", "benchmarks.voices", "--worker", "--model", str(folder), "--device", str(jack.device()),
-               "--voices", str(args.voices), "--seconds", str(args.seconds), "--buffer-ms", f"{args.buffer_ms:g}"]
+               "--voices", str(args.voices), "--seconds", str(args.seconds), "--buffer-ms", f"{args.buffer_ms:g}",
+               "--rt-priority", str(args.rt_priority)]
         r = subprocess.run(cmd, env=jack.env, cwd=ROOT, capture_output=True, text=True, timeout=args.seconds * 20 + 900)
         if r.returncode != 0:
             print(r.stdout[-2000:], r.stderr[-2000:], file=sys.stderr)
@@ -152,7 +159,8 @@ def main(argv=None) -> int:
     if fit is not None:
         print(f"per voice {slope:.3f} ms CPU per frame (+{base:.3f} ms fixed); voices within {args.budget:.0%} of a "
               f"core: {fit}")
-    print(f"JACK dummy 48 kHz / 256, buffer {args.buffer_ms:g} ms: {live['voices']} voices for {live['seconds']:.0f} s: "
+    print(f"JACK dummy{' (jackd -R)' if args.jack_realtime else ''} 48 kHz / 256, buffer {args.buffer_ms:g} ms, producer priority {live['rt_priority']}: "
+          f"{live['voices']} voices for {live['seconds']:.0f} s: "
           f"{live['underflows']} underflows, "
           f"{live['ring_underruns']} ring underruns (render {live['render_ms_mean']:.2f} ms mean, "
           f"{live['render_ms_max']:.2f} max)")
@@ -160,7 +168,7 @@ def main(argv=None) -> int:
                             "per_voice_ms": None if fit is None else round(float(slope), 4),
                             "fixed_ms": None if fit is None else round(float(base), 4),
                             "frame_ms": round(frame_ms, 3), "budget": args.budget, "voices_that_fit": fit,
-                            "realtime": live})
+                            "jack_realtime": args.jack_realtime, "realtime": live})
     return 0
 
 

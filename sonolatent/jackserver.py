@@ -23,11 +23,14 @@ import uuid
 class JackServer:
     """``jackd -d dummy`` at ``rate`` Hz, ``period`` frames, under a unique name; started at once."""
 
-    def __init__(self, rate: int = 48000, period: int = 256, prefix: str = "sonotest"):
+    def __init__(self, rate: int = 48000, period: int = 256, prefix: str = "sonotest", realtime: bool = False):
         self.name = f"{prefix}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.rate = rate
         self.env = dict(os.environ, JACK_DEFAULT_SERVER=self.name, JACK_NO_AUDIO_RESERVATION="1")
-        self.cmd = ["jackd", "--no-realtime", "-n", self.name, "-d", "dummy", "-r", str(rate), "-p", str(period)]
+        # --no-realtime for tests (behaviour); realtime=True (jackd -R, needs rtprio) where figures are taken
+        self.realtime = realtime
+        self.cmd = ["jackd", "-R" if realtime else "--no-realtime", "-n", self.name, "-d", "dummy", "-r", str(rate),
+                    "-p", str(period)]
         # jackd's chatter goes to a file (a pipe nobody reads could fill up and stall it)
         self._log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,

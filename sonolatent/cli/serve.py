@@ -64,6 +64,11 @@ def _register_serve(subparsers) -> None:
     a.add_argument("--buffer-ms", type=float, default=4.0, metavar="MS",
                    help="safety margin rendered ahead of the device, on top of one block (default: 4; raise it "
                         "when /sono/status shows ring_underruns)")
+    a.add_argument("--rt-priority", type=int, default=10, metavar="N",
+                   help="real-time (SCHED_FIFO) priority asked for the thread that renders ahead of the device, "
+                        "below JACK's own; 0 for normal scheduling. Needs permission (root, CAP_SYS_NICE or an "
+                        "rtprio limit, as for jackd -R); without it the engine runs at normal priority "
+                        "(default: 10)")
     a.add_argument("--resampler", default="lq", choices=("lq", "hq"),
                    help="model rate -> device rate: lq holds back 0.5 ms and is flat to 16 kHz, hq holds back "
                         "5.4 ms and is flat to 20 kHz (default: lq; a bounce follows the take)")
@@ -226,7 +231,7 @@ def run_serve(args) -> int:
                     safety_ms=args.buffer_ms, device=args.device, record=args.record, log_osc=args.log_osc,
                     patches_dir=patches, duration=args.duration, checkpoint=str(bundle.folder), voices=args.voices,
                     channels=args.channels, safety=config_from_args(args), input_device=args.input, live_encoder=live,
-                    resampler=args.resampler)
+                    resampler=args.resampler, rt_priority=args.rt_priority)
     surface = None
     ok = False
     try:
@@ -296,7 +301,8 @@ def stop_line(st: dict) -> str:
     return (f"sonolatent serve: stopped after {st['blocks']} blocks, {st['callbacks']} callbacks; "
             f"underflows {st['underflows']}{first}, "
             f"ring underruns {st['ring_underruns']}, render {st['render_ms_mean']:.2f} ms mean / "
-            f"{st['render_ms_max']:.2f} ms max per {st['frame_ms']:.1f} ms block")
+            f"{st['render_ms_max']:.2f} ms max per {st['frame_ms']:.1f} ms block; producer "
+            + (f"at real-time priority {st['rt_priority']}" if st.get("rt_priority") else "at normal priority"))
 
 
 def _device_name(engine) -> str:

@@ -65,6 +65,23 @@ MAX_LOADER_JOBS = 8           # loads/saves waiting for the loader
 #: --buffer-ms: rendered ahead on top of one device block (docs/engine.md, Delays)
 DEFAULT_BUFFER_MS = 4.0
 GIL_SWITCH_S = 0.0005  # GIL hand-over interval while the engine runs (Python's default: 5 ms)
+#: --rt-priority: SCHED_FIFO priority asked for the producer thread (0: normal scheduling). Below JACK's
+#: own threads (jackd -P defaults to 70 on Linux, its clients one less): the device callback comes first
+DEFAULT_RT_PRIORITY = 10
+
+
+def realtime_thread(priority: int) -> int:
+    """Ask the kernel to run the calling thread first-in-first-out at ``priority`` (1..99), as audio
+    programs do for their real-time threads; return the priority granted, 0 where it is not allowed
+    (no CAP_SYS_NICE and no RLIMIT_RTPRIO, or not Linux): the thread then stays as it was."""
+    if priority <= 0 or not hasattr(os, "sched_setscheduler"):
+        return 0
+    try:
+        prio = min(int(priority), os.sched_get_priority_max(os.SCHED_FIFO))
+        os.sched_setscheduler(threading.get_native_id(), os.SCHED_FIFO, os.sched_param(prio))
+        return prio
+    except OSError:
+        return 0
 # changes that move a voice's envelope: applied late they are heard from the first uncommitted sample
 _ENVELOPE = frozenset({"/sono/note/on", "/sono/note/off", "/sono/play", "/sono/stop", "/sono/sustain",
                        "/sono/allnotesoff"})
@@ -95,7 +112,7 @@ class Engine:
                  patches_dir=None, duration: float | None = None, checkpoint: str | None = None,
                  voices: int = DEFAULT_VOICES, channels: int = 1, clock=time.time,
                  safety: SafetyConfig | None = None, input_device=None, live_encoder=None,
-                 resampler: str = DEFAULT_RESAMPLER):
+                 resampler: str = DEFAULT_RESAMPLER, rt_priority: int = DEFAULT_RT_PRIORITY):
         if mode not in ("device", "headless", "freewheel"):
             raise ValueError(f"unknown engine mode {mode!r}")
         self.input_device = input_device     # None: output only; else the live input (see engine/live.py)
@@ -105,8 +122,13 @@ class Engine:
             raise SonolatentError("--input: no live encoder was given (the model bundle's encoder/)")
         if not 16 <= block_size <= 8192:
             raise SonolatentError(f"--block-size {block_size}: must be 16..8192")
+        if not 0 <= rt_priority <= 99:
+            raise SonolatentError(f"--rt-priority {rt_priority}: must be 0..99 (0: normal scheduling)")
         self.mode = mode
         self.clock = clock
+        # real-time scheduling for the threads that keep time (not in freewheel: it renders flat out)
+        self.rt_priority = 0 if mode == "freewheel" else int(rt_priority)
+        self.rt_granted = 0           # what the producer got (0: normal scheduling)
         bundle = synth.bundle
         self.bundle = bundle
         self.samples_dir = Path(samples_dir)
@@ -252,7 +274,8 @@ class Engine:
                 "loudness_tracking": int(c.output.config.track), "resampler": c.resampler.quality,
                 "slots": MAX_SLOTS, "mode": self.mode, "voices": len(c.bank.voices), "channels": self.channels,
                 "buffer_samples": self.target, "input_latency_samples": self.input_latency,
-                "input_path_samples": self.core.live_delay + self.core.hop if self.core.live is not None else 0}
+                "input_path_samples": self.core.live_delay + self.core.hop if self.core.live is not None else 0,
+                "rt_priority": self.rt_granted}
 
     def status(self) -> dict:
         n = self.core.block
@@ -270,7 +293,8 @@ class Engine:
                 "dropped_busy": self.dropped_busy, "carried": self.carried,
                 "playing": int(self.core.sounding),
                 "loudness_gain_db": round(self.core.output.gain_db, 2),
-                "limiter_reduction_db": round(self.core.output.reduction_db, 2), **self._input_status()}
+                "limiter_reduction_db": round(self.core.output.reduction_db, 2), "rt_priority": self.rt_granted,
+                **self._input_status()}
 
     def attach_replier(self, replier) -> None:
         self.replier = replier
@@ -375,6 +399,7 @@ class Engine:
         keeps the input's clock), or when the ring is about to run dry without one (a late block, silence)."""
         core, live = self.core, self.core.live
         frame_out = math.ceil(core.hop * self.device_rate / core.model_rate)
+        self.rt_granted = realtime_thread(self.rt_priority)
         try:
             while not core.finished and not self._stop.is_set():
                 self._drain_input()
@@ -547,6 +572,7 @@ class Engine:
             self.missing_samples += missed
 
     def _headless_clock(self) -> None:
+        realtime_thread(self.rt_priority + 1 if self.rt_priority else 0)   # the device's part: above the producer
         out = np.zeros((self.block_size, self.channels), np.float32)
         period = self.block_size / self.device_rate
         nxt = time.perf_counter()
@@ -575,6 +601,7 @@ class Engine:
 
     def _produce_live(self) -> None:
         core = self.core
+        self.rt_granted = realtime_thread(self.rt_priority)
         try:
             while not (core.finished and not core.uncommitted) and not self._stop.is_set():
                 self._wake.clear()

@@ -286,3 +286,18 @@ def test_the_takes_folder_follows_xdg_and_the_option(monkeypatch, tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(SonolatentError, match=r"^takes folder .*file/x: cannot create it"):
         default_take_name(tmp_path / "file" / "x")
+
+
+def test_serve_defaults_are_the_engines():
+    """serve's --help names the engine's defaults without importing the engine: they must agree."""
+    import argparse
+
+    from sonolatent.cli import serve
+    from sonolatent.engine.core import DEFAULT_RESAMPLER, DEFAULT_VOICES
+    from sonolatent.engine.runtime import DEFAULT_BUFFER_MS, DEFAULT_RT_PRIORITY
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    serve.register(sub)
+    ns = sub.choices["serve"].parse_args([])
+    assert (ns.buffer_ms, ns.voices, ns.resampler, ns.rt_priority) == \
+        (DEFAULT_BUFFER_MS, DEFAULT_VOICES, DEFAULT_RESAMPLER, DEFAULT_RT_PRIORITY)

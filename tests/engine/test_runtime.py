@@ -222,3 +222,57 @@ def test_a_running_engine_hands_the_gil_over_quickly_and_restores_it(bundle, sam
         assert e.wait(30)
         e.close()
     assert sys.getswitchinterval() == before
+
+
+def _fifo_allowed() -> bool:
+    """Whether this process may run a thread SCHED_FIFO (root, CAP_SYS_NICE or an rtprio limit)."""
+    import os
+    import threading
+
+    from sonolatent.engine.runtime import realtime_thread
+
+    got = []
+    t = threading.Thread(target=lambda: got.append(realtime_thread(1)))
+    t.start()
+    t.join()
+    return got[0] == 1 and os.sched_getscheduler(0) == os.SCHED_OTHER   # the caller's own thread is untouched
+
+
+def test_the_producer_runs_first_in_first_out_when_allowed_and_says_so(bundle, samples_dir):
+    import os
+    import threading
+
+    allowed = _fifo_allowed()
+    policies = {}
+    for prio in (7, 0):
+        e = Engine(StreamingSynth(bundle), samples_dir=samples_dir, mode="headless", rt_priority=prio)
+        e.start()
+        producer = next(t for t in threading.enumerate() if t.name == "sonolatent-producer")
+        assert wait_for(lambda: e.core.block > 2)
+        policies[prio] = (os.sched_getscheduler(producer.native_id), os.sched_getparam(producer.native_id).sched_priority)
+        granted = e.info()["rt_priority"]
+        e.request_quit()
+        e.wait(10)
+        e.close()
+        assert e.status()["rt_priority"] == granted
+        if prio and allowed:
+            assert granted == 7 and policies[prio] == (os.SCHED_FIFO, 7)
+        else:   # off, or not allowed: normal scheduling, reported as 0
+            assert granted == 0 and policies[prio][0] == os.SCHED_OTHER
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER   # the caller's thread never changes
+
+
+def test_freewheel_never_asks_for_real_time_priority(bundle, samples_dir):
+    e = Engine(StreamingSynth(bundle), samples_dir=samples_dir, mode="freewheel", duration=0.2, clock=lambda: T0,
+               rt_priority=50)
+    e.start()
+    e.wait(30)
+    e.close()
+    assert e.info()["rt_priority"] == 0
+
+
+def test_a_priority_out_of_range_is_refused(bundle, samples_dir):
+    from sonolatent.errors import SonolatentError
+
+    with pytest.raises(SonolatentError, match="--rt-priority 100"):
+        Engine(StreamingSynth(bundle), samples_dir=samples_dir, mode="headless", rt_priority=100)
