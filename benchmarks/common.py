@@ -93,3 +93,8 @@ def wait_until(pred, timeout: float) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+def fmt_buffer(ms: float | None) -> str:
+    """A --buffer-ms value as serve takes it: milliseconds, or 'auto' (None)."""
+    return "auto" if ms is None else f"{ms:g}"

@@ -29,9 +29,10 @@ import subprocess
 import sys
 import time
 
-from benchmarks.common import RESULTS, ROOT, model_folder, percentile_row, write_result
+from benchmarks.common import RESULTS, ROOT, fmt_buffer, model_folder, percentile_row, write_result
+from sonolatent.cli.serve import buffer_ms_arg
 from sonolatent.engine.core import DEFAULT_RESAMPLER
-from sonolatent.engine.runtime import DEFAULT_BUFFER_MS
+from sonolatent.engine.runtime import DEFAULT_BUFFER_MS, DEFAULT_RT_PRIORITY
 from sonolatent.jackserver import JackServer
 
 
@@ -53,7 +54,7 @@ def worker(args) -> dict:
     sys.setswitchinterval(0.0002)
     bundle = load_bundle(args.model)
     engine = Engine(StreamingSynth(bundle), samples_dir=".", mode="device", device=args.device, block_size=args.block_size,
-                    safety_ms=args.buffer_ms, resampler=args.resampler)
+                    safety_ms=args.buffer_ms, resampler=args.resampler, rt_priority=args.rt_priority)
     D = bundle.vae.latent_dim
     engine.preload(None, [("/sono/free", (1,)), ("/sono/latent", tuple([0.5] * D)), ("/sono/attack", (0.001,)),
                           ("/sono/play", (1.0,))])
@@ -91,7 +92,7 @@ def worker(args) -> dict:
         for name, sel in (("note_on", slice(0, None, 2)), ("note_off", slice(1, None, 2))):
             r = percentile_row(1e3 * total[sel])
             parts[name] = {**r, "jitter_ms": round(r["p99_ms"] - r["p50_ms"], 2)}
-    return {"block_size": args.block_size, "device_rate": engine.device_rate,
+    return {"block_size": args.block_size, "device_rate": engine.device_rate, "rt_priority": st["rt_priority"],
             "jitter_ms": round(row["p99_ms"] - row["p50_ms"], 2),
             "buffer_target_samples": engine.target, "delays": engine.delays(),
             "device_latency_ms": round(1e3 * float(engine.stream.latency), 2),
@@ -109,8 +110,13 @@ def main(argv=None) -> int:
     ap.add_argument("--blocks", type=int, nargs="+", default=[64, 128, 256, 512])
     ap.add_argument("--notes", action="store_true", help="send note-on/note-off (key to sound), not gain changes")
     ap.add_argument("--n", type=int, default=300, help="packets per block size")
-    ap.add_argument("--buffer-ms", type=float, default=DEFAULT_BUFFER_MS, help="the engine's safety margin (serve --buffer-ms)")
+    ap.add_argument("--buffer-ms", type=buffer_ms_arg, default=DEFAULT_BUFFER_MS, metavar="MS|auto",
+                    help="the engine's safety margin (serve --buffer-ms; default: auto)")
     ap.add_argument("--resampler", default=DEFAULT_RESAMPLER, choices=("lq", "hq"), help="serve --resampler")
+    ap.add_argument("--rt-priority", type=int, default=DEFAULT_RT_PRIORITY,
+                    help="the engine's real-time priority (serve --rt-priority; 0: normal scheduling)")
+    ap.add_argument("--jack-realtime", action="store_true",
+                    help="run the JACK dummy server real-time (jackd -R, as a user's would; needs rtprio)")
     ap.add_argument("--out", help="JSON written (default: benchmarks/results/control_latency.json, "
                                   "control_latency_notes.json with --notes)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -124,10 +130,10 @@ def main(argv=None) -> int:
     folder, what = model_folder(args.checkpoint)
     rows = []
     for bs in args.blocks:
-        with JackServer(48000, bs) as jack:
+        with JackServer(48000, bs, realtime=args.jack_realtime) as jack:
             cmd = [sys.executable, "-m", "benchmarks.control_latency", "--worker", "--model", str(folder), "--device", str(jack.device()),
-                   "--block-size", str(bs), "--n", str(args.n), "--buffer-ms", str(args.buffer_ms),
-                   "--resampler", args.resampler] + \
+                   "--block-size", str(bs), "--n", str(args.n), "--buffer-ms", fmt_buffer(args.buffer_ms),
+                   "--resampler", args.resampler, "--rt-priority", str(args.rt_priority)] + \
                 (["--notes"] if args.notes else [])
             r = subprocess.run(cmd, env=jack.env, cwd=ROOT, capture_output=True, text=True, timeout=600)
             if r.returncode != 0:
@@ -136,7 +142,8 @@ def main(argv=None) -> int:
             rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
     print(f"model: {what}; JACK dummy at 48 kHz, period = block size; latency from sendto() to the first "
           "affected sample handed to JACK (+ JACK's output latency, listed apart)")
-    print(f"--buffer-ms {args.buffer_ms:g}, --resampler {args.resampler}")
+    print(f"--buffer-ms {fmt_buffer(args.buffer_ms)}, --resampler {args.resampler}, --rt-priority {args.rt_priority} "
+          f"(granted: {rows[0].get('rt_priority', '?')}), JACK {'real-time (-R)' if args.jack_realtime else '--no-realtime'}")
     print(f"{'block':>6} {'what':>9} {'ring target':>11} {'p50 ms':>7} {'p99 ms':>7} {'jitter':>7} {'max ms':>7} "
           f"{'+jack ms':>8} {'n':>4} {'underflows':>10} {'render ms mean/max':>19}")
     for r in rows:
@@ -147,6 +154,7 @@ def main(argv=None) -> int:
                   f"{r['underflows'] + r['ring_underruns']:>10} {r['render_ms_mean']:>8.2f}/{r['render_ms_max']:<8.2f}")
     out = args.out or str(RESULTS / ("control_latency_notes.json" if args.notes else "control_latency.json"))
     write_result(out, {"benchmark": "control_latency", "model": what, "buffer_ms": args.buffer_ms,
+                            "rt_priority": args.rt_priority, "jack_realtime": args.jack_realtime,
                             "resampler": args.resampler,
                             "message": "/sono/note/on|off" if args.notes else "/sono/gain",
                             "budget": "note-on p99 <= 15 ms, jitter (p99 - p50) <= 3 ms at 256-sample blocks, 48 kHz",

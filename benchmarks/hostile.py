@@ -367,7 +367,7 @@ def main() -> int:
     ap.add_argument("--bomb-rate", type=float, default=2.0, help="bomb bursts per second")
     ap.add_argument("--slow-connections", type=int, default=300, help="slowloris: connections kept trickling")
     ap.add_argument("--in-process", action="store_true", help="control surface in the engine's process (as before)")
-    ap.add_argument("--buffer-ms", type=float, default=None, metavar="MS",
+    ap.add_argument("--buffer-ms", default=None, metavar="MS|auto",
                     help="the daemon's safety margin ahead of the device (serve --buffer-ms; default: serve's)")
     ap.add_argument("--rt-priority", type=int, default=None, metavar="N",
                     help="the daemon's real-time priority (serve --rt-priority; 0: normal scheduling; default: serve's)")
@@ -390,7 +390,7 @@ def main() -> int:
     if args.checkpoint:
         cmd += ["--checkpoint", args.checkpoint]
     if args.buffer_ms is not None:
-        cmd += ["--buffer-ms", f"{args.buffer_ms:g}"]
+        cmd += ["--buffer-ms", args.buffer_ms]
     if args.rt_priority is not None:
         cmd += ["--rt-priority", str(args.rt_priority)]
     if args.in_process:
@@ -442,7 +442,7 @@ def main() -> int:
     for r in rows:
         if r["attacker"]:
             print(f"{r['phase']}: " + ", ".join(f"{k} {v}" for k, v in r["attacker"].items()))
-    buffer = f"{args.buffer_ms:g}" if args.buffer_ms is not None else "serve's default"
+    buffer = args.buffer_ms if args.buffer_ms is not None else "serve's default"
     prio = next((x.split("; producer ")[-1] for x in lines if "; producer " in x), "?")
     print(f"take {take_s:.2f} s for {wall:.2f} s from the first phase to /sono/quit (+ start and fade); "
           f"ring underruns in all {final['ring_underruns']}; buffer {buffer} ms; producer {prio}; control {'in the engine process' if args.in_process else 'in its own process'}")

@@ -25,7 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import RESULTS, ROOT, model_folder, write_result
+from benchmarks.common import RESULTS, ROOT, fmt_buffer, model_folder, write_result
+from sonolatent.cli.serve import buffer_ms_arg
 from sonolatent.engine.runtime import DEFAULT_BUFFER_MS, DEFAULT_RT_PRIORITY
 from sonolatent.jackserver import JackServer
 
@@ -91,7 +92,7 @@ def worker(args) -> dict:
     st = engine.status()
     engine.close()
     return {"voices": args.voices, "seconds": args.seconds, "block_size": 256, "buffer_ms": args.buffer_ms,
-            "rt_priority": st["rt_priority"],
+            "rt_priority": st["rt_priority"], "buffer_samples": st["buffer_target"],
             "device_rate": engine.device_rate,
             "underflows": st["underflows"] - u0, "ring_underruns": st["ring_underruns"] - r0,
             "render_ms_mean": st["render_ms_mean"], "render_ms_max": st["render_ms_max"],
@@ -103,8 +104,8 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--voices", type=int, default=8, help="voices for the real-time run")
     ap.add_argument("--seconds", type=float, default=60.0, help="length of the real-time run")
-    ap.add_argument("--buffer-ms", type=float, default=DEFAULT_BUFFER_MS,
-                    help=f"the engine's safety margin in the real-time run (serve --buffer-ms; default {DEFAULT_BUFFER_MS:g})")
+    ap.add_argument("--buffer-ms", type=buffer_ms_arg, default=DEFAULT_BUFFER_MS, metavar="MS|auto",
+                    help="the engine's safety margin in the real-time run (serve --buffer-ms; default: auto)")
     ap.add_argument("--rt-priority", type=int, default=DEFAULT_RT_PRIORITY,
                     help=f"the engine's real-time priority (serve --rt-priority; 0: normal; default {DEFAULT_RT_PRIORITY})")
     ap.add_argument("--jack-realtime", action="store_true",
@@ -142,7 +143,7 @@ def main(argv=None) -> int:
         fit = int((args.budget * frame_ms - base) // slope) if slope > 0 else 0
     with JackServer(48000, 256, realtime=args.jack_realtime) as jack:
         cmd = [sys.executable, "-m", "benchmarks.voices", "--worker", "--model", str(folder), "--device", str(jack.device()),
-               "--voices", str(args.voices), "--seconds", str(args.seconds), "--buffer-ms", f"{args.buffer_ms:g}",
+               "--voices", str(args.voices), "--seconds", str(args.seconds), "--buffer-ms", fmt_buffer(args.buffer_ms),
                "--rt-priority", str(args.rt_priority)]
         r = subprocess.run(cmd, env=jack.env, cwd=ROOT, capture_output=True, text=True, timeout=args.seconds * 20 + 900)
         if r.returncode != 0:
@@ -159,7 +160,8 @@ def main(argv=None) -> int:
     if fit is not None:
         print(f"per voice {slope:.3f} ms CPU per frame (+{base:.3f} ms fixed); voices within {args.budget:.0%} of a "
               f"core: {fit}")
-    print(f"JACK dummy{' (jackd -R)' if args.jack_realtime else ''} 48 kHz / 256, buffer {args.buffer_ms:g} ms, producer priority {live['rt_priority']}: "
+    print(f"JACK dummy{' (jackd -R)' if args.jack_realtime else ''} 48 kHz / 256, buffer {fmt_buffer(args.buffer_ms)} "
+          f"(ended at {live['buffer_samples']} samples), producer priority {live['rt_priority']}: "
           f"{live['voices']} voices for {live['seconds']:.0f} s: "
           f"{live['underflows']} underflows, "
           f"{live['ring_underruns']} ring underruns (render {live['render_ms_mean']:.2f} ms mean, "

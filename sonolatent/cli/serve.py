@@ -61,9 +61,10 @@ def _register_serve(subparsers) -> None:
                    help="play a live input (number or name of an input device; with JACK its port is PortAudio:in_0) "
                         "through the latent space: it goes into slot 0 and the voice starts (see docs/engine.md)")
     a.add_argument("--block-size", type=int, default=256, metavar="N", help="device block size in samples (default: 256)")
-    a.add_argument("--buffer-ms", type=float, default=4.0, metavar="MS",
-                   help="safety margin rendered ahead of the device, on top of one block (default: 4; raise it "
-                        "when /sono/status shows ring_underruns)")
+    a.add_argument("--buffer-ms", type=buffer_ms_arg, default=None, metavar="MS|auto",
+                   help="safety margin rendered ahead of the device, on top of one block: milliseconds, or auto "
+                        "(default): what a frame takes to render, plus 1 ms, 3..40 ms (one voice needs less than "
+                        "eight); a fixed value where a steady latency matters more")
     a.add_argument("--rt-priority", type=int, default=10, metavar="N",
                    help="real-time (SCHED_FIFO) priority asked for the thread that renders ahead of the device, "
                         "below JACK's own; 0 for normal scheduling. Needs permission (root, CAP_SYS_NICE or an "
@@ -293,6 +294,19 @@ def run_serve(args) -> int:
         print(f"sonolatent serve: recorded {args.record}", flush=True)
     print(stop_line(st), flush=True)
     return 0
+
+
+def buffer_ms_arg(text: str) -> float | None:
+    """``--buffer-ms``: ``auto`` (None) or milliseconds, 0..1000."""
+    if text == "auto":
+        return None
+    try:
+        ms = float(text)
+    except ValueError:
+        ms = float("nan")
+    if not 0.0 <= ms <= 1000.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be 'auto' or 0..1000 milliseconds")
+    return ms
 
 
 def stop_line(st: dict) -> str:

@@ -62,8 +62,18 @@ _PROBES = 100_000
 MAX_INBOX = 4096              # submits waiting for the producer
 MAX_CHANGES_PER_BLOCK = 256   # changes applied before one block; the rest carry over
 MAX_LOADER_JOBS = 8           # loads/saves waiting for the loader
-#: --buffer-ms: rendered ahead on top of one device block (docs/engine.md, Delays)
-DEFAULT_BUFFER_MS = 4.0
+#: --buffer-ms: rendered ahead on top of one device block (docs/engine.md, Delays); None is "auto"
+DEFAULT_BUFFER_MS = None
+# --buffer-ms auto: the margin is what the last frames took to render (their peak, which halves in
+# AUTO_RELEASE frames, ~3 s), plus AUTO_SLACK_MS, within AUTO_MIN_MS..AUTO_MAX_MS, in AUTO_STEP samples:
+# while the producer renders a frame the device plays on from what is ahead, so the margin must cover
+# a frame's render time; one voice needs less of it than eight, and a machine that slows down gets more
+AUTO_START_MS = 4.0
+AUTO_MIN_MS = 3.0
+AUTO_SLACK_MS = 1.0
+AUTO_MAX_MS = 40.0
+AUTO_RELEASE = 256
+AUTO_STEP = 32
 GIL_SWITCH_S = 0.0005  # GIL hand-over interval while the engine runs (Python's default: 5 ms)
 #: --rt-priority: SCHED_FIFO priority asked for the producer thread (0: normal scheduling). Below JACK's
 #: own threads (jackd -P defaults to 70 on Linux, its clients one less): the device callback comes first
@@ -108,7 +118,7 @@ class Engine:
     """
 
     def __init__(self, synth, *, samples_dir, mode: str = "headless", device_rate: int | None = None,
-                 block_size: int = 256, safety_ms: float = DEFAULT_BUFFER_MS, device=None, record=None, log_osc=None,
+                 block_size: int = 256, safety_ms: float | None = DEFAULT_BUFFER_MS, device=None, record=None, log_osc=None,
                  patches_dir=None, duration: float | None = None, checkpoint: str | None = None,
                  voices: int = DEFAULT_VOICES, channels: int = 1, clock=time.time,
                  safety: SafetyConfig | None = None, input_device=None, live_encoder=None,
@@ -152,8 +162,12 @@ class Engine:
         self.cache = SampleCache(synth, self.samples_dir)
         # ring: target depth = one device block + a safety margin; room for a rendered block on top
         frame_out = math.ceil(self.core.hop * self.device_rate / self.core.model_rate) + 64
-        self.target = self.block_size + int(round(safety_ms * 1e-3 * self.device_rate))
-        self.ring = SPSCRing(self.target + 2 * frame_out + self.block_size, self.channels)
+        self.buffer_auto = safety_ms is None
+        self._render_peak = 0.0       # --buffer-ms auto: the frames' render time, peak-held
+        self._peak_hold = 0.5 ** (1.0 / AUTO_RELEASE)
+        self.target = self.block_size + self._margin(AUTO_START_MS if self.buffer_auto else safety_ms)
+        most = self.block_size + self._margin(AUTO_MAX_MS) if self.buffer_auto else self.target
+        self.ring = SPSCRing(most + 2 * frame_out + self.block_size, self.channels)
         self.in_ring = None
         self.input_latency = 0        # device samples from an input sample to the output sample it lines up with
         if input_device is not None:
@@ -273,7 +287,8 @@ class Engine:
                 "limiter": int(c.output.config.limiter), "limiter_ceiling_db": c.output.config.ceiling_db,
                 "loudness_tracking": int(c.output.config.track), "resampler": c.resampler.quality,
                 "slots": MAX_SLOTS, "mode": self.mode, "voices": len(c.bank.voices), "channels": self.channels,
-                "buffer_samples": self.target, "input_latency_samples": self.input_latency,
+                "buffer_samples": self.target, "buffer_auto": int(self.buffer_auto),
+                "input_latency_samples": self.input_latency,
                 "input_path_samples": self.core.live_delay + self.core.hop if self.core.live is not None else 0,
                 "rt_priority": self.rt_granted}
 
@@ -635,6 +650,17 @@ class Engine:
         pending = self.core.uncommitted * self.device_rate / self.core.model_rate
         return self.clock() + (self.ring.fill() + pending) / self.device_rate + lat
 
+    def _margin(self, ms: float) -> int:
+        """Samples of margin for ``ms`` milliseconds (auto: rounded up to AUTO_STEP samples)."""
+        n = ms * 1e-3 * self.device_rate
+        return int(math.ceil(n / AUTO_STEP) * AUTO_STEP) if self.buffer_auto else int(round(n))
+
+    def _follow_render_time(self, dt: float) -> None:
+        """--buffer-ms auto: move the target depth with the frames' render time (producer thread only)."""
+        self._render_peak = max(dt, self._render_peak * self._peak_hold)
+        ms = min(AUTO_MAX_MS, max(AUTO_MIN_MS, 1e3 * self._render_peak + AUTO_SLACK_MS))
+        self.target = self.block_size + self._margin(ms)
+
     def _next_frame(self) -> None:
         """A frame boundary: the changes due now, then the next frame rendered into the pre-mix."""
         core = self.core
@@ -653,6 +679,8 @@ class Engine:
         if dt > self.render_max:
             self.render_max = dt
         self.render_recent += 0.02 * (dt - self.render_recent)
+        if self.buffer_auto and self.mode != "freewheel" and self.in_ring is None:
+            self._follow_render_time(dt)
         v = core.values
         v["/sono/meter/cpu"] = (self.render_recent / core.dt,)
         v["/sono/meter/underflows"] = (self.underflows + self.ring_underruns,)

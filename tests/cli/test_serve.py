@@ -301,3 +301,11 @@ def test_serve_defaults_are_the_engines():
     ns = sub.choices["serve"].parse_args([])
     assert (ns.buffer_ms, ns.voices, ns.resampler, ns.rt_priority) == \
         (DEFAULT_BUFFER_MS, DEFAULT_VOICES, DEFAULT_RESAMPLER, DEFAULT_RT_PRIORITY)
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "nan", "2000"])
+def test_a_bad_buffer_ms_is_one_line(value):
+    r = subprocess.run([sys.executable, "-m", "sonolatent", "serve", "--no-audio", "--buffer-ms", value],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "--buffer-ms" in r.stderr and "'auto' or 0..1000 milliseconds" in r.stderr

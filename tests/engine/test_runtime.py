@@ -276,3 +276,37 @@ def test_a_priority_out_of_range_is_refused(bundle, samples_dir):
 
     with pytest.raises(SonolatentError, match="--rt-priority 100"):
         Engine(StreamingSynth(bundle), samples_dir=samples_dir, mode="headless", rt_priority=100)
+
+
+def test_buffer_auto_follows_the_frames_render_time(bundle, samples_dir):
+    """--buffer-ms auto: the margin covers the slowest recent frame plus 1 ms, 3..40 ms, releasing slowly."""
+    from sonolatent.engine import runtime as rt
+
+    e = Engine(StreamingSynth(bundle), samples_dir=samples_dir, mode="headless", device_rate=48000, block_size=256)
+    ms = lambda: (e.target - 256) / 48.0   # noqa: E731
+    assert e.buffer_auto and e.info()["buffer_auto"] == 1
+    assert ms() == pytest.approx(rt.AUTO_START_MS, abs=32 / 48)
+    e._follow_render_time(0.005)                   # eight voices' frame: 5 ms -> 6 ms of margin
+    assert 6.0 <= ms() < 6.0 + 32 / 48 and (e.target - 256) % 32 == 0
+    for _ in range(rt.AUTO_RELEASE):              # fast frames: the peak halves in AUTO_RELEASE frames
+        e._follow_render_time(0.0005)
+    assert 3.5 <= ms() < 3.5 + 32 / 48
+    for _ in range(10 * rt.AUTO_RELEASE):
+        e._follow_render_time(0.0005)
+    assert ms() == pytest.approx(rt.AUTO_MIN_MS, abs=32 / 48)   # never below the floor
+    e._follow_render_time(0.5)                     # a stall: capped, and the ring has room for it
+    assert ms() == pytest.approx(rt.AUTO_MAX_MS, abs=32 / 48)
+    assert e.ring.capacity >= e.target + 2 * 557 + 256
+    e.close()
+
+
+def test_a_fixed_buffer_never_moves(bundle, samples_dir):
+    e = Engine(StreamingSynth(bundle), samples_dir=samples_dir, mode="headless", device_rate=48000, block_size=256,
+               safety_ms=6.0)
+    assert not e.buffer_auto and e.target == 256 + 288
+    e.start()
+    assert wait_for(lambda: e.core.block > 5)
+    e.request_quit()
+    e.wait(10)
+    e.close()
+    assert e.target == 256 + 288 and e.info()["buffer_auto"] == 0
