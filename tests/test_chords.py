@@ -24,11 +24,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from sonolatent.engine.bounce import bounce
-from sonolatent.models.synth import StreamingSynth
-
 from sonolatent.jackserver import JackServer
-from .test_perform import PATCH, Proc, shipped_model_copy  # noqa: F401  (PATCH: the other patch)
+from .test_perform import PATCH, Proc, bounce_one_thread, shipped_model_copy  # noqa: F401  (PATCH: the other patch)
 
 pytestmark = pytest.mark.jack
 CHORDS = PATCH.parent / "chords.toml"
@@ -101,6 +98,6 @@ def test_a_chord_on_a_jack_midi_keyboard_sounds_both_pitches(tmp_path, monkeypat
             e["changes"] = [c for c in e["changes"] if not (c[0].startswith("/sono/note/") and c[1][0] == 67.0)]
     solo = tmp_path / "solo.jsonl"
     solo.write_text("".join(json.dumps(e) + "\n" for e in lines))
-    alone = bounce(solo, StreamingSynth(bundle))[start:end]
+    alone = bounce_one_thread(solo, bundle)[start:end]
     assert peak(alone, C4) > 8 and peak(alone, G4) < peak(chord, G4) / 4, (peak(alone, C4), peak(alone, G4))
-    assert np.array_equal(bounce(log, StreamingSynth(bundle)), take)
+    assert np.array_equal(bounce_one_thread(log, bundle), take)

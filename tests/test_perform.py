@@ -144,10 +144,16 @@ def replay_without(log: Path, address: str, bundle, out: Path) -> np.ndarray:
         if "changes" in e:
             e["changes"] = [c for c in e["changes"] if c[0] != address]
     out.write_text("".join(json.dumps(e) + "\n" for e in lines))
+    return bounce_one_thread(out, bundle)
+
+
+def bounce_one_thread(log: Path, bundle) -> np.ndarray:
+    """``bounce`` on one torch thread, as the daemon renders (two threads sum in another order: other
+    samples; and beside a training run they are 6x slower here)."""
     n = torch.get_num_threads()
-    torch.set_num_threads(1)      # two threads beside a training run: 6x slower here
+    torch.set_num_threads(1)
     try:
-        return bounce(out, StreamingSynth(bundle))
+        return bounce(log, StreamingSynth(bundle))
     finally:
         torch.set_num_threads(n)
 

@@ -13,6 +13,7 @@ examples:
   sonolatent bridge --list
   sonolatent bridge --map patches/midi/modwheel_morph.toml --in "Keystation"
   sonolatent bridge --patch patches/morph_modwheel.toml --in "Keystation"   (the patch's [midi] map)
+  sonolatent bridge --patch patches/mpe.toml --in "Seaboard"   (MPE: per-note bend, pressure, slide)
   sonolatent bridge --map patches/midi/drone_knobs.toml --api jack --virtual
   sonolatent bridge --map my.toml --learn /sono/latent/0/norm     (move a knob: bound and saved)
   sonolatent bridge --map patches/midi/modwheel_morph.toml --midi-file song.mid

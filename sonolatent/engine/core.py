@@ -26,7 +26,13 @@ Per block:
 4. Steps 2-3 happen for every sounding voice (:mod:`.voices`), each at its own
    playhead with its own glide; all of them are rendered by ONE
    :class:`~sonolatent.models.batched.BatchSynth` call, each transposed by
-   ``/sono/transpose`` plus its note's distance from ``/sono/note/root``.
+   ``/sono/transpose`` plus its note's distance from ``/sono/note/root`` plus its
+   own bend (``/sono/note/bend``). A voice's pressure and timbre
+   (``/sono/note/pressure``, ``/sono/note/timbre``, MPE) add to its latent along
+   the PCA coordinates ``/sono/note/pressure/coord`` and
+   ``/sono/note/timbre/coord``: ``pressure * depth`` and
+   ``(2 * timbre - 1) * depth`` standard deviations. The per-voice expression is
+   smoothed like the controls of step 1 (:attr:`VoiceBank.expression`).
    Each voice's samples get its envelope (linear attack/release, velocity),
    the voices are summed into the pre-mix; the gain (ramped across the block)
    and, when quitting, a short fade apply as each chunk is committed. The
@@ -57,30 +63,13 @@ from ..errors import SonolatentError
 from .live import LiveInput
 from .playhead import LOOP_OFF
 from .safety import FREE_POWER, OutputStage, SafetyConfig, power_at
-from .voices import VoiceBank
+from .smooth import SNAP, Smoothed
+from .voices import EXPRESSION, VoiceBank
 
 #: Length of the fade-out when the daemon quits.
 QUIT_FADE_SECONDS = 0.05
-#: Smoothed values closer than this to their target snap to it.
-SNAP = 1e-7
 #: Voices when none is asked for (``serve --voices``).
 DEFAULT_VOICES = 8
-
-
-class Smoothed:
-    """A one-pole smoothed vector; ``step(a)`` moves ``value`` towards ``target`` by ``1 - a``."""
-
-    def __init__(self, value):
-        self.value = np.array(value, np.float64, ndmin=1)
-        self.target = self.value.copy()
-
-    def set(self, target) -> None:
-        self.target[:] = target
-
-    def step(self, a: float) -> None:
-        self.value += (1.0 - a) * (self.target - self.value)
-        close = np.abs(self.target - self.value) < SNAP
-        self.value[close] = self.target[close]
 
 
 class _Mixed:
@@ -221,7 +210,9 @@ class EngineCore:
         self.offsets = Smoothed(v["/sono/latent"])
         self.scales = Smoothed([v[f"/sono/latent/{k}/scale"][0] for k in range(self.D)])
         self.width = Smoothed(v["/sono/width"])
-        self.smoothed = (self.gain, self.rate, self.transpose, self.weights, self.offsets, self.scales, self.width)
+        self.smoothed = (self.gain, self.rate, self.transpose, self.weights, self.offsets, self.scales, self.width,
+                         self.bank.expression)
+        self._expression_dirs()
         spread = np.zeros(self.D)                  # the left channel's offset direction at width 1 (in latent units)
         spread[1 % self.D] += 1.0
         spread[2 % self.D] -= 1.0
@@ -319,6 +310,20 @@ class EngineCore:
         """The blend in effect: ``/sono/weights`` holds it whichever way it was set (``linked_values``)."""
         return np.array(self.values["/sono/weights"], np.float64)
 
+    def _expression_dirs(self) -> None:
+        """The latent directions of a voice's pressure (at 1) and timbre (at 1, from 0.5), from their settings."""
+        v = self.values
+        dirs = []
+        for what in ("pressure", "timbre"):
+            k = v[f"/sono/note/{what}/coord"][0]
+            dirs.append(self.pca_comp[k] * (self.pca_std[k] * v[f"/sono/note/{what}/depth"][0]))
+        self._pressure_dir, self._timbre_dir = dirs
+
+    def voice_offset(self, voice) -> np.ndarray:
+        """What ``voice``'s pressure and timbre add to its latent now."""
+        _, pressure, timbre = self.bank.expression_of(voice)
+        return pressure * self._pressure_dir + (2.0 * timbre - 1.0) * self._timbre_dir
+
     def latent(self, position: float | None = None) -> np.ndarray:
         """The raw latent (without glide) at ``position`` (default: voice 0's) with the current smoothed controls."""
         off = self.offsets.value * self.pca_std
@@ -364,7 +369,7 @@ class EngineCore:
         """
         bank = self.bank
         tracked = [v for v in bank.voices if v.sounding or v.index == 0] + bank.ghosts
-        before = [self.latent(v.playhead.position) for v in tracked]
+        before = [self.latent(v.playhead.position) + self.voice_offset(v) for v in tracked]
         bank.started.clear()
         self.note_voices = []
         applied = []
@@ -378,7 +383,7 @@ class EngineCore:
         fresh = set(map(id, bank.started))
         for v, z in zip(tracked, before):   # discrete jumps glide; a voice started afresh has nothing to glide from
             if id(v) not in fresh:
-                v.glide += z - self.latent(v.playhead.position)
+                v.glide += z - self.latent(v.playhead.position) - self.voice_offset(v)
         self.values["/sono/voices/active"] = (bank.n_sounding(),)
         self.values["/sono/playing"] = (int(self.sounding),)
         return applied
@@ -401,6 +406,10 @@ class EngineCore:
             self.note_voices.append((pitch, voice.index))
         elif a == "/sono/note/off":
             bank.note_off(vals[0], self._samples("/sono/release"))
+        elif a in EXPRESSION:
+            bank.express(vals[0], EXPRESSION.index(a), vals[1])
+        elif a.startswith(("/sono/note/pressure/", "/sono/note/timbre/")):
+            self._expression_dirs()
         elif a == "/sono/sustain":
             bank.set_sustain(bool(vals[0]), self._samples("/sono/release"))
         elif a == "/sono/allnotesoff":
@@ -601,8 +610,8 @@ class EngineCore:
         transpose = float(self.transpose.value[0])
         rows, Z, semis = [], [], []
         for voice in voices:
-            z = self.latent(voice.playhead.position) + voice.glide
-            st = transpose + voice.pitch
+            z = self.latent(voice.playhead.position) + voice.glide + self.voice_offset(voice)
+            st = transpose + voice.pitch + float(bank.expression_of(voice)[0])
             if len(voice.streams) == 2:   # left and right: the latent offset either way
                 rows += voice.streams
                 Z += [z + width * self._width_dir, z - width * self._width_dir]

@@ -19,6 +19,17 @@ that again for voices spread in stereo.
 ``/sono/note/off pitch`` releases the voices holding that pitch, unless the
 sustain pedal is down: then they sound on until it comes up.
 
+Per-note expression (MPE): ``/sono/note/bend``, ``/sono/note/pressure`` and
+``/sono/note/timbre`` set the bend (semitones), pressure (0..1) and timbre
+(0..1) of the voice sounding that pitch, one row per voice of
+:attr:`VoiceBank.expression`, smoothed like every other control (the engine
+core steps it with the rest). Every note-on resets its voice's row to
+:data:`EXPRESSION_RESET`: at once for a voice that starts on fresh streams, by
+gliding for a legato restart. A voice started on fresh streams takes
+expression sent in the same change batch at once (an MPE controller sends a
+note's bend, pressure and timbre with its note-on: no glide from the rest
+values). A ghost keeps its voice's expression as it was.
+
 Everything here is plain bookkeeping at block boundaries: the engine core
 computes the latents and renders all sounding voices' streams in one
 :class:`~sonolatent.models.batched.BatchSynth` call.
@@ -29,10 +40,14 @@ from __future__ import annotations
 import numpy as np
 
 from .playhead import Playhead
+from .smooth import Smoothed
 
 #: How long a stolen voice takes to fade out.
 STEAL_FADE_SECONDS = 0.005
 STEAL_OLDEST, STEAL_QUIETEST = 0, 1
+#: The per-note expression, the columns of :attr:`VoiceBank.expression`, and their values on a note-on.
+EXPRESSION = ("/sono/note/bend", "/sono/note/pressure", "/sono/note/timbre")
+EXPRESSION_RESET = (0.0, 0.0, 0.5)
 
 
 class Voice:
@@ -57,6 +72,7 @@ class Voice:
         self.pan = 0.0                   # -1 left .. 1 right
         self.gains = None                # (left, right) applied at the end of the last frame
         self.loudness: list[float] = []  # its sources' loudness at its last latents (the engine core's)
+        self.expression = None           # a ghost's (bend, pressure, timbre), as its voice had them
 
     @property
     def sounding(self) -> bool:
@@ -120,6 +136,7 @@ class VoiceBank:
         self.steal = STEAL_OLDEST
         self._age = 0
         self.started: list[Voice] = []   # voices (re)started on fresh streams since the last take_started()
+        self.expression = Smoothed(np.tile(EXPRESSION_RESET, (n, 1)))   # per voice: bend, pressure, timbre
 
     # -- streams ---------------------------------------------------------------------------------
     def take_stream(self) -> int | None:
@@ -149,12 +166,14 @@ class VoiceBank:
         if v.sounding and v.streams:
             g = v.ghost()
             g.fade_step = self._steal_fade()
+            g.expression = self.expression.value[v.index].copy()
             self.ghosts.append(g)
         elif v.streams:
             self.give_streams(v)
         v.env = v.env_target = 0.0
         v.glide[:] = 0.0
         v.gains = None
+        self.expression.value[v.index] = EXPRESSION_RESET
         self.started.append(v)
 
     def choose(self, note: float) -> Voice:
@@ -183,6 +202,7 @@ class VoiceBank:
             self._fresh(v)
         self._age += 1
         v.age = self._age
+        self.expression.target[v.index] = EXPRESSION_RESET   # a legato restart glides back to the rest values
         v.note, v.pitch, v.pan = note, pitch, pan
         v.held, v.sustained = True, False
         v.playhead.set_position(start)
@@ -217,12 +237,27 @@ class VoiceBank:
             self._fresh(v)
         elif v.note is not None:   # a note held voice 0: /sono/play takes it over
             v.held = v.sustained = False
+        self.expression.target[0] = EXPRESSION_RESET
         v.note, v.pitch = None, 0.0
         v.playhead.set_position(start)
         v.start(velocity, attack_samples)
         if velocity <= 0.0:
             v.env_step = 1.0 / release_samples
         return v
+
+    def express(self, note: float, k: int, x: float) -> None:
+        """Expression ``k`` (an index of :data:`EXPRESSION`) of the voice sounding ``note`` becomes ``x``: smoothed,
+        or at once for a voice started on fresh streams in this change batch (:attr:`started`)."""
+        e = self.expression
+        for v in self.voices:
+            if v.note == note and v.sounding:
+                e.target[v.index, k] = x
+                if any(s is v for s in self.started):
+                    e.value[v.index, k] = x
+
+    def expression_of(self, v: Voice):
+        """``(bend, pressure, timbre)`` of voice or ghost ``v`` now."""
+        return self.expression.value[v.index] if v.index >= 0 else v.expression
 
     # -- after each frame ------------------------------------------------------------------------
     def settle(self) -> None:

@@ -76,8 +76,11 @@ class Bridge:
     def handle_message(self, msg: mido.Message) -> None:
         self.midi_in += 1
         out = self.mapper.handle(msg)
-        for address, args in out:
-            self.sender.send(address, args)
+        if len(out) > 1 and self.mapper.together:   # MPE: a note-on and its expression in one bundle
+            self.sender.send_together(out)
+        else:
+            for address, args in out:
+                self.sender.send(address, args)
         if self.options.verbose:
             shown = "; ".join(f"{a} {' '.join(map(_fmt, args))}".rstrip() for a, args in out) or "(nothing)"
             self.log(f"{_describe(msg)} -> {shown}")

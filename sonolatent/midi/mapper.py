@@ -6,6 +6,19 @@
 ignores in ``ignored``: ``sysex``, ``realtime`` (clock, active sensing...),
 ``unmapped`` (a message no part of the mapping uses).
 
+MPE (``[notes] mode = "mpe"``, MIDI Polyphonic Expression): every note is a
+voice as in poly mode; a note on a member channel of the zone also gets that
+channel's pitch bend, channel pressure and CC 74 as ``/sono/note/bend``,
+``/sono/note/pressure`` and ``/sono/note/timbre`` of its pitch (all of them at
+its note-on, sent in one bundle with it, where they differ from the daemon's
+rest values; a released note keeps following its channel while it fades, until
+the channel or the pitch starts another note). The master channel's messages
+stay global (``[pitchbend]``, ``[[aftertouch]]``, ``[[cc]]``, the pedal). RPN 0
+sets the bend range (on a member channel: every member channel's; on the master
+channel: ``[pitchbend]``'s), RPN 6 on a master channel (the MPE Configuration
+Message) sets its zone's member channels (0: no zone) and resets both ranges
+(48 and 2 semitones).
+
 Value shaping (cc, nrpn, aftertouch, velocity): the raw value becomes
 x in 0..1 (7-bit: v/127, 14-bit: v/16383), ``invert`` makes it 1-x, the
 ``curve`` bends it (linear: x; exp: slow start, (e^(kx)-1)/(e^k-1); log: its
@@ -21,7 +34,7 @@ from typing import Callable
 import mido
 
 from .learn import Learner
-from .mapping import CCMap, Mapping, NRPNMap
+from .mapping import MPE_BEND_RANGE, CCMap, Mapping, NRPNMap
 
 Osc = tuple[str, tuple]
 
@@ -35,6 +48,13 @@ CC_SUSTAIN = 64
 CC_ALL_SOUND_OFF, CC_ALL_NOTES_OFF = 120, 123
 # the daemon's voice addresses (poly mode)
 POLY_ON, POLY_OFF, POLY_SUSTAIN, POLY_ALL_OFF = "/sono/note/on", "/sono/note/off", "/sono/sustain", "/sono/allnotesoff"
+# per-note expression (mpe mode), the daemon's rest values, MPE's timbre controller
+MPE_BEND, MPE_PRESSURE, MPE_TIMBRE = "/sono/note/bend", "/sono/note/pressure", "/sono/note/timbre"
+MPE_EXPRESSION = (MPE_BEND, MPE_PRESSURE, MPE_TIMBRE)
+MPE_REST = (0.0, 0.0, 0.5)
+CC_TIMBRE = 74
+RPN_BEND_RANGE, RPN_MPE_CONFIG = (0, 0), (0, 6)
+MPE_MASTER_RANGE = 2.0   # the master channel's bend range after an MPE Configuration Message
 
 
 def apply_curve(x: float, curve: str) -> float:
@@ -57,6 +77,11 @@ def shape(x: float, lo: float, hi: float, curve: str = "linear", invert: bool = 
 def bend_to_unit(pitch: int) -> float:
     """mido pitch -8192..8191 -> -1..1, exactly -1 at -8192, 0 at 0 and 1 at 8191."""
     return pitch / 8192.0 if pitch < 0 else pitch / 8191.0
+
+
+def cc74_to_unit(v: int) -> float:
+    """CC 74 0..127 -> 0..1 with 64 (MPE's rest value) exactly 0.5."""
+    return v / 128.0 if v < 64 else 0.5 + (v - 64) / 126.0
 
 
 def _ch_ok(want: int | None, channel: int) -> bool:
@@ -96,7 +121,19 @@ class Mapper:
             self._nrpn.setdefault(n.param, []).append(n)
         notes = mapping.notes
         self._notes = notes if notes is not None and notes.mode != "off" else None
-        self._poly = bool(self._notes and self._notes.mode == "poly")
+        self._mpe = bool(self._notes and self._notes.mode == "mpe")
+        self._poly = bool(self._notes and self._notes.mode in ("poly", "mpe"))
+        #: mpe: the messages one MIDI message makes go out together (a note-on with its expression)
+        self.together = self._mpe
+        if self._mpe:
+            n = self._notes
+            self._zones = {0: n.members, 15: 0} if n.zone == "lower" else {0: 0, 15: n.members}
+            self._member_range = n.bend_range
+            self._master_range = pb.range if (pb := mapping.pitchbend) is not None else None
+            self._expr: dict[int, list[float]] = {}     # member channel -> its (bend -1..1, pressure, timbre)
+            self._ch_notes: dict[int, list[int]] = {}   # member channel -> its notes (held or fading)
+            self._owner: dict[int, int] = {}            # note -> the member channel that last started it
+            self._rpn_sel: dict[int, tuple[int, int]] = {}   # channel -> the RPN its data entry goes to
         pb = mapping.pitchbend
         self._bend_is_transpose = bool(pb and self._notes and self._notes.transpose and not self._poly
                                        and pb.address == self._notes.transpose_address and pb.range)
@@ -174,6 +211,11 @@ class Mapper:
             nrpn_out, nrpn_used = self._nrpn_cc(ch, cc, v)
             out.extend(nrpn_out)
             used = used or nrpn_used
+        if self._mpe:
+            if cc == CC_TIMBRE and self._member(ch):
+                return self._express(ch, 2, cc74_to_unit(v))
+            if cc in (CC_NRPN_MSB, CC_NRPN_LSB, CC_RPN_MSB, CC_RPN_LSB, CC_DATA_MSB, CC_DATA_LSB):
+                used = self._mpe_rpn(ch, cc, v) or used
         notes = self._notes
         if notes and _ch_ok(notes.channel, ch):
             if cc == CC_SUSTAIN and notes.sustain:
@@ -285,8 +327,78 @@ class Mapper:
             self._held.append(key)
             vel = 1.0 if n.velocity == "off" else \
                 shape(msg.velocity / 127.0, n.velocity_min, n.velocity_max, n.velocity_curve)
-            return [(POLY_ON, (float(msg.note), vel))]
+            out = [(POLY_ON, (float(msg.note), vel))]
+            if self._mpe:
+                out += self._mpe_note_on(msg.channel, msg.note)
+            return out
         return [(POLY_OFF, (float(msg.note),))]
+
+    # -- MPE: per-note expression
+
+    def _member(self, ch: int) -> bool:
+        """Whether ``ch`` (0..15) is a member channel of a zone (the lower zone's come first)."""
+        lower, upper = self._zones[0], self._zones[15]
+        if lower and 1 <= ch <= lower:
+            return True
+        return bool(upper) and 15 - upper <= ch <= 14
+
+    def _mpe_note_on(self, ch: int, note: int) -> list[Osc]:
+        """A note started on ``ch``: it follows that channel from now on; its channel's expression, where
+        it differs from the daemon's rest values (which every note-on starts from)."""
+        old = self._owner.get(note)
+        if old is not None and old in self._ch_notes:
+            self._ch_notes[old] = [x for x in self._ch_notes[old] if x != note]
+        self._owner.pop(note, None)
+        if not self._member(ch):
+            return []
+        self._owner[note] = ch
+        # the channel's notes released before this one stop following it
+        self._ch_notes[ch] = [x for x in self._ch_notes.get(ch, []) if (ch, x, True) in self._held and x != note]
+        self._ch_notes[ch].append(note)
+        return [m for m, rest in zip(self._expression(ch, note), MPE_REST) if m[1][1] != rest]
+
+    def _expression(self, ch: int, note: int) -> list[Osc]:
+        bend, pressure, timbre = self._expr.get(ch, (0.0, 0.0, 0.5))
+        return [(MPE_BEND, (float(note), bend * self._member_range)), (MPE_PRESSURE, (float(note), pressure)),
+                (MPE_TIMBRE, (float(note), timbre))]
+
+    def _express(self, ch: int, k: int, x: float) -> list[Osc]:
+        """Expression ``k`` (bend -1..1, pressure, timbre) of member channel ``ch`` is ``x``: to its notes."""
+        self._expr.setdefault(ch, list(MPE_REST))[k] = x
+        return [self._expression(ch, note)[k] for note in self._ch_notes.get(ch, ())]
+
+    def _mpe_rpn(self, ch: int, cc: int, v: int) -> bool:
+        """RPN selection and data entry: RPN 0 (bend range) and RPN 6 (MPE Configuration Message)."""
+        if cc in (CC_NRPN_MSB, CC_NRPN_LSB):
+            self._rpn_sel.pop(ch, None)
+            return False
+        if cc in (CC_RPN_MSB, CC_RPN_LSB):
+            msb, lsb = self._rpn_sel.get(ch, (127, 127))
+            self._rpn_sel[ch] = (v, lsb) if cc == CC_RPN_MSB else (msb, v)
+            return True
+        sel = self._rpn_sel.get(ch)
+        master = ch in (0, 15) and self._zones[ch] > 0
+        if sel == RPN_BEND_RANGE and (master or self._member(ch)):
+            old = self._master_range if master else self._member_range
+            if old is None:   # [pitchbend] has min/max, no range
+                return True
+            new = float(v) if cc == CC_DATA_MSB else math.floor(old) + min(v, 99) / 100.0   # LSB: cents
+            if new > 0.0:
+                if master:
+                    self._master_range = new
+                else:
+                    self._member_range = new
+            return True
+        if sel == RPN_MPE_CONFIG and ch in (0, 15) and cc == CC_DATA_MSB:
+            self._zones[ch] = min(v, 15)
+            other = 15 - ch
+            if self._zones[other] + self._zones[ch] > 14:   # the zone configured last takes the channels
+                self._zones[other] = max(0, 14 - self._zones[ch])
+            self._member_range = MPE_BEND_RANGE
+            if self._master_range is not None:
+                self._master_range = MPE_MASTER_RANGE
+            return True
+        return False
 
     def _sustain(self, ch: int, down: bool) -> list[Osc]:
         if self._poly:
@@ -303,12 +415,16 @@ class Mapper:
     # -- pitch bend, aftertouch, program change
 
     def _pitchwheel(self, msg: mido.Message) -> list[Osc]:
+        if self._mpe and self._member(msg.channel):
+            return self._express(msg.channel, 0, bend_to_unit(msg.pitch))
         pb = self.mapping.pitchbend
         if pb is None or not _ch_ok(pb.channel, msg.channel):
             self.ignored["unmapped"] += 1
             return []
         u = bend_to_unit(msg.pitch)
-        if pb.range is not None:
+        if self._mpe and self._master_range is not None:
+            value = u * self._master_range
+        elif pb.range is not None:
             value = u * pb.range
         else:
             value = pb.min + (pb.max - pb.min) * (u + 1.0) / 2.0
@@ -320,6 +436,11 @@ class Mapper:
 
     def _aftertouch(self, msg: mido.Message) -> list[Osc]:
         poly = msg.type == "polytouch"
+        if self._mpe:
+            if not poly and self._member(msg.channel):
+                return self._express(msg.channel, 1, msg.value / 127.0)
+            if poly and (msg.channel, msg.note, True) in self._held:   # a held key's own pressure
+                return [(MPE_PRESSURE, (float(msg.note), msg.value / 127.0))]
         out: list[Osc] = []
         for m in self.mapping.aftertouch:
             if (m.type == "poly") != poly or not _ch_ok(m.channel, msg.channel):

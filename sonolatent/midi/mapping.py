@@ -43,7 +43,11 @@ from ..tomlfile import loads as loads_toml
 
 CURVES = ("linear", "exp", "log")
 VELOCITY_MODES = ("play", "gain", "off")
-NOTE_MODES = ("poly", "play", "off")
+NOTE_MODES = ("poly", "mpe", "play", "off")
+MPE_ZONES = ("lower", "upper")
+#: MPE's default bend range of a member channel (per-note bends), in semitones
+MPE_BEND_RANGE = 48.0
+_MPE_KEYS = ("zone", "members", "bend_range")   # [notes] keys of mode = "mpe" alone
 AFTERTOUCH_TYPES = ("channel", "poly")
 
 _ADDRESS_RE = re.compile(r"^/[A-Za-z0-9_\-./]*[A-Za-z0-9_\-]$")
@@ -84,6 +88,16 @@ class NotesConfig:
     says which key plays untransposed (``root`` and ``transpose`` here are for
     ``"play"``).
 
+    ``mode = "mpe"``: poly mode for MIDI Polyphonic Expression controllers. The
+    ``zone``'s master channel (1 for ``"lower"``, 16 for ``"upper"``) stays
+    global; each note on one of its ``members`` member channels (2.. upward,
+    15.. downward) gets that channel's pitch bend (``bend_range`` semitones
+    either way) as ``/sono/note/bend``, its channel pressure (and polyphonic
+    key pressure) as ``/sono/note/pressure`` and its CC 74 as
+    ``/sono/note/timbre``. RPN 0 changes the bend range (member channels: the
+    notes'; the master channel: ``[pitchbend]``'s), RPN 6 (the MPE
+    Configuration Message) the zone's member channels.
+
     ``mode = "play"``: one voice, note-on -> ``play``, note -> ``transpose``
     relative to ``root``. Last-note priority, legato: a key pressed while
     another is held only changes the transpose (unless ``retrigger``);
@@ -106,6 +120,9 @@ class NotesConfig:
     stop_address: str = "/sono/stop"
     transpose_address: str = "/sono/transpose"
     gain_address: str = "/sono/gain"
+    zone: str = "lower"          # mpe: lower (master channel 1) or upper (master channel 16)
+    members: int = 15            # mpe: member channels of the zone
+    bend_range: float = MPE_BEND_RANGE   # mpe: semitones of a member channel's full pitch bend
 
 
 @dataclass(frozen=True)
@@ -192,6 +209,9 @@ class Mapping:
             section = getattr(self, name)
             if section is not None:
                 d = {k: v for k, v in asdict(section).items() if v is not None}
+                if name == "notes" and section.mode != "mpe":
+                    for key in _MPE_KEYS:
+                        d.pop(key)
                 if name == "program":
                     d["patches"] = {str(k): v for k, v in sorted(section.patches.items())}
                 out[name] = d
@@ -321,8 +341,21 @@ def _parse_notes(t: Any, path: tuple) -> NotesConfig:
     d = NotesConfig()
     vlo = _float(t, "velocity_min", path, d.velocity_min, 0.0, 1.0)
     vhi = _float(t, "velocity_max", path, d.velocity_max, 0.0, 1.0)
+    mode = _str(t, "mode", path, d.mode, NOTE_MODES)
+    for key in _MPE_KEYS:
+        if key in t and mode != "mpe":
+            raise FieldError(path + (key,), 'only for mode = "mpe"')
+    if mode == "mpe" and "channel" in t:
+        raise FieldError(path + ("channel",), 'mode = "mpe" listens on its zone\'s channels (zone, members); '
+                                              "leave channel out")
+    bend_range = _float(t, "bend_range", path, d.bend_range, 0.0, 96.0)
+    if bend_range == 0.0:
+        raise FieldError(path + ("bend_range",), "must be more than 0 semitones")
     return NotesConfig(
-        mode=_str(t, "mode", path, d.mode, NOTE_MODES),
+        mode=mode,
+        zone=_str(t, "zone", path, d.zone, MPE_ZONES),
+        members=_int(t, "members", path, 1, 15, d.members),
+        bend_range=bend_range,
         channel=_channel(t, path),
         root=_int(t, "root", path, 0, 127, d.root),
         retrigger=_bool(t, "retrigger", path, d.retrigger),

@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Callable
 
-from ..control.wire import encode
+from ..control.wire import encode, encode_bundle
 from ..errors import SonolatentError
 
 PING_ADDRESS = "/sono/ping"
@@ -176,6 +176,13 @@ class OscSender:
         for d in self.destinations:
             d.send(dgram)
         self.sent += 1
+
+    def send_together(self, messages: list[tuple[str, tuple]]) -> None:
+        """Several messages in one datagram (an immediate bundle): the daemon applies them together."""
+        dgram = encode_bundle([build_message(a, args) for a, args in messages])
+        for d in self.destinations:
+            d.send(dgram)
+        self.sent += len(messages)
 
     def close(self) -> None:
         self._stop.set()

@@ -20,9 +20,9 @@ from .test_runtime import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 PATCHES = REPO / "patches"
-SHIPPED = ["demo", "morph_modwheel", "xy_pad", "drone_knobs", "chords"]
+SHIPPED = ["demo", "morph_modwheel", "xy_pad", "drone_knobs", "chords", "mpe"]
 MAPS = {"demo": "modwheel_morph", "morph_modwheel": "modwheel_morph", "xy_pad": "xy_pad",
-        "drone_knobs": "drone_knobs", "chords": "chords"}
+        "drone_knobs": "drone_knobs", "chords": "chords", "mpe": "mpe"}
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -39,7 +39,7 @@ def test_shipped_patches_are_complete_and_point_at_real_files(name):
     settable = {a for a, prm in ns.items() if not prm.action and prm.access & 2 and a not in ("/sono/xy/x", "/sono/xy/y")
                 and not (a.startswith("/sono/latent/") and not a.endswith("/scale"))}
     assert {a for a, _ in p.changes} == settable
-    assert p.autoplay == (name not in ("morph_modwheel", "chords"))
+    assert p.autoplay == (name not in ("morph_modwheel", "chords", "mpe"))
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sonolatent.control.wire import parse_packet
 from sonolatent.jackserver import JackServer
 from pythonosc.osc_message import OscMessage
 
@@ -40,6 +41,7 @@ class UdpReceiver:
         self.sock.bind(("127.0.0.1", port))
         self.port = self.sock.getsockname()[1]
         self.messages: list[tuple[float, str, tuple]] = []
+        self.bundles: list[list[str]] = []   # the addresses of each bundle received
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -58,6 +60,11 @@ class UdpReceiver:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
                     sec, nsec = struct.unpack("qq", payload[:16])
                     t = sec + nsec * 1e-9
+            if data.startswith(b"#bundle"):   # messages sent together (mpe: a note-on and its expression)
+                got = parse_packet(data)[0]
+                self.bundles.append([m.address for m in got])
+                self.messages.extend((t, m.address, tuple(m.params)) for m in got)
+                continue
             m = OscMessage(data)
             self.messages.append((t, m.address, tuple(m.params)))
 
