@@ -216,6 +216,9 @@ class NetworkProcess:
         return {a: list(v) for a, v in vals.items() if v is not None}
 
     def _relay(self) -> None:
+        join = getattr(self.target, "join_realtime", None)
+        if join is not None:   # an engine: never set aside while holding the lock its producer needs
+            join()
         sock = self.sock
         last = self._values()
         next_status = 0.0

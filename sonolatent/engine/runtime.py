@@ -211,7 +211,7 @@ class Engine:
         self._cb_count = 0
         self.probes: collections.deque = collections.deque(maxlen=_PROBES)
         # outputs
-        self._writer = BackgroundWriter() if (record or log_osc) else None
+        self._writer = BackgroundWriter(prepare=self.join_realtime) if (record or log_osc) else None
         self.recorder = WavRecorder(record, self.device_rate, self._writer, self.channels) if record else None
         self.log = LineLog(log_osc, self._writer) if log_osc else None
         if self.log:
@@ -586,6 +586,15 @@ class Engine:
             self.ring_underruns += 1
             self.missing_samples += missed
 
+    def join_realtime(self) -> int:
+        """Run the calling thread (one of the engine process's helpers: the loader, the writer, the network
+        relay) first-in-first-out one step below the producer, where allowed; returns the priority granted
+        (0: normal). A helper holding the interpreter lock is then never set aside for another program
+        while the producer waits for that lock (priority inversion); their work is short or bounded."""
+        if not self.rt_priority:
+            return 0
+        return realtime_thread(max(1, self.rt_priority - 1))
+
     def _headless_clock(self) -> None:
         realtime_thread(self.rt_priority + 1 if self.rt_priority else 0)   # the device's part: above the producer
         out = np.zeros((self.block_size, self.channels), np.float32)
@@ -844,6 +853,7 @@ class Engine:
         self._loader_q.put(job)
 
     def _loader(self) -> None:
+        self.join_realtime()
         while True:
             job = self._loader_q.get()
             if job is None:

@@ -30,7 +30,9 @@ from ..outputs import check_output_path, temp_beside
 class BackgroundWriter:
     """One thread that runs queued writes in order."""
 
-    def __init__(self):
+    def __init__(self, prepare=None):
+        """``prepare`` runs first on the writer's thread (the engine's :meth:`~.Engine.join_realtime`)."""
+        self._prepare = prepare
         self._q: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="sonolatent-writer", daemon=True)
         self.error: BaseException | None = None
@@ -40,6 +42,8 @@ class BackgroundWriter:
         self._q.put((fn, args))
 
     def _run(self) -> None:
+        if self._prepare is not None:
+            self._prepare()
         while True:
             item = self._q.get()
             if item is None:
