@@ -106,7 +106,7 @@ def onset_lags(played, got, hop=64) -> np.ndarray:
     return np.array(lags, float)
 
 
-def live(checkpoint: str, seconds: float, buffer_ms: float) -> dict:
+def live(checkpoint: str, seconds: float, buffer_ms: float, jack_realtime: bool = False) -> dict:
     from pythonosc.osc_message import OscMessage
 
     from sonolatent.control.server import encode
@@ -118,7 +118,7 @@ def live(checkpoint: str, seconds: float, buffer_ms: float) -> dict:
         return dict(zip(m.params[::2], m.params[1::2]))
 
     x = bursts(seconds, RATE, seed=1)
-    with JackServer(RATE, PERIOD, prefix="sl-bench-input") as srv:
+    with JackServer(RATE, PERIOD, prefix="sl-bench-input", realtime=jack_realtime) as srv:
         dev = srv.device()
         cmd = [sys.executable, "-m", "sonolatent", "serve", "--checkpoint", checkpoint, "--device", str(dev),
                "--input", str(dev), "--port", "0", "--oscquery-port", "-1", "--buffer-ms", str(buffer_ms),
@@ -175,7 +175,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoints", nargs="+", default=["checkpoints/default", "checkpoints/low-latency"])
     ap.add_argument("--seconds", type=float, default=8.0)
-    ap.add_argument("--buffer-ms", type=float, default=10.0)
+    ap.add_argument("--buffer-ms", type=float, default=4.0,
+                    help="serve --buffer-ms (with --input the margin stays where it starts; default 4, auto's start)")
+    ap.add_argument("--jack-realtime", action="store_true",
+                    help="run the JACK dummy server real-time (jackd -R, as a user's would; needs rtprio)")
     ap.add_argument("--no-jack", action="store_true", help="only the offline part")
     a = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -187,7 +190,7 @@ def main() -> None:
     rows_live = []
     if not a.no_jack:
         for c in a.checkpoints:
-            r = live(str(ROOT / c) if not Path(c).is_absolute() else c, a.seconds, a.buffer_ms)
+            r = live(str(ROOT / c) if not Path(c).is_absolute() else c, a.seconds, a.buffer_ms, a.jack_realtime)
             rows_live.append(r)
         print(f"\n{'bundle':28} {'reported':>9} {'p50':>7} {'p99':>7} {'cpu/block':>10} {'underflows':>10} {'load':>5}")
         for r in rows_live:
