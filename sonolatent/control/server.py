@@ -411,7 +411,9 @@ class OscServer:
                                             " per host)")
                 entry = self._subs.get(sender)
                 self._subs[sender] = [time.monotonic() + seconds, entry is None or entry[1]]
-            self.reply(sender, "/sono/subscribe", (float(seconds),), "f")
+                # answered before the lock lets the push thread see the new subscriber: the answer
+                # always comes before the first pushed value
+                self.reply(sender, "/sono/subscribe", (float(seconds),), "f")
         elif address == "/sono/unsubscribe":
             with self._subs_lock:
                 self._subs.pop(sender, None)

@@ -277,3 +277,23 @@ def test_parse_packet_and_encode_round_trip():
         parse_packet(b"nope")
     big = encode("/a", (2**40,))
     assert parse_packet(big)[0][0].params == [2**40]
+
+
+def test_the_subscribe_answer_comes_before_any_pushed_value(make_server, target):
+    """A slow answer (a busy machine: seen as a flake of test_hostile's lease test) must still come before the
+    first pushed value: the push thread, every 0.2 ms here, must not see the subscriber before it is answered."""
+    import time as _time
+
+    srv = make_server(push_interval=0.0002, max_subscribers=64, max_subscribers_per_host=64, max_lease=0.2)
+    send = srv.reply
+
+    def slow_reply(sender, address, values=(), types=None):
+        if address == "/sono/subscribe":
+            _time.sleep(0.01)          # the answer is late: the push thread runs 50 times meanwhile
+        send(sender, address, values, types)
+
+    srv.reply = slow_reply
+    for _ in range(5):
+        c = Client(srv.address)
+        assert c.ask("/sono/subscribe", 0.2)[0] == "/sono/subscribe"
+        c.close()
