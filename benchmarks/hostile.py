@@ -360,6 +360,10 @@ def _pct(values, q) -> float | str:
 
 
 def main() -> int:
+    from benchmarks.common import fmt_buffer
+    from sonolatent.cli.serve import buffer_ms_arg
+    from sonolatent.engine.runtime import DEFAULT_BUFFER_MS
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=30.0, help="length of the full-speed and bomb phases")
     ap.add_argument("--rate", type=float, default=3000.0, help="paced phase: packets per second")
@@ -367,8 +371,8 @@ def main() -> int:
     ap.add_argument("--bomb-rate", type=float, default=2.0, help="bomb bursts per second")
     ap.add_argument("--slow-connections", type=int, default=300, help="slowloris: connections kept trickling")
     ap.add_argument("--in-process", action="store_true", help="control surface in the engine's process (as before)")
-    ap.add_argument("--buffer-ms", default=None, metavar="MS|auto",
-                    help="the daemon's safety margin ahead of the device (serve --buffer-ms; default: serve's)")
+    ap.add_argument("--buffer-ms", type=buffer_ms_arg, default=DEFAULT_BUFFER_MS, metavar="MS|auto",
+                    help="the daemon's safety margin ahead of the device (serve --buffer-ms; default: auto)")
     ap.add_argument("--rt-priority", type=int, default=None, metavar="N",
                     help="the daemon's real-time priority (serve --rt-priority; 0: normal scheduling; default: serve's)")
     ap.add_argument("--checkpoint", default=None)
@@ -389,8 +393,7 @@ def main() -> int:
            "--port", "0", "--oscquery-port", "0", "--record", str(take)]
     if args.checkpoint:
         cmd += ["--checkpoint", args.checkpoint]
-    if args.buffer_ms is not None:
-        cmd += ["--buffer-ms", args.buffer_ms]
+    cmd += ["--buffer-ms", fmt_buffer(args.buffer_ms)]
     if args.rt_priority is not None:
         cmd += ["--rt-priority", str(args.rt_priority)]
     if args.in_process:
@@ -442,10 +445,9 @@ def main() -> int:
     for r in rows:
         if r["attacker"]:
             print(f"{r['phase']}: " + ", ".join(f"{k} {v}" for k, v in r["attacker"].items()))
-    buffer = args.buffer_ms if args.buffer_ms is not None else "serve's default"
     prio = next((x.split("; producer ")[-1] for x in lines if "; producer " in x), "?")
     print(f"take {take_s:.2f} s for {wall:.2f} s from the first phase to /sono/quit (+ start and fade); "
-          f"ring underruns in all {final['ring_underruns']}; buffer {buffer} ms; producer {prio}; control {'in the engine process' if args.in_process else 'in its own process'}")
+          f"ring underruns in all {final['ring_underruns']}; buffer {fmt_buffer(args.buffer_ms)} ms; producer {prio}; control {'in the engine process' if args.in_process else 'in its own process'}")
     doc = {"benchmark": "hostile", "control": "in-process" if args.in_process else "own process",
            "machine": {"cores": os.cpu_count(), "loadavg_at_end": os.getloadavg()},
            "date": time.strftime("%Y-%m-%d %H:%M"), "args": {k: v for k, v in vars(args).items() if k != "send"},

@@ -28,7 +28,6 @@ class JackServer:
         self.rate = rate
         self.env = dict(os.environ, JACK_DEFAULT_SERVER=self.name, JACK_NO_AUDIO_RESERVATION="1")
         # --no-realtime for tests (behaviour); realtime=True (jackd -R, needs rtprio) where figures are taken
-        self.realtime = realtime
         self.cmd = ["jackd", "-R" if realtime else "--no-realtime", "-n", self.name, "-d", "dummy", "-r", str(rate),
                     "-p", str(period)]
         # jackd's chatter goes to a file (a pipe nobody reads could fill up and stall it)

@@ -79,6 +79,13 @@ GIL_SWITCH_S = 0.0005  # GIL hand-over interval while the engine runs (Python's 
 #: own threads (jackd -P defaults to 70 on Linux, its clients one less): the device callback comes first
 DEFAULT_RT_PRIORITY = 10
 
+# changes that move a voice's envelope: applied late they are heard from the first uncommitted sample
+_ENVELOPE = frozenset({"/sono/note/on", "/sono/note/off", "/sono/play", "/sono/stop", "/sono/sustain",
+                       "/sono/allnotesoff"})
+# values the engine moves every block (value() reads them live): these, /sono/meter/*, /sono/slot/K/map
+_LIVE = frozenset({"/sono/position", "/sono/playing", "/sono/voices/active", "/sono/map"})
+_LIVE_PREFIX = "/sono/meter/"
+
 
 def realtime_thread(priority: int) -> int:
     """Ask the kernel to run the calling thread first-in-first-out at ``priority`` (1..99), as audio
@@ -92,12 +99,6 @@ def realtime_thread(priority: int) -> int:
         return prio
     except OSError:
         return 0
-# changes that move a voice's envelope: applied late they are heard from the first uncommitted sample
-_ENVELOPE = frozenset({"/sono/note/on", "/sono/note/off", "/sono/play", "/sono/stop", "/sono/sustain",
-                       "/sono/allnotesoff"})
-# values the engine moves every block (value() reads them live): these, /sono/meter/*, /sono/slot/K/map
-_LIVE = frozenset({"/sono/position", "/sono/playing", "/sono/voices/active", "/sono/map"})
-_LIVE_PREFIX = "/sono/meter/"
 
 
 class Engine:
