@@ -1,16 +1,17 @@
 """The OSC/UDP control server: receive, check, convert, hand over, answer.
 
-One thread receives datagrams on a plain UDP socket (raised ``SO_RCVBUF``,
-0.1 s timeout so :meth:`OscServer.stop` is prompt). For each datagram, in
-this order:
+One thread receives datagrams on a :class:`.udp.UdpPort` (raised
+``SO_RCVBUF``; a sender that has been served gets a socket of its own, so a
+flood from someone else can't crowd its packets out of the kernel's queue;
+the stop flag is looked at every 0.1 s). For each datagram, in this order:
 
 1. the sender's address is checked against the allowlist (loopback plus
    ``--allow``) -> ``dropped_not_allowed``;
 2. its size against ``max_packet`` -> ``dropped_size``;
 3. the sender's and the global *message* budget (one message taken before
    parsing, the rest of a bundle's after) -> ``dropped_rate``; a sender
-   (address and port) that runs out is then ignored for ``PENALTY_S`` by the
-   receive loop without any further work, so a flood drains fast;
+   (address and port) that runs out is then ignored for ``udp.PENALTY_S`` by
+   the receive loop without any further work, so a flood drains fast;
 4. it is parsed by :mod:`.wire` (strict: lengths, padding, names, bundle
    sizes) -> ``dropped_malformed``, or ``dropped_limits`` for a packet over a
    cap (bundle depth, messages per packet); never a traceback, at most one log
@@ -29,7 +30,7 @@ Bundle timetags: immediate (1) or past -> ``at=None``; future -> ``at`` (a
 ``time.time()`` value, the latest timetag of the bundle and its nested
 bundles), never slept on; further ahead than ``max_future`` -> refused.
 
-Replies leave from the receiving socket, so they reach the sender's port.
+Replies leave from the port that received (the sender's lane when it has one).
 A second thread pushes value changes to subscribers (``/sono/subscribe``):
 a lease lasts at most ``max_lease`` seconds (renew it), and one host holds at
 most ``max_subscribers_per_host`` of the ``max_subscribers`` slots.
@@ -38,8 +39,6 @@ most ``max_subscribers_per_host`` of the ``max_subscribers`` slots.
 from __future__ import annotations
 
 import numbers
-import selectors
-import socket
 import threading
 import time
 
@@ -47,6 +46,7 @@ from ..errors import ConfigError, SonolatentError
 from .convert import OscValueError, PatternIndex, convert, is_pattern, to_norm
 from .guard import LOOPBACK, AllowList, Budgets, RateLimiter, Throttle, parse_allow  # noqa: F401 (re-exported)
 from .target import ControlTarget, Sender
+from .udp import OVER_BUDGET, SERVED, UdpPort
 from .wire import MAX_BUNDLE_DEPTH, WireError, WireLimitError, encode, parse_packet  # noqa: F401 (re-exported)
 
 DEFAULT_PORT = 9000
@@ -56,7 +56,6 @@ DEFAULT_MAX_FUTURE = 4.0
 DEFAULT_RCVBUF = 4 << 20
 MAX_SUBSCRIBERS = 8
 MAX_LEASE = 60.0
-PENALTY_S = 0.01     # a sender over its message budget is ignored this long (the receive loop's fast path)
 # type tags a parameter may be sent; others (S c I ...) parse but are refused with an answer
 _KNOWN_TAGS = frozenset("ihfdsbrmtTFN[]")
 _SERVER_ADDRESSES = frozenset({"/sono/ping", "/sono/info", "/sono/status", "/sono/subscribe", "/sono/unsubscribe"})
@@ -117,7 +116,7 @@ class OscServer:
         self._streams: dict = {}       # sender -> deliver(bytes): clients on a stream (the OSCQuery WebSocket)
         self._readable = [a for a, p in self.namespace.items() if not p.action and p.access & 1]
         self.patterns = PatternIndex(self.namespace)
-        self._sock: socket.socket | None = None
+        self._port: UdpPort | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.actual_rcvbuf = 0
@@ -125,34 +124,21 @@ class OscServer:
     # -- lifecycle ----------------------------------------------------------
     @property
     def port(self) -> int:
-        return self._sock.getsockname()[1] if self._sock else self._want_port
+        return self._port.address[1] if self._port else self._want_port
 
     @property
     def address(self) -> tuple[str, int]:
-        return (self._sock.getsockname()[0] if self._sock else self.host), self.port
+        return (self._port.address[0] if self._port else self.host), self.port
 
     def start(self) -> "OscServer":
         try:
-            family, _, _, _, addr = socket.getaddrinfo(self.host, self._want_port, 0, socket.SOCK_DGRAM)[0]
-            sock = socket.socket(family, socket.SOCK_DGRAM)
-        except (OSError, UnicodeError) as e:
+            port = UdpPort(self.host, self._want_port, rcvbuf=self.rcvbuf, max_packet=self.max_packet)
+        except UnicodeError as e:
             raise ConfigError(f"cannot listen for OSC on {self.host}:{self._want_port}: {e}") from None
-        for opt in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
-            if opt is None:
-                continue
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, opt, self.rcvbuf)
-                break
-            except OSError:
-                continue
-        self.actual_rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-        try:
-            sock.bind(addr)
         except OSError as e:
-            sock.close()
             raise ConfigError(f"cannot listen for OSC on {self.host}:{self._want_port}: {e.strerror or e}") from None
-        sock.setblocking(False)  # receive after a 0.1 s select (prompt stop), replies never block
-        self._sock = sock
+        self.actual_rcvbuf = port.actual_rcvbuf
+        self._port = port
         self._stop.clear()
         self.target.attach_replier(self)
         for name, fn in (("osc-receive", self._receive_loop), ("osc-push", self._push_loop)):
@@ -170,9 +156,9 @@ class OscServer:
             self.target.attach_replier(None)
         except Exception:
             pass
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        if self._port is not None:
+            self._port.close()
+            self._port = None
 
     def __enter__(self) -> "OscServer":
         return self.start()
@@ -185,6 +171,7 @@ class OscServer:
         s["subscribers"] = len(self._subs)
         s.update({f"budget_{k}": v for k, v in self.budgets.rates().items()})
         s["rcvbuf"] = self.actual_rcvbuf
+        s["lanes"] = self._port.lanes if self._port is not None else 0
         return s
 
     # -- streams (OSC over the OSCQuery WebSocket) ----------------------------
@@ -199,7 +186,7 @@ class OscServer:
 
     # -- Replier ------------------------------------------------------------
     def reply(self, sender: Sender | None, address: str, values: tuple = (), types: str | None = None) -> None:
-        if sender is None or self._sock is None:
+        if sender is None or self._port is None:
             return
         if not self.budgets.take("replies", sender):
             self.counters["dropped_replies"] += 1
@@ -212,7 +199,7 @@ class OscServer:
             elif len(sender) == 3:   # a stream client that has gone: nobody to answer
                 return
             else:
-                self._sock.sendto(data, sender)
+                self._port.sendto(data, sender)
             self.counters["replies"] += 1
         except Exception as e:  # a full send buffer, a vanished sender, an unencodable value
             self.counters["reply_failed"] += 1
@@ -228,48 +215,27 @@ class OscServer:
 
     # -- receiving ----------------------------------------------------------
     def _receive_loop(self) -> None:
-        buf = bytearray(self.max_packet + 1)
-        view = memoryview(buf)
-        sock = self._sock
-        recv = sock.recvfrom_into
         c = self.counters
-        clock = time.monotonic
-        boxed: dict = {}     # sender -> monotonic time until which its packets are dropped unread
-        with selectors.DefaultSelector() as sel:
-            sel.register(sock, selectors.EVENT_READ)
-            while not self._stop.is_set():
-                if not sel.select(0.1):
-                    continue
-                for _ in range(10000):  # drain what is queued, then look at the stop flag again
-                    try:
-                        n, sender = recv(buf)
-                    except (BlockingIOError, InterruptedError):
-                        break
-                    except OSError as e:  # e.g. an ICMP error reported on the socket
-                        self.throttle.warn("recv", f"OSC: receive error: {e}")
-                        break
-                    # the flood path: a sender that just ran out of budget is ignored for PENALTY_S
-                    # (one lookup per packet, no parsing), so the queue drains fast and others get through
-                    until = boxed.get(sender)
-                    if until is not None:
-                        if clock() < until:
-                            c["received"] += 1
-                            c["dropped_rate"] += 1
-                            continue
-                        del boxed[sender]
-                    before = c["dropped_rate"]
-                    try:
-                        self.handle_datagram(bytes(view[:n]) if n <= self.max_packet else None, sender)
-                        if c["dropped_rate"] != before:
-                            if len(boxed) > 4096:
-                                boxed.clear()
-                            boxed[sender] = clock() + PENALTY_S
-                    except Exception as e:  # never let a bug in one packet stop the server
-                        self.counters["errors"] += 1
-                        self.throttle.warn("internal", f"OSC: internal error on a packet from {sender[0]}: {type(e).__name__}: {e}")
 
-    def handle_datagram(self, data: bytes | None, sender: Sender) -> None:
-        """Process one datagram from ``sender`` (``data`` None: it was larger than ``max_packet``)."""
+        def unread() -> None:   # a datagram of a sender serving its penalty (udp.PENALTY_S), dropped unread
+            c["received"] += 1
+            c["dropped_rate"] += 1
+
+        def handle(data, sender):
+            try:
+                return self.handle_datagram(data, sender)
+            except Exception as e:  # never let a bug in one packet stop the server
+                c["errors"] += 1
+                self.throttle.warn("internal", f"OSC: internal error on a packet from {sender[0]}: {type(e).__name__}: {e}")
+                return None
+
+        self._port.serve(handle, self._stop, on_error=lambda e: self.throttle.warn("recv", f"OSC: receive error: {e}"),
+                         on_penalty=unread)
+
+    def handle_datagram(self, data: bytes | None, sender: Sender) -> str | None:
+        """Process one datagram from ``sender`` (``data`` None: it was larger than ``max_packet``); returns
+        :data:`~.udp.SERVED` when it was parsed and dispatched, :data:`~.udp.OVER_BUDGET` when the sender ran
+        out of its message budget, None when it was dropped otherwise."""
         c = self.counters
         c["received"] += 1
         host = sender[0]
@@ -285,7 +251,7 @@ class OscServer:
         if not budgets.take("messages", sender):
             c["dropped_rate"] += 1
             self.throttle.warn("rate", f"OSC: {host} sends more than its budget of messages/s; dropping")
-            return
+            return OVER_BUDGET
         try:
             messages, timetag = parse_packet(data)
         except WireLimitError as e:
@@ -299,9 +265,10 @@ class OscServer:
         if len(messages) > 1 and not budgets.take("messages", sender, len(messages) - 1):
             c["dropped_rate"] += 1
             self.throttle.warn("rate", f"OSC: {host} sends more than its budget of messages/s; dropping")
-            return
+            return OVER_BUDGET
         c["parsed"] += 1
         self._dispatch(messages, timetag, sender)
+        return SERVED
 
     def _dispatch(self, messages: list, timetag: float, sender: Sender) -> None:
         c = self.counters

@@ -64,10 +64,10 @@ MAX_CHANGES_PER_BLOCK = 256   # changes applied before one block; the rest carry
 MAX_LOADER_JOBS = 8           # loads/saves waiting for the loader
 #: --buffer-ms: rendered ahead on top of one device block (docs/engine.md, Delays); None is "auto"
 DEFAULT_BUFFER_MS = None
-# --buffer-ms auto: the margin is what the last frames took to render (their peak, which halves in
-# AUTO_RELEASE frames, ~3 s), plus AUTO_SLACK_MS, within AUTO_MIN_MS..AUTO_MAX_MS, in AUTO_STEP samples:
-# while the producer renders a frame the device plays on from what is ahead, so the margin must cover
-# a frame's render time; one voice needs less of it than eight, and a machine that slows down gets more
+# --buffer-ms auto: the margin is what the last frames took (their changes applied and their render; the
+# peak, which halves in AUTO_RELEASE frames, ~3 s), plus AUTO_SLACK_MS, within AUTO_MIN_MS..AUTO_MAX_MS,
+# in AUTO_STEP samples: while the producer works on a frame the device plays on from what is ahead, so the
+# margin must cover that work; one voice needs less of it than eight, and a machine that slows down gets more
 AUTO_START_MS = 4.0
 AUTO_MIN_MS = 3.0
 AUTO_SLACK_MS = 1.0
@@ -678,11 +678,11 @@ class Engine:
                 and not self._quit_injected:
             self._quit_injected = True
             self._inbox.append((None, next(self._seq), [("/sono/quit", ())], None, None))
+        t0 = time.perf_counter()   # the frame's work: its changes too (a bundle bomb's 256 a block cost ~1 ms)
         self._room = self.max_changes_per_block
         due = self._collect_due()
         if due or self._installs:
             self._apply_due(due)
-        t0 = time.perf_counter()
         core.render_frame()
         dt = time.perf_counter() - t0
         self.render_total += dt

@@ -12,7 +12,8 @@ Understood messages (anything else is counted and dropped):
 - ``/sono/midi/status``: replies ``/sono/midi/status`` with the counters as
   name, value pairs.
 
-The same guards as the daemon's OSC port (:mod:`sonolatent.control.guard`,
+The same port and guards as the daemon's OSC port (:mod:`sonolatent.control.udp`
+with its per-client lanes, :mod:`sonolatent.control.guard`,
 :mod:`sonolatent.control.wire`): the allow-list (loopback plus ``--allow``,
 unless ``--no-loopback``), message and reply budgets per sender and for
 everyone, the strict parser with its bundle caps. Replies go to the sender's
@@ -28,6 +29,7 @@ import socket
 import threading
 
 from ..control.guard import AllowList, Budgets
+from ..control.udp import OVER_BUDGET, SERVED, UdpPort
 from ..control.wire import WireError, parse_packet
 from ..errors import SonolatentError
 from .osc_out import build_message
@@ -56,19 +58,13 @@ class ControlServer:
         self.budgets = budgets or Budgets(MESSAGES_PER_SENDER, MESSAGES_PER_SENDER, REPLIES_PER_SENDER)
         self.counters = dict.fromkeys(self.COUNTERS, 0)
         try:
-            family = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0][0]
-            self.sock = socket.socket(family, socket.SOCK_DGRAM)
-            try:
-                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-            except OSError:
-                pass
-            self.sock.bind((host, port))
+            self._udp = UdpPort(host, port, rcvbuf=1 << 20, max_packet=MAX_PACKET)
         except socket.gaierror as e:
             raise SonolatentError(f"--control {host}:{port}: unknown host ({e.strerror})") from None
         except OSError as e:
             raise SonolatentError(f"--control {host}:{port}: cannot listen ({e.strerror or e}); "
                                   "another bridge running? pick another with --control HOST:PORT") from None
-        self.sock.settimeout(0.2)
+        self.sock = self._udp.sock
         self.host, self.port = self.sock.getsockname()[:2]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="midi-control", daemon=True)
@@ -86,32 +82,32 @@ class ControlServer:
         self._thread.start()
 
     def _serve(self) -> None:
-        while not self._stop.is_set():
+        def handle(dgram, sender):
             try:
-                dgram, sender = self.sock.recvfrom(MAX_PACKET + 1)
-            except socket.timeout:
-                continue
-            except OSError:
-                if self._stop.is_set():
-                    return
-                continue
-            try:
-                self.handle_datagram(dgram, sender)
+                return self.handle_datagram(dgram, sender)
             except Exception:   # never let one packet stop the port (and never a log line per packet)
                 self.counters["bad_packets"] += 1
+                return None
 
-    def handle_datagram(self, dgram: bytes, sender) -> None:
+        def unread() -> None:   # a sender serving its penalty: dropped unread
+            self.counters["received"] += 1
+            self.counters["over_budget"] += 1
+
+        self._udp.serve(handle, self._stop, on_penalty=unread)
+
+    def handle_datagram(self, dgram: bytes | None, sender) -> str | None:
+        """One datagram (None: longer than the limit); returns the verdict :meth:`UdpPort.serve` wants."""
         c = self.counters
         c["received"] += 1
         if not self.allow(sender[0]):
             c["not_allowed"] += 1
             return
-        if len(dgram) > MAX_PACKET:
+        if dgram is None or len(dgram) > MAX_PACKET:
             c["bad_packets"] += 1
             return
         if not self.budgets.take("messages", sender):
             c["over_budget"] += 1
-            return
+            return OVER_BUDGET
         try:
             messages, _ = parse_packet(dgram)
         except WireError:
@@ -119,7 +115,7 @@ class ControlServer:
             return
         if len(messages) > 1 and not self.budgets.take("messages", sender, len(messages) - 1):
             c["over_budget"] += 1
-            return
+            return OVER_BUDGET
         for m in messages:
             params = m.params
             if m.address == LEARN and len(params) == 1 and isinstance(params[0], str):
@@ -132,6 +128,7 @@ class ControlServer:
                 self.reply(sender, STATUS, *[x for k, v in self.counters.items() for x in (k, v)])
             else:
                 c["unknown"] += 1
+        return SERVED
 
     def _request(self, item) -> None:
         if self.requests.qsize() >= MAX_PENDING:
@@ -147,7 +144,7 @@ class ControlServer:
             self.counters["replies_dropped"] += 1
             return
         try:
-            self.sock.sendto(build_message(address, args), to)
+            self._udp.sendto(build_message(address, args), to)
             self.counters["replies"] += 1
         except (OSError, TypeError, ValueError):
             pass  # the asker went away; nothing to tell
@@ -156,4 +153,4 @@ class ControlServer:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=1)
-        self.sock.close()
+        self._udp.close()
