@@ -195,6 +195,23 @@ def test_second_client_is_answered_during_a_flood_from_the_first(make_server, ta
     b.close()
 
 
+def test_a_served_client_gets_a_lane_and_garbage_none(make_server, target):
+    """The OSC port's lanes (control/udp.py): a client answered once has its own kernel queue from then on, so a
+    flood elsewhere can't crowd it out; a sender of garbage stays on the shared one."""
+    srv = make_server()
+    b, c = Client(srv.address), Client(srv.address)
+    try:
+        c.send(b"\x00garbage")
+        assert b.ask("/sono/ping")[0] == "/sono/pong"
+        assert wait_until(lambda: srv.stats()["lanes"] == 1)
+        assert set(srv._port._lanes) == {b.address}
+        for _ in range(20):                   # and it keeps being answered through it
+            assert b.ask("/sono/ping")[0] == "/sono/pong"
+    finally:
+        b.close()
+        c.close()
+
+
 def test_global_budget_caps_everyone_together():
     clock = FakeClock()
     bud = Budgets(10, 10, 10, global_messages=15, clock=clock)
