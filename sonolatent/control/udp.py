@@ -91,10 +91,9 @@ class UdpPort:
         finally:
             probe.close()
         self.sock = self._socket(addr, rcvbuf)
-        self.addr = self.sock.getsockname()
+        self.address = self.sock.getsockname()
         self.actual_rcvbuf = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-        self._lanes: dict = {}          # sender -> _Lane
-        self._lock = threading.Lock()   # lanes are opened and closed by the serving thread; counted by others
+        self._lanes: dict = {}          # sender -> _Lane; changed by the serving thread only
         self.lanes_opened = 0
         self._sel: selectors.BaseSelector | None = None
 
@@ -112,10 +111,6 @@ class UdpPort:
         return s
 
     @property
-    def address(self) -> tuple:
-        return self.addr
-
-    @property
     def lanes(self) -> int:
         return len(self._lanes)
 
@@ -131,10 +126,9 @@ class UdpPort:
         self.sock.sendto(data, to)
 
     def close(self) -> None:
-        with self._lock:
-            for lane in self._lanes.values():
-                lane.sock.close()
-            self._lanes.clear()
+        for lane in self._lanes.values():
+            lane.sock.close()
+        self._lanes.clear()
         self.sock.close()
 
     # -- lanes -------------------------------------------------------------------------------------
@@ -146,12 +140,11 @@ class UdpPort:
                 return
             self._close_lane(oldest)
         try:
-            s = self._socket(self.addr, LANE_RCVBUF)
+            s = self._socket(self.address, LANE_RCVBUF)
             s.connect(sender[:2] if self.family == socket.AF_INET else sender)
         except OSError:
             return
-        with self._lock:
-            lanes[sender] = _Lane(s, sender, now)
+        lanes[sender] = _Lane(s, sender, now)
         self.lanes_opened += 1
 
     def _close_lane(self, lane: _Lane) -> None:
@@ -160,8 +153,7 @@ class UdpPort:
                 self._sel.unregister(lane.sock)
             except (KeyError, ValueError):
                 pass
-        with self._lock:
-            self._lanes.pop(lane.sender, None)
+        self._lanes.pop(lane.sender, None)
         lane.sock.close()
 
     # -- the receive loop --------------------------------------------------------------------------

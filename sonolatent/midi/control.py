@@ -64,8 +64,7 @@ class ControlServer:
         except OSError as e:
             raise SonolatentError(f"--control {host}:{port}: cannot listen ({e.strerror or e}); "
                                   "another bridge running? pick another with --control HOST:PORT") from None
-        self.sock = self._udp.sock
-        self.host, self.port = self.sock.getsockname()[:2]
+        self.host, self.port = self._udp.address[:2]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="midi-control", daemon=True)
 
