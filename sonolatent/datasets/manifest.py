@@ -30,6 +30,7 @@ import numpy as np
 
 from ..audio.io import peak_normalize, write_audio
 from ..errors import ConfigError, SonolatentError
+from ..jsonl import read_records
 from ..outputs import remove_quietly, write_text_atomic
 
 SAMPLE_RATE = 44100
@@ -62,20 +63,8 @@ def load_manifest(root: str | os.PathLike, split: str | None = None) -> list[dic
         raise ConfigError(f"{root}: no such dataset folder")
     if not path.is_file():
         raise ConfigError(f"{path}: no manifest (is {root} a dataset folder built by 'sonolatent dataset'?)")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read ({e.__class__.__name__})") from None
     entries = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{path}:{n}: expected a JSON object, got {type(entry).__name__}")
+    for n, entry in read_records(path, "manifest"):
         missing = [k for k in REQUIRED_KEYS if k not in entry]
         if missing:
             raise ConfigError(f"{path}:{n}: missing key(s) {', '.join(missing)}")

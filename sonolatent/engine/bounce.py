@@ -13,13 +13,13 @@ played, bit for bit.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ConfigError, SonolatentError
+from ..jsonl import read_records
 from ..params.values import coerce
 from .core import EngineCore
 from .runtime import LOG_FORMAT, LOG_VERSION
@@ -33,25 +33,9 @@ TAIL_SECONDS = 2.0
 def read_log(path: str | os.PathLike) -> tuple[dict, list[dict], int | None]:
     """``(header, events, end_block)``; raises :class:`ConfigError` naming the line at fault."""
     p = Path(path)
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: performance log not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{p}: is a folder, not a performance log") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p}: cannot read the log ({e})") from None
     header, events, end = None, [], None
     last = order = -1
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{p}:{i}: not valid JSON ({e.msg})") from None
-        if not isinstance(rec, dict):
-            raise ConfigError(f"{p}:{i}: expected a JSON object")
+    for i, rec in read_records(p, "performance log"):
         if header is None:
             if rec.get("format") != LOG_FORMAT:
                 raise ConfigError(f"{p}:{i}: not a sonolatent performance log")
