@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from .errors import ConfigError
+from .textfile import read_text
 
 
 def read_records(path: str | os.PathLike, what: str) -> list[tuple[int, dict]]:
@@ -16,14 +17,7 @@ def read_records(path: str | os.PathLike, what: str) -> list[tuple[int, dict]]:
     is not a JSON object (its number given).
     """
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: {what} not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{p}: is a folder, not a {what}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p}: cannot read the {what} ({e.__class__.__name__})") from None
+    text = read_text(p, what)
     records = []
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():

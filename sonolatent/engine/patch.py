@@ -55,6 +55,7 @@ from ..params.namespace import MAX_SLOTS, Param, build_namespace
 from ..params.values import coerce
 from ..errors import ConfigError, SonolatentError
 from ..outputs import write_text_atomic
+from ..textfile import read_text
 from ..tomlfile import dumps, find_line, loads
 
 #: The repository root: checkpoint references are relative to it (or to the patch file).
@@ -227,15 +228,7 @@ def parse_patch(text: str, source: str | os.PathLike | None = None,
 def load_patch(path: str | os.PathLike, namespace: dict[str, Param] | None = None) -> Patch:
     """Read and check a patch file; every problem is one ConfigError line naming the file."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: patch file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{p}: is a folder, not a patch file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p}: cannot read the patch ({e})") from None
-    return parse_patch(text, p, namespace)
+    return parse_patch(read_text(p, "patch file"), p, namespace)
 
 
 def read_patch(path: str | os.PathLike, namespace: dict[str, Param]) -> tuple[dict[int, str], list[tuple]]:

@@ -37,6 +37,7 @@ from typing import Any
 
 from ..errors import ConfigError, SonolatentError
 from ..outputs import write_text_atomic
+from ..textfile import read_text
 from ..tomlfile import dumps
 from ..tomlfile import find_line as _find_line
 from ..tomlfile import loads as loads_toml
@@ -503,20 +504,7 @@ def read_mapping_text(text: str, source: str = "<mapping>") -> Mapping:
 def load_mapping(path: str | os.PathLike) -> Mapping:
     """Read and validate a mapping file; every problem is one ConfigError line naming the file."""
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: mapping file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{p}: is a folder, not a mapping file") from None
-    except OSError as e:
-        raise ConfigError(f"{p}: cannot read mapping file ({e.strerror or e})") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise ConfigError(f"{p}:{line}: not UTF-8 text (byte {e.start})") from None
-    return read_mapping_text(text, str(p))
+    return read_mapping_text(read_text(p, "mapping file"), str(p))
 
 
 # ---------------------------------------------------------------------------
