@@ -10,7 +10,7 @@
    onset's lag is one latency measurement (p50/p99); then wet, the model's output. CPU per block is
    the daemon's CPU time over the blocks it rendered while the input played.
 
-    python -m benchmarks.live_input [--checkpoints checkpoints/default checkpoints/low-latency] [--seconds 8]
+    python -m benchmarks.live_input [--checkpoints checkpoints/default checkpoints/long-window] [--seconds 8]
 
 Prints a table and writes benchmarks/results/live_input.json.
 """
@@ -173,7 +173,7 @@ def live(checkpoint: str, seconds: float, buffer_ms: float, jack_realtime: bool 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoints", nargs="+", default=["checkpoints/default", "checkpoints/low-latency"])
+    ap.add_argument("--checkpoints", nargs="+", default=["checkpoints/default", "checkpoints/long-window"])
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--buffer-ms", type=float, default=4.0,
                     help="serve --buffer-ms (with --input the margin stays where it starts; default 4, auto's start)")

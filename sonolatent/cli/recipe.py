@@ -25,10 +25,10 @@ steps (each one a sonolatent command you can also run by hand):
                      (--mag-weight 0.1), KL weight 0.005; half of the crops time-stretched 0.5-4x
   4. train vae       15% more, resumed with the morph term (--interp-weight 0.2) and a
                      decaying learning rate
-  5. train vocoder   40% of the budget (4 blocks, mel prior, carried phase, one 2048-point
-                     spectrum per mel frame; mel (weighted 2) + multi-resolution STFT losses; 30% of the crops
-                     vocoded from the new VAE's decoded mel, the path the instrument plays;
-                     decaying learning rate)
+  5. train vocoder   40% of the budget (4 blocks, mel prior, carried phase, two 1024-point
+                     spectra per mel frame: 11.6 ms of delay; mel (weighted 4) + multi-resolution STFT
+                     losses and the held-frame term; 30% of the crops vocoded from the new VAE's
+                     decoded mel, the path the instrument plays; decaying learning rate)
   6. train vocoder   15% more, resumed with the adversarial stage
 Every training step draws 40% of its crops from the renders, 15% from the drum recordings and
 45% from the real recordings (--mix; without the drums, the other two in that proportion).
@@ -122,7 +122,8 @@ def _steps(args, step, data: Path, runs: Path, out: Path) -> None:
     vae_mels = ["--vae", str(out / "vae"), "--vae-share", "0.3"]   # some crops through the new VAE's decoder
     step(["train", "vocoder", *data_args, "--out", str(out / "vocoder"), "--run-dir", str(voc_run),
           "--max-minutes", f"{0.40 * m:.2f}", "--layers", "4", "--prior-iters", "3", "--phase-carry",
-          "--istft-n-fft", "2048", "--upsample", "1", "--mel-weight", "2", "--lr-half-life", "15000",
+          "--istft-n-fft", "1024", "--upsample", "2", "--mel-weight", "4", "--frozen-weight", "1",
+          "--lr", "2e-4", "--lr-half-life", "12000",
           *vae_mels, *common, *resume_voc])
     step(["train", "vocoder", *data_args, "--out", str(out / "vocoder"), "--run-dir", str(voc_run),
           "--max-minutes", f"{0.55 * m:.2f}", "--resume", "--adversarial", *common])

@@ -181,7 +181,8 @@ def test_recipe_runs_its_documented_steps_in_order(tmp_path, monkeypatch):
     assert trains[2][trains[2].index("--layers") + 1] == "4"
     assert trains[2][trains[2].index("--prior-iters") + 1] == "3" and "--phase-carry" in trains[2]
     synthesis = [trains[2][trains[2].index(flag) + 1] for flag in ("--istft-n-fft", "--upsample")]
-    assert synthesis == ["2048", "1"]
+    assert synthesis == ["1024", "2"]                  # 512 samples (11.6 ms) of model delay
+    assert trains[2][trains[2].index("--frozen-weight") + 1] == "1"
     assert "--adversarial" in trains[3] and "--resume" in trains[3]
 
 

@@ -57,11 +57,11 @@ def test_transfer_follows_the_input_envelope(shipped):
 
 def test_shipped_path_latency(shipped):
     core = live_core(shipped, SR)
-    assert core.live_delay + core.hop == 2048          # 46.4 ms: mel look-ahead 1024 + vocoder 1024
-    low = load_bundle(DEFAULT_CHECKPOINT.parent / "low-latency")
-    assert low.encoder is not None
-    core = live_core(low, SR)
     assert core.live_delay + core.hop == 1536          # 34.8 ms: mel look-ahead 1024 + vocoder 512
+    long = load_bundle(DEFAULT_CHECKPOINT.parent / "long-window")
+    assert long.encoder is not None
+    core = live_core(long, SR)
+    assert core.live_delay + core.hop == 2048          # 46.4 ms: mel look-ahead 1024 + vocoder 1024
 
 
 def test_a_held_latent_comes_out_with_its_own_mel(shipped):

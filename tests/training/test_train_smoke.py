@@ -275,7 +275,8 @@ def test_sigterm_saves_state_and_exports(dataset, tmp_path):
 
 
 def test_vocoder_layout_options_train_and_load_back(dataset, tmp_path, capsys):
-    """The shipped layout (one 2048-point inverse STFT per mel frame, the sharpened prior)
+    """A layout other than the default (one 2048-point inverse STFT per mel frame, as the long-window
+    bundle's vocoder; the sharpened prior)
     and loss weights come from the command line; a layout the model refuses is one line, nothing made."""
     assert main(["train", "vocoder", "--data", str(dataset), "--out", str(tmp_path / "voc"), "--run-dir",
                  str(tmp_path / "r"), "--no-progress", "--max-steps", "1", "--istft-n-fft", "2048",
